@@ -1,0 +1,143 @@
+"""The four backend kinds: how to start each, and how each is told its interpreter.
+
+Facts measured on the real servers (see the project notes): pyright and
+basedpyright ignore `VIRTUAL_ENV` and take `python.pythonPath` from
+`workspace/configuration`, then `python` on PATH; ty and pyrefly honour
+`VIRTUAL_ENV` (ty otherwise falls back to the venv it is installed in: a
+silently wrong answer). So every backend gets the venv three ways: environment,
+PATH and its configuration answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .documents import Encoding
+from .venv import Venv
+
+#: Environment variables of the proxy that must not leak into a backend's interpreter lookup.
+_SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONSTARTUP")
+
+
+@dataclass(frozen=True, slots=True)
+class BackendKind:
+    name: str
+    executable: str
+    args: tuple[str, ...]
+    #: what `pip install` needs for this backend
+    package: str
+    #: the `workspace/configuration` section that carries the interpreter path, if any
+    python_section: str | None
+    #: encodings this kind picks from a client's offer, in its order of preference
+    encodings: tuple[Encoding, ...]
+
+    def resolve_executable(self) -> Path | None:
+        """The backend from the proxy's own environment first, then PATH.
+
+        Never from the project's `.venv/bin`: opening a repository must not run a
+        binary the repository ships.
+        """
+        own = Path(sys.executable).parent / self.executable
+        if own.is_file() and os.access(own, os.X_OK):
+            return own
+        found = shutil.which(self.executable)
+        return Path(found) if found else None
+
+    def install_hint(self) -> str:
+        return (
+            f"install it next to typemux-lsp: `pip install 'typemux-lsp[{self.name}]'` "
+            f"(or `uv tool install 'typemux-lsp[{self.name}]'`), or put `{self.executable}` on PATH"
+        )
+
+    def command(self, executable: Path) -> list[str]:
+        return [str(executable), *self.args]
+
+    def environment(self, venv: Venv, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in (os.environ if base is None else base).items()}
+        for key in _SCRUBBED_ENV:
+            env.pop(key, None)
+        env["VIRTUAL_ENV"] = str(venv.path)
+        env["PATH"] = os.pathsep.join(filter(None, [str(venv.bin_dir), env.get("PATH", "")]))
+        # pyright's PyPI wrapper checks PyPI for a newer version on every start otherwise.
+        env.setdefault("PYRIGHT_PYTHON_IGNORE_WARNINGS", "1")
+        return env
+
+    def choose_encoding(self, offered: Sequence[str] | None) -> Encoding:
+        """The position encoding this kind would pick from the client's offer."""
+        offer = set(offered or ())
+        for enc in self.encodings:
+            if enc.value in offer:
+                return enc
+        return Encoding.UTF16
+
+    def configuration(self, section: str | None, venv: Venv, settings: Any) -> Any:
+        """Answer one `workspace/configuration` item for this backend.
+
+        `settings` are the client's (from `workspace/didChangeConfiguration`) and the
+        user's backend settings, as one nested mapping; the interpreter path always
+        wins, because it is the one thing this proxy exists to get right.
+        """
+        value = _lookup(settings, section)
+        if self.python_section is not None and section == self.python_section:
+            value = dict(value) if isinstance(value, dict) else {}
+            value["pythonPath"] = str(venv.python)
+        return value
+
+    def initialize_profile(self) -> dict[str, Any]:
+        """The recorded `initialize` result of this kind (see `scripts/capture_profiles.py`)."""
+        return _load_profile(self.name)
+
+
+@cache
+def _load_profile(name: str) -> dict[str, Any]:
+    text = resources.files("typemux_lsp").joinpath("profiles", f"{name}.json").read_text("utf-8")
+    result = json.loads(text)["initializeResult"]
+    assert isinstance(result, dict)
+    return result
+
+
+def _lookup(settings: Any, section: str | None) -> Any:
+    if section is None or section == "":
+        return settings if settings else None
+    node = settings
+    for part in section.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+KINDS: dict[str, BackendKind] = {
+    kind.name: kind
+    for kind in (
+        BackendKind(
+            "pyright",
+            "pyright-langserver",
+            ("--stdio",),
+            "pyright[nodejs]",
+            "python",
+            (Encoding.UTF16,),
+        ),
+        BackendKind(
+            "basedpyright",
+            "basedpyright-langserver",
+            ("--stdio",),
+            "basedpyright",
+            "python",
+            (Encoding.UTF16,),
+        ),
+        BackendKind("ty", "ty", ("server",), "ty", None, (Encoding.UTF8, Encoding.UTF16)),
+        BackendKind("pyrefly", "pyrefly", ("lsp",), "pyrefly", "python", (Encoding.UTF16,)),
+    )
+}
+
+DEFAULT_KIND = "pyright"

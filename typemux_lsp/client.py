@@ -1,0 +1,216 @@
+"""A small LSP client over a child process's stdio, for the demo and the benchmarks.
+
+It drives a server the way an editor would (raw JSON both ways, so what it
+prints is what was on the wire) and is cheap enough per message not to hide the
+cost it measures: frames are decoded in `pipe_data_received`, no task per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import jsonrpc
+from .jsonrpc import Message, MsgId
+
+
+class ResponseError(Exception):
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        super().__init__(error.get("message", ""))
+        self.code = error.get("code")
+        self.message = str(error.get("message", ""))
+
+
+def claude_code_answer(message: Message) -> Any:
+    """Answer server requests as Claude Code does: null per configuration item, else null."""
+    if message.get("method") == "workspace/configuration":
+        return [None] * len((message.get("params") or {}).get("items", []))
+    return None
+
+
+class LspClient:
+    def __init__(self, answer: Callable[[Message], Any] = claude_code_answer) -> None:
+        self._answer = answer
+        self._ids = itertools.count(1)
+        self._pending: dict[MsgId, asyncio.Future[Any]] = {}
+        self._channel = jsonrpc.Channel(self._write, self._on_message, self._on_bad)
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._stdin: asyncio.WriteTransport | None = None
+        self._exited: asyncio.Future[int | None] | None = None
+        self.diagnostics: dict[str, list[Any]] = {}
+        self._diag_event = asyncio.Event()
+        self.notifications: list[Message] = []
+        self.server_requests: list[Message] = []
+        self.stderr = bytearray()
+        self.pid: int | None = None
+
+    async def start(
+        self,
+        cmd: Sequence[str],
+        *,
+        cwd: Path | str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._exited = loop.create_future()
+        transport, _ = await loop.subprocess_exec(
+            lambda: _Protocol(self),
+            *cmd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=dict(os.environ if env is None else env),
+            start_new_session=True,
+        )
+        self._transport = transport
+        stdin = transport.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.WriteTransport)
+        self._stdin = stdin
+        self.pid = transport.get_pid()
+
+    def _write(self, data: bytes) -> None:
+        if self._stdin is not None and not self._stdin.is_closing():
+            self._stdin.write(data)
+
+    def _on_bad(self, code: int, reason: str) -> None:
+        raise RuntimeError(f"the server wrote something that is not LSP: {reason}")
+
+    def _on_message(self, body: bytes, message: Message | None) -> None:
+        assert message is not None
+        if "method" in message:
+            if "id" in message:
+                self.server_requests.append(message)
+                self._channel.send(jsonrpc.response(message["id"], self._answer(message)))
+                return
+            self.notifications.append(message)
+            if message["method"] == "textDocument/publishDiagnostics":
+                params = message.get("params") or {}
+                self.diagnostics[params.get("uri", "")] = params.get("diagnostics", [])
+                self._diag_event.set()
+            return
+        fut = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+        if fut is None or fut.done():
+            return
+        if "error" in message:
+            fut.set_exception(ResponseError(message["error"] or {}))
+        else:
+            fut.set_result(message.get("result"))
+
+    def send_request(
+        self, method: str, params: Any, msg_id: MsgId | None = None
+    ) -> asyncio.Future[Any]:
+        """Send now; the future resolves with the result or raises `ResponseError`."""
+        rid: MsgId = next(self._ids) if msg_id is None else msg_id
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self._channel.send(jsonrpc.request(rid, method, params))
+        return fut
+
+    async def request(self, method: str, params: Any, timeout: float = 60.0) -> Any:
+        return await asyncio.wait_for(self.send_request(method, params), timeout)
+
+    def notify(self, method: str, params: Any) -> None:
+        self._channel.send(jsonrpc.notification(method, params))
+
+    def send_raw(self, data: bytes) -> None:
+        """Bytes as they are, framing included: for feeding malformed input."""
+        self._write(data)
+
+    async def wait_diagnostics(
+        self, uri: str, predicate: Callable[[list[Any]], bool] = lambda d: True, timeout: float = 30
+    ) -> list[Any]:
+        """The first published diagnostics for `uri` that satisfy `predicate`."""
+        async with asyncio.timeout(timeout):
+            while True:
+                diags = self.diagnostics.get(uri)
+                if diags is not None and predicate(diags):
+                    return diags
+                self._diag_event.clear()
+                await self._diag_event.wait()
+
+    async def initialize(self, root: Path, capabilities: Mapping[str, Any], **extra: Any) -> Any:
+        result = await self.request(
+            "initialize",
+            {
+                "processId": os.getpid(),
+                "rootUri": root.as_uri(),
+                "rootPath": str(root),
+                "workspaceFolders": [{"uri": root.as_uri(), "name": root.name}],
+                "capabilities": dict(capabilities),
+                **extra,
+            },
+        )
+        self.notify("initialized", {})
+        return result
+
+    def open(self, path: Path, text: str | None = None, version: int = 1) -> str:
+        uri = path.as_uri()
+        self.notify(
+            "textDocument/didOpen",
+            {
+                "textDocument": {
+                    "uri": uri,
+                    "languageId": "python",
+                    "version": version,
+                    "text": path.read_text("utf-8") if text is None else text,
+                }
+            },
+        )
+        return uri
+
+    async def stop(self, timeout: float = 10.0) -> int | None:
+        """shutdown, exit, and the exit code (the process is killed if it lingers)."""
+        with contextlib.suppress(Exception):
+            await self.request("shutdown", None, timeout=timeout)
+        self.notify("exit", None)
+        return await self.wait_exit(timeout)
+
+    async def wait_exit(self, timeout: float = 10.0) -> int | None:
+        assert self._exited is not None
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._exited), timeout)
+        except TimeoutError:
+            self.kill()
+            return await asyncio.wait_for(asyncio.shield(self._exited), 5)
+
+    def close_stdin(self) -> None:
+        if self._stdin is not None:
+            self._stdin.close()
+
+    def kill(self) -> None:
+        if self._transport is not None and self._transport.get_returncode() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._transport.kill()
+
+    def _exit(self, code: int | None) -> None:
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError(f"server exited with code {code}"))
+        self._pending.clear()
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(code)
+
+    def dump(self, message: Any) -> str:
+        return json.dumps(message, ensure_ascii=False)
+
+
+class _Protocol(asyncio.SubprocessProtocol):
+    def __init__(self, client: LspClient) -> None:
+        self._client = client
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self._client._channel.data_received(data)
+        else:
+            self._client.stderr += data[-65536:]
+
+    def process_exited(self) -> None:
+        transport = self._client._transport
+        self._client._exit(transport.get_returncode() if transport else None)
