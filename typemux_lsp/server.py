@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from cattrs import transform_error
 from lsprotocol import types as lsp
 from lsprotocol.converters import get_converter
 from pygls.lsp.server import LanguageServer
@@ -216,14 +217,22 @@ class TypemuxServer(LanguageServer):
                 call.message["params"]["textDocument"]["version"] = doc.sync_version
                 session.send(call.message)
         elif outcome is ChangeOutcome.DESYNCED:
-            logger.warning(
-                "%s: a didChange range does not fit the document; it is closed at the backend "
-                "until the client sends its full text",
-                uri,
-            )
-            session.close_document(uri)
+            self._desync(uri)
         elif outcome is ChangeOutcome.RESYNCED:
             session.open_document(doc)
+
+    def _desync(self, uri: Any) -> None:
+        """A change could not be applied: no backend may analyse a text we cannot vouch for."""
+        doc = self.store.get(uri) if isinstance(uri, str) else None
+        if doc is None:
+            return
+        doc.desynced = True
+        logger.warning(
+            "%s: a didChange does not fit the document; it is closed at its backend until the "
+            "client sends its full text (requests on it fail until then)",
+            uri,
+        )
+        self._close_everywhere(uri)
 
     def on_did_close(self, params: lsp.DidCloseTextDocumentParams, call: Call) -> None:
         self._close_everywhere(params.text_document.uri)
@@ -313,11 +322,14 @@ class TypemuxServer(LanguageServer):
                     else self.converter.structure(message.get("params"), params_type)
                 )
             except Exception as exc:
-                logger.warning("invalid params for %s: %s", method, exc)
+                why = "; ".join(transform_error(exc)) if isinstance(exc, Exception) else str(exc)
+                logger.warning("invalid params for %s: %s", method, why)
                 if request:
                     self.respond_error(
-                        msg_id, jsonrpc.INVALID_PARAMS, f"invalid params for {method}: {exc}"
+                        msg_id, jsonrpc.INVALID_PARAMS, f"invalid params for {method}: {why}"
                     )
+                elif method == lsp.TEXT_DOCUMENT_DID_CHANGE:
+                    self._desync(get_path(message, "params", "textDocument", "uri"))
                 return
             try:
                 handler(params, Call(msg_id if request else None, message, body))
@@ -372,6 +384,12 @@ class TypemuxServer(LanguageServer):
         except BackendError as exc:
             return str(exc)
         doc = self.store.get(uri)
+        if doc is not None and doc.desynced:
+            return (
+                f"typemux-lsp: {uri} is out of sync: a didChange did not fit the document, so "
+                "its backend was not given a text that may be wrong. Fix: the client must send "
+                "the full text (close and reopen the file)."
+            )
         if doc is not None and uri not in session.open_docs:
             self._rehome(doc, session)
         return session
