@@ -5,7 +5,7 @@ basedpyright ignore `VIRTUAL_ENV` and take `python.pythonPath` from
 `workspace/configuration`, then `python` on PATH; ty and pyrefly honour
 `VIRTUAL_ENV` (ty otherwise falls back to the venv it is installed in: a
 silently wrong answer). So every backend gets the venv three ways: environment,
-PATH and its configuration answer.
+PATH and its `workspace/configuration` answer.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ class BackendKind:
     args: tuple[str, ...]
     #: what `pip install` needs for this backend
     package: str
-    #: the `workspace/configuration` section that carries the interpreter path, if any
-    python_section: str | None
+    #: the `workspace/configuration` section that carries the interpreter
+    python_section: str
     #: encodings this kind picks from a client's offer, in its order of preference
     encodings: tuple[Encoding, ...]
 
@@ -87,10 +87,19 @@ class BackendKind:
         wins, because it is the one thing this proxy exists to get right.
         """
         value = _lookup(settings, section)
-        if self.python_section is not None and section == self.python_section:
-            value = dict(value) if isinstance(value, dict) else {}
-            value["pythonPath"] = str(venv.python)
+        if section == self.python_section:
+            value = _merged(value, self.interpreter_setting(venv))
         return value
+
+    def interpreter_setting(self, venv: Venv) -> dict[str, Any]:
+        """The setting, inside `python_section`, that names the venv's interpreter.
+
+        ty reads `configuration.environment.python` (verified: a bare
+        `environment.python` is ignored); the others read `pythonPath`.
+        """
+        if self.name == "ty":
+            return {"configuration": {"environment": {"python": str(venv.path)}}}
+        return {"pythonPath": str(venv.python)}
 
     def initialize_profile(self) -> dict[str, Any]:
         """The recorded `initialize` result of this kind (see `scripts/capture_profiles.py`)."""
@@ -103,6 +112,14 @@ def _load_profile(name: str) -> dict[str, Any]:
     result = json.loads(text)["initializeResult"]
     assert isinstance(result, dict)
     return result
+
+
+def _merged(base: Any, over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into a copy of `base`, recursively; `over` wins."""
+    merged: dict[str, Any] = dict(base) if isinstance(base, dict) else {}
+    for key, value in over.items():
+        merged[key] = _merged(merged.get(key), value) if isinstance(value, dict) else value
+    return merged
 
 
 def _lookup(settings: Any, section: str | None) -> Any:
@@ -135,7 +152,7 @@ KINDS: dict[str, BackendKind] = {
             "python",
             (Encoding.UTF16,),
         ),
-        BackendKind("ty", "ty", ("server",), "ty", None, (Encoding.UTF8, Encoding.UTF16)),
+        BackendKind("ty", "ty", ("server",), "ty", "ty", (Encoding.UTF8, Encoding.UTF16)),
         BackendKind("pyrefly", "pyrefly", ("lsp",), "pyrefly", "python", (Encoding.UTF16,)),
     )
 }

@@ -47,8 +47,11 @@ class LspClient:
         self._diag_event = asyncio.Event()
         self.notifications: list[Message] = []
         self.server_requests: list[Message] = []
+        #: every response received, in order (to check each request got exactly one)
+        self.responses: list[Message] = []
         self.stderr = bytearray()
         self.pid: int | None = None
+        self.last_id: MsgId | None = None
 
     async def start(
         self,
@@ -95,6 +98,7 @@ class LspClient:
                 self.diagnostics[params.get("uri", "")] = params.get("diagnostics", [])
                 self._diag_event.set()
             return
+        self.responses.append(message)
         fut = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
         if fut is None or fut.done():
             return
@@ -108,6 +112,7 @@ class LspClient:
     ) -> asyncio.Future[Any]:
         """Send now; the future resolves with the result or raises `ResponseError`."""
         rid: MsgId = next(self._ids) if msg_id is None else msg_id
+        self.last_id = rid
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         self._channel.send(jsonrpc.request(rid, method, params))

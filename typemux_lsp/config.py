@@ -33,6 +33,8 @@ class Settings:
     log_level: str = "info"
     #: publish an informational diagnostic on files that have no .venv
     no_venv_diagnostic: bool = True
+    #: command that starts a backend instead of the kind's own (e.g. a wrapper script)
+    backend_command: str | None = None
     #: settings every backend gets in its `workspace/configuration` answers
     backend_settings: dict[str, Any] = field(default_factory=dict)
 

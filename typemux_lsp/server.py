@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import attrs
 from cattrs import transform_error
 from lsprotocol import types as lsp
 from lsprotocol.converters import get_converter
@@ -49,6 +51,7 @@ from .features import (
 )
 from .jsonrpc import Message, MsgId
 from .pool import Pool
+from .reaper import Reaper
 from .router import NoVenv, Router
 from .session import BackendError, BackendSession, State, Timeouts
 from .venv import Venv, canonical, fallback_venv
@@ -111,6 +114,7 @@ class TypemuxServer(LanguageServer):
         self.shutdown_requested = False
         self.started_at = time.monotonic()
         self.done: asyncio.Future[int] | None = None
+        self.reaper = Reaper()
         self._write: Callable[[bytes], None] = lambda data: None
         self._typed: dict[str, tuple[Any, Callable[[Any, Call], None]]] = {}
         self._register_handlers()
@@ -356,12 +360,22 @@ class TypemuxServer(LanguageServer):
             candidate = self.answered_by.get(parent) if parent else None
             if candidate is not None and candidate.alive:
                 session = candidate
-            else:
+            elif method not in lsp.METHOD_TO_TYPES:
                 self.respond_error(
                     msg_id,
-                    jsonrpc.REQUEST_FAILED,
-                    f"typemux-lsp: cannot route {method}: it names no document, so there is no "
-                    "way to know which venv's backend should answer it.",
+                    jsonrpc.METHOD_NOT_FOUND,
+                    f"typemux-lsp: unknown method {method} names no document, so no backend "
+                    "can be chosen for it.",
+                )
+                return
+            else:
+                code = jsonrpc.INVALID_PARAMS if _needs_document(method) else jsonrpc.REQUEST_FAILED
+                self.respond_error(
+                    msg_id,
+                    code,
+                    f"typemux-lsp: cannot route {method}: its params name no document "
+                    "(textDocument.uri), so there is no way to know which venv's backend "
+                    "should answer it.",
                 )
                 return
         else:
@@ -493,7 +507,10 @@ class TypemuxServer(LanguageServer):
     # -- the backends' side (session.Upstream) -------------------------------------------
 
     def _new_session(self, venv: Venv) -> BackendSession:
-        return BackendSession(self.kind, venv, self, self.timeouts)
+        command = (
+            shlex.split(self.settings.backend_command) if self.settings.backend_command else None
+        )
+        return BackendSession(self.kind, venv, self, self.timeouts, command, self.reaper)
 
     def initialize_params(self, session: BackendSession) -> Message:
         return backend_initialize_params(self.client_params, session.venv, self.store.encoding)
@@ -723,6 +740,7 @@ class TypemuxServer(LanguageServer):
         """Serve one client over the given file descriptors until exit or end of input."""
         loop = asyncio.get_running_loop()
         self.done = loop.create_future()
+        await self.reaper.start()
         channel = jsonrpc.Channel(self._write_frame, self.on_client_message, self.on_bad_frame)
         self._write = await _open_writer(stdout)
         reader = _Reader(channel, self)
@@ -739,6 +757,7 @@ class TypemuxServer(LanguageServer):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.stop_all(), 5)
             self.pool.kill_all()
+            await self.reaper.close()
         return code
 
     def _write_frame(self, data: bytes) -> None:
@@ -787,6 +806,16 @@ def _plain(handler: Callable[[Any, Call], None]) -> Callable[[Any, Call], None]:
 
     typed_handler.__name__ = getattr(handler, "__name__", "handler")
     return typed_handler
+
+
+def _needs_document(method: str) -> bool:
+    """Whether the method's params (per lsprotocol) carry a `textDocument`."""
+    params_type = lsp.METHOD_TO_TYPES.get(method, (None, None, None, None))[2]
+    return (
+        isinstance(params_type, type)
+        and attrs.has(params_type)
+        and any(f.name == "text_document" for f in attrs.fields(params_type))
+    )
 
 
 def _valid_id(msg_id: Any) -> bool:

@@ -28,6 +28,7 @@ from . import jsonrpc
 from .backends import BackendKind
 from .documents import Document
 from .jsonrpc import Message, MsgId
+from .reaper import Reaper
 from .venv import Venv
 
 logger = logging.getLogger(__name__)
@@ -104,12 +105,17 @@ class BackendSession:
         venv: Venv,
         upstream: Upstream,
         timeouts: Timeouts,
+        command: list[str] | None = None,
+        reaper: Reaper | None = None,
     ) -> None:
         self.id = next(_ids)
         self.kind = kind
         self.venv = venv
         self.upstream = upstream
         self.timeouts = timeouts
+        #: overrides the kind's command (`--backend-command`)
+        self.command = command
+        self._reaper = reaper
         self.state = State.STARTING
         self.started_at = time.monotonic()
         self.last_used = time.monotonic()
@@ -191,14 +197,17 @@ class BackendSession:
             await self._fail(BackendError(f"typemux-lsp: {self.kind.name} for {self.venv}: {exc}"))
 
     async def _spawn(self) -> None:
-        executable = self.kind.resolve_executable()
-        if executable is None:
-            raise BackendError(
-                f"typemux-lsp: cannot start {self.kind.name} for {self.venv}: the executable "
-                f"`{self.kind.executable}` was not found next to typemux-lsp or on PATH. "
-                f"Fix: {self.kind.install_hint()}."
-            )
-        cmd = self.kind.command(executable)
+        if self.command:
+            cmd = list(self.command)
+        else:
+            executable = self.kind.resolve_executable()
+            if executable is None:
+                raise BackendError(
+                    f"typemux-lsp: cannot start {self.kind.name} for {self.venv}: the executable "
+                    f"`{self.kind.executable}` was not found next to typemux-lsp or on PATH. "
+                    f"Fix: {self.kind.install_hint()}."
+                )
+            cmd = self.kind.command(executable)
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await loop.subprocess_exec(
@@ -221,6 +230,8 @@ class BackendSession:
         assert isinstance(stdin, asyncio.WriteTransport)
         self._stdin = stdin
         self.pid = transport.get_pid()
+        if self._reaper is not None:
+            self._reaper.add(self.pid)
         self.log.info("started %s (pid %s) in %s", " ".join(cmd), self.pid, self.venv.project_dir)
 
     def mark_ready(self, reason: str) -> None:
@@ -285,6 +296,9 @@ class BackendSession:
         if self._transport is None and not self._exited.done():
             self._exited.set_result(None)  # never spawned: nothing to wait for
         self._channel.closed = True
+        if self._reaper is not None and self.pid is not None:
+            self.kill()
+            self._reaper.remove(self.pid)
         for fut in self._internal.values():
             if not fut.done():
                 fut.set_exception(error)
@@ -420,7 +434,20 @@ class BackendSession:
             self.log.debug("dropping response to unknown id %r", msg_id)
 
     def _on_bad_frame(self, code: int, reason: str) -> None:
-        self.log.error("backend wrote something that is not LSP: %s", reason)
+        """A backend whose output is not LSP cannot be trusted with another request."""
+        if not self.alive:
+            return
+        self.log.error("backend wrote something that is not LSP (%s): restarting it", reason)
+        self.crashes += 1
+        self.state = State.STOPPING
+        self.kill()
+        self._finish(
+            BackendError(
+                f"typemux-lsp: the {self.kind.name} backend for {self.venv} wrote output that is "
+                f"not LSP ({reason}), so it was stopped.{self._stderr_hint()} The next request "
+                "for this venv starts a fresh backend."
+            )
+        )
 
     def _on_stderr(self, data: bytes) -> None:
         tail = self._stderr_tail

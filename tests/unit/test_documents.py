@@ -126,9 +126,7 @@ def test_edits_match_a_utf16_reference_model(text: str, a: int, b: int, insert: 
         ].startswith("\n"):
             return
     expected = (
-        units[: start * 2].decode("utf-16-le")
-        + insert
-        + units[end * 2 :].decode("utf-16-le")
+        units[: start * 2].decode("utf-16-le") + insert + units[end * 2 :].decode("utf-16-le")
     )
     got = apply_edit(text, lsp.Range(to_pos(start), to_pos(end)), insert, Encoding.UTF16)
     assert got == expected

@@ -11,7 +11,7 @@ from typemux_lsp.jsonrpc import FrameDecoder, FrameError, frame, peek_response_i
 
 
 def test_frames_split_at_every_byte_boundary() -> None:
-    bodies = [b'{"a":1}', "{\"é\":\"🚀\"}".encode(), b"{}"]
+    bodies = [b'{"a":1}', '{"é":"🚀"}'.encode(), b"{}"]
     stream = b"".join(frame(b) for b in bodies)
     for cut in range(len(stream)):
         dec = FrameDecoder()

@@ -1,4 +1,4 @@
-"""Venv discovery: nearest `.venv` up to the file's git toplevel, canonical paths, no stale misses."""
+"""Venv discovery: the nearest `.venv` up to the git toplevel, canonical, never a stale miss."""
 
 from __future__ import annotations
 

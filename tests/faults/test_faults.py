@@ -1,0 +1,397 @@
+"""Fault injection: crashes, garbage, hangs, floods, eviction, cancellation, bad input, exits.
+
+The backend here is `tests/fake_backend.py`, scripted per project; it is only ever
+a fault injector. The same properties against the real backends are in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from procs import descendants, wait_gone
+
+from typemux_lsp.client import LspClient, ResponseError
+from typemux_lsp.jsonrpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    REQUEST_CANCELLED,
+    REQUEST_FAILED,
+)
+
+FAKE = Path(__file__).resolve().parent.parent / "fake_backend.py"
+CAPS: dict[str, Any] = {"general": {"positionEncodings": ["utf-16"]}}
+
+
+def make_workspace(root: Path, projects: tuple[str, ...] = ("a", "b", "c")) -> Path:
+    (root / ".git").mkdir(parents=True)
+    for name in projects:
+        venv = root / name / ".venv"
+        venv.mkdir(parents=True)
+        (venv / "pyvenv.cfg").write_text("version = 3.11.7\n")
+        (root / name / "m.py").write_text(f"# project {name}\nx = 1\n")
+    (root / "novenv").mkdir()
+    (root / "novenv" / "m.py").write_text("y = 2\n")
+    return root
+
+
+class Proxy:
+    """A running proxy with a fake backend, and helpers to talk about its files."""
+
+    def __init__(self, root: Path, client: LspClient) -> None:
+        self.root = root
+        self.client = client
+
+    def uri(self, project: str) -> str:
+        return (self.root / project / "m.py").as_uri()
+
+    def open(self, project: str, text: str | None = None) -> str:
+        return self.client.open(self.root / project / "m.py", text)
+
+    async def hover(self, project: str, timeout: float = 20) -> Any:
+        return await self.client.request(
+            "textDocument/hover",
+            {"textDocument": {"uri": self.uri(project)}, "position": {"line": 0, "character": 0}},
+            timeout=timeout,
+        )
+
+    def hover_future(self, project: str) -> asyncio.Future[Any]:
+        return self.client.send_request(
+            "textDocument/hover",
+            {"textDocument": {"uri": self.uri(project)}, "position": {"line": 0, "character": 0}},
+        )
+
+    async def pid_of(self, project: str) -> int:
+        hover = await self.hover(project)
+        value: str = hover["contents"]["value"]
+        assert f"venv={self.root / project / '.venv'}" in value, value
+        return int(value.split("pid=")[1].split()[0])
+
+    async def backend_text(self, project: str) -> Any:
+        return await self.client.request("fake/text", {"textDocument": {"uri": self.uri(project)}})
+
+    def responses_for(self, msg_id: Any) -> list[dict[str, Any]]:
+        return [r for r in self.client.responses if r.get("id") == msg_id]
+
+
+@pytest.fixture
+async def start_proxy(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    clients: list[LspClient] = []
+
+    async def start(*args: str, fake: str = "", command: str = f"{sys.executable} {FAKE}") -> Proxy:
+        root = make_workspace(tmp_path / "ws")
+        env = dict(os.environ)
+        env["TYPEMUX_LSP_BACKEND_COMMAND"] = command
+        env["FAKE_BACKEND"] = fake
+        client = LspClient()
+        await client.start(
+            [
+                sys.executable,
+                "-m",
+                "typemux_lsp",
+                "--backend",
+                "ty",
+                "--warmup-timeout",
+                "0",
+                *args,
+            ],
+            cwd=root,
+            env=env,
+        )
+        clients.append(client)
+        await client.initialize(root, CAPS)
+        return Proxy(root, client)
+
+    yield start
+    for client in clients:
+        client.kill()
+        await client.wait_exit(5)
+
+
+def project_file(proxy: Proxy, project: str, content: str) -> None:
+    (proxy.root / project / ".fake_backend").write_text(content)
+
+
+async def test_a_crash_fails_only_its_requests_and_the_venv_recovers(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "crash_on=textDocument/definition")
+    proxy.open("a", "x = 1\n")
+    proxy.open("b")
+    pid_a, pid_b = await proxy.pid_of("a"), await proxy.pid_of("b")
+    with pytest.raises(ResponseError) as err:
+        await proxy.client.request(
+            "textDocument/definition",
+            {"textDocument": {"uri": proxy.uri("a")}, "position": {"line": 0, "character": 0}},
+        )
+    assert err.value.code == REQUEST_FAILED
+    assert (
+        "exited" in err.value.message and "crashing on textDocument/definition" in err.value.message
+    )
+    assert await proxy.pid_of("b") == pid_b  # the other venv never noticed
+    new_pid = await proxy.pid_of("a")  # the next request is answered by a fresh backend
+    assert new_pid != pid_a
+    assert (await proxy.backend_text("a"))["text"] == "x = 1\n"  # documents replayed
+
+
+async def test_a_crash_clears_the_diagnostics_it_published(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy(fake="diag_on_open")
+    project_file(proxy, "a", "crash_on=textDocument/definition")
+    uri = proxy.open("a")
+    await proxy.client.wait_diagnostics(uri, lambda d: len(d) == 1)
+    with pytest.raises(ResponseError):
+        await proxy.client.request(
+            "textDocument/definition",
+            {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}},
+        )
+    await proxy.client.wait_diagnostics(uri, lambda d: d == [])
+
+
+async def test_garbage_on_stdout_restarts_the_backend(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "garbage_on=textDocument/definition")
+    proxy.open("a")
+    pid = await proxy.pid_of("a")
+    with pytest.raises(ResponseError) as err:
+        await proxy.client.request(
+            "textDocument/definition",
+            {"textDocument": {"uri": proxy.uri("a")}, "position": {"line": 0, "character": 0}},
+        )
+    assert "not LSP" in err.value.message
+    assert await proxy.pid_of("a") != pid
+
+
+async def test_crash_loop_guard_stops_respawning_and_quotes_stderr(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "crash_on=textDocument/hover")
+    proxy.open("a")
+    for _ in range(3):
+        with pytest.raises(ResponseError) as err:
+            await proxy.hover("a")
+        assert "exited" in err.value.message
+    with pytest.raises(ResponseError) as err:
+        await proxy.hover("a")
+    assert "failed 3 times" in err.value.message
+    assert "crashing on textDocument/hover on purpose" in err.value.message
+    proxy.open("b")
+    await proxy.pid_of("b")
+
+
+async def test_a_backend_that_never_initializes_times_out_and_frees_its_slot(
+    start_proxy: Any,
+) -> None:
+    proxy: Proxy = await start_proxy("--start-timeout", "1", "--max-backends", "1")
+    project_file(proxy, "a", "never_initialize")
+    proxy.open("a")
+    with pytest.raises(ResponseError) as err:
+        await proxy.hover("a")
+    assert "did not answer initialize within 1 s" in err.value.message
+    proxy.open("b")
+    await proxy.pid_of("b")  # the slot was freed
+
+
+async def test_a_flood_on_stderr_never_blocks_the_backend(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy(fake="stderr_flood=16")
+    proxy.open("a")
+    await proxy.pid_of("a")
+
+
+async def test_a_missing_executable_is_named_with_the_fix(start_proxy: Any, tmp_path: Path) -> None:
+    proxy: Proxy = await start_proxy(command=str(tmp_path / "no-such-langserver"))
+    proxy.open("a")
+    with pytest.raises(ResponseError) as err:
+        await proxy.hover("a")
+    assert "no-such-langserver" in err.value.message and "Fix:" in err.value.message
+
+
+async def test_cancelling_a_queued_request_answers_it_once_at_once(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy(fake="slow_start=1.5")
+    proxy.open("a")
+    fut = proxy.hover_future("a")  # queued: the backend is still starting
+    msg_id = proxy.client.last_id
+    proxy.client.notify("$/cancelRequest", {"id": msg_id})
+    with pytest.raises(ResponseError) as err:
+        await asyncio.wait_for(fut, 1.0)  # well before the backend is up
+    assert err.value.code == REQUEST_CANCELLED
+    await proxy.pid_of("a")  # the backend came up; the cancelled request was never sent twice
+    assert len(proxy.responses_for(msg_id)) == 1
+
+
+async def test_cancelling_a_forwarded_request_relays_the_backends_answer(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy(fake="delay=1")
+    proxy.open("a")
+    await proxy.pid_of("a")
+    fut = proxy.hover_future("a")
+    msg_id = proxy.client.last_id
+    proxy.client.notify("$/cancelRequest", {"id": msg_id})
+    with pytest.raises(ResponseError) as err:
+        await fut
+    assert err.value.code == REQUEST_CANCELLED and "by the client" in err.value.message
+    assert len(proxy.responses_for(msg_id)) == 1
+
+
+async def test_lru_eviction_prefers_idle_backends(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy("--max-backends", "2")
+    project_file(proxy, "a", "delay=1.5")
+    for name in "abc":
+        proxy.open(name)
+    pid_a = await proxy.pid_of("a")
+    pid_b = await proxy.pid_of("b")
+    slow = proxy.hover_future("a")  # a is busy and b is the least recently used idle one
+    await proxy.pid_of("c")
+    assert "venv=" in (await slow)["contents"]["value"]  # a was not evicted under its request
+    status = await proxy.client.request("typemux/status", None)
+    assert sorted(Path(b["venv"]).parent.name for b in status["backends"]) == ["a", "c"]
+    assert await proxy.pid_of("a") == pid_a
+    assert await proxy.pid_of("b") != pid_b  # b comes back as a fresh backend
+
+
+async def test_eviction_fails_the_in_flight_requests_of_the_evicted(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy("--max-backends", "1")
+    project_file(proxy, "a", "hang_on=textDocument/hover")
+    proxy.open("a")
+    proxy.open("b")
+    hanging = proxy.hover_future("a")
+    await proxy.pid_of("b")  # needs a's slot: a is evicted with its request in flight
+    with pytest.raises(ResponseError) as err:
+        await asyncio.wait_for(hanging, 10)
+    assert err.value.code == REQUEST_FAILED and "stopped" in err.value.message
+
+
+async def test_idle_backends_stop_after_the_ttl(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy("--backend-ttl", "0.5")
+    proxy.open("a")
+    pid = await proxy.pid_of("a")
+    assert (await proxy.client.request("typemux/status", None))["backends"]
+    gone = await wait_gone([p for p in descendants(proxy.client.pid or 0) if p.pid == pid], 10)
+    assert gone == []
+    assert (await proxy.client.request("typemux/status", None))["backends"] == []
+    assert await proxy.pid_of("a") != pid  # and it comes back on demand
+
+
+async def test_bad_input_gets_errors_and_the_proxy_keeps_serving(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy()
+    client = proxy.client
+    client.send_raw(b"Content-Length: 5\r\n\r\n{nope")
+    client.send_raw(b"Content-Length: 2\r\n\r\n[]")
+    client.send_raw(b"Content-Type: x\r\n\r\n")
+    client.send_raw(b"Content-Length: 2\r\n\r\n42")
+    uri_a = proxy.open("a")
+    await proxy.pid_of("a")
+    codes = [r["error"]["code"] for r in client.responses if r.get("id") is None]
+    assert codes == [PARSE_ERROR, INVALID_REQUEST, PARSE_ERROR, INVALID_REQUEST]
+    cases: list[tuple[str, Any, int]] = [
+        ("textDocument/hover", None, INVALID_PARAMS),
+        ("textDocument/hover", {"textDocument": 3}, INVALID_PARAMS),
+        ("no/suchMethod", {}, METHOD_NOT_FOUND),
+        (
+            "textDocument/hover",
+            {
+                "textDocument": {"uri": "untitled:Untitled-1"},
+                "position": {"line": 0, "character": 0},
+            },
+            REQUEST_FAILED,
+        ),
+        (
+            "textDocument/hover",
+            {"textDocument": {"uri": proxy.uri("novenv")}, "position": {"line": 0, "character": 0}},
+            REQUEST_FAILED,
+        ),
+    ]
+    for method, params, code in cases:
+        with pytest.raises(ResponseError) as err:
+            await client.request(method, params)
+        assert err.value.code == code, (method, params, err.value.message)
+    # a file that does not exist, in a project with a venv, is routed to that venv
+    missing = (proxy.root / "a" / "not_there.py").as_uri()
+    hover = await client.request(
+        "textDocument/hover",
+        {"textDocument": {"uri": missing}, "position": {"line": 0, "character": 0}},
+    )
+    assert "venv=" in hover["contents"]["value"]
+    # an out-of-range edit desyncs the document until its full text comes back
+    client.notify(
+        "textDocument/didChange",
+        {
+            "textDocument": {"uri": uri_a, "version": 2},
+            "contentChanges": [
+                {
+                    "range": {
+                        "start": {"line": 40, "character": 0},
+                        "end": {"line": 41, "character": 0},
+                    },
+                    "text": "boom",
+                }
+            ],
+        },
+    )
+    with pytest.raises(ResponseError) as err:
+        await proxy.backend_text("a")
+    assert "out of sync" in err.value.message
+    client.notify(
+        "textDocument/didChange",
+        {"textDocument": {"uri": uri_a, "version": 3}, "contentChanges": [{"text": "z = 3\n"}]},
+    )
+    assert (await proxy.backend_text("a"))["text"] == "z = 3\n"
+    # every request above got exactly one response
+    ids = [r["id"] for r in client.responses if r.get("id") is not None]
+    assert len(ids) == len(set(ids))
+
+
+async def test_shutdown_answers_in_flight_requests_and_leaves_nothing(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy(fake="spawn_child")
+    project_file(proxy, "a", "hang_on=textDocument/hover")
+    proxy.open("a")
+    proxy.open("b")
+    await proxy.pid_of("b")
+    hanging = proxy.hover_future("a")
+    family = descendants(proxy.client.pid or 0)
+    assert len(family) >= 4  # two backends, each with its child, plus the reaper
+    code = await proxy.client.stop()
+    assert code == 0
+    with pytest.raises(ResponseError):
+        await hanging
+    assert await wait_gone(family, 10) == []
+
+
+async def test_exit_without_shutdown_exits_1(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy()
+    proxy.open("a")
+    await proxy.pid_of("a")
+    family = descendants(proxy.client.pid or 0)
+    proxy.client.notify("exit", None)
+    assert await proxy.client.wait_exit() == 1
+    assert await wait_gone(family, 10) == []
+
+
+@pytest.mark.parametrize("how", ["stdin", "SIGTERM", "SIGINT", "SIGKILL"])
+async def test_no_backend_or_child_outlives_the_proxy(start_proxy: Any, how: str) -> None:
+    proxy: Proxy = await start_proxy(fake="spawn_child")
+    for name in "ab":
+        proxy.open(name)
+        await proxy.pid_of(name)
+    family = descendants(proxy.client.pid or 0)
+    assert len(family) >= 5  # two backends, two children, the reaper
+    if how == "stdin":
+        proxy.client.close_stdin()
+    else:
+        os.kill(proxy.client.pid or 0, getattr(signal, how))
+    await proxy.client.wait_exit()
+    assert await wait_gone(family, 10) == []
+
+
+async def test_a_backend_that_ignores_stdin_eof_is_killed_on_sigkill(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy(fake="ignore_stdin_eof")
+    proxy.open("a")
+    await proxy.pid_of("a")
+    family = descendants(proxy.client.pid or 0)
+    os.kill(proxy.client.pid or 0, signal.SIGKILL)
+    await proxy.client.wait_exit()
+    assert await wait_gone(family, 10) == []

@@ -1,0 +1,76 @@
+"""What each backend kind is told about its venv."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+from typemux_lsp.backends import KINDS
+from typemux_lsp.documents import Encoding
+from typemux_lsp.venv import Venv
+
+VENV = Venv(Path("/w/api/.venv"))
+
+
+@pytest.mark.parametrize("kind", ["pyright", "basedpyright", "pyrefly"])
+def test_python_section_names_the_venv_interpreter_over_user_settings(kind: str) -> None:
+    settings = {"python": {"pythonPath": "/usr/bin/python3", "analysis": {"x": 1}}}
+    answer = KINDS[kind].configuration("python", VENV, settings)
+    assert answer == {"pythonPath": "/w/api/.venv/bin/python", "analysis": {"x": 1}}
+
+
+def test_ty_gets_the_venv_in_its_configuration_environment() -> None:
+    answer = KINDS["ty"].configuration("ty", VENV, {"ty": {"configuration": {"rules": {"a": 1}}}})
+    assert answer == {
+        "configuration": {"rules": {"a": 1}, "environment": {"python": "/w/api/.venv"}}
+    }
+
+
+def test_other_sections_come_from_settings_or_null() -> None:
+    assert KINDS["pyright"].configuration("pyright", VENV, None) is None
+    assert KINDS["pyright"].configuration("python.analysis", VENV, {"python": {"analysis": 1}}) == 1
+
+
+def test_environment_points_at_the_venv_and_drops_the_proxys_python_settings() -> None:
+    env = KINDS["ty"].environment(
+        VENV, {"PATH": "/usr/bin", "PYTHONPATH": "/proxy", "PYTHONHOME": "/x", "VIRTUAL_ENV": "/me"}
+    )
+    assert env["VIRTUAL_ENV"] == "/w/api/.venv"
+    assert env["PATH"].split(":")[0] == "/w/api/.venv/bin"
+    assert "PYTHONPATH" not in env and "PYTHONHOME" not in env
+
+
+def test_encoding_choice_matches_what_each_backend_picks() -> None:
+    assert KINDS["ty"].choose_encoding(["utf-8", "utf-16"]) is Encoding.UTF8
+    assert KINDS["ty"].choose_encoding(["utf-16"]) is Encoding.UTF16
+    assert KINDS["pyrefly"].choose_encoding(["utf-8", "utf-16"]) is Encoding.UTF16
+    assert KINDS["pyright"].choose_encoding(None) is Encoding.UTF16
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_has_a_recorded_profile(kind: str) -> None:
+    caps = KINDS[kind].initialize_profile()["capabilities"]
+    assert caps["hoverProvider"] and caps["definitionProvider"]
+
+
+def test_the_backend_comes_from_the_proxys_own_environment_before_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project's `.venv/bin/ty` on PATH (an activated venv) must not win over our own."""
+    project_bin = tmp_path / "project" / ".venv" / "bin"
+    project_bin.mkdir(parents=True)
+    (project_bin / "ty").write_text("#!/bin/sh\n")
+    (project_bin / "ty").chmod(0o755)
+    monkeypatch.setenv("PATH", str(project_bin))
+    exe = KINDS["ty"].resolve_executable()
+    assert exe is not None and exe.parent == Path(sys.executable).parent
+
+
+def test_a_missing_executable_resolves_to_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    missing = dataclasses.replace(KINDS["ty"], executable="definitely-not-installed-ls")
+    assert missing.resolve_executable() is None
+    assert "pip install 'typemux-lsp[ty]'" in missing.install_hint()
