@@ -52,6 +52,7 @@ class LspClient:
         self.stderr = bytearray()
         self.pid: int | None = None
         self.last_id: MsgId | None = None
+        self.sent_ids: list[MsgId] = []
 
     async def start(
         self,
@@ -113,6 +114,7 @@ class LspClient:
         """Send now; the future resolves with the result or raises `ResponseError`."""
         rid: MsgId = next(self._ids) if msg_id is None else msg_id
         self.last_id = rid
+        self.sent_ids.append(rid)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         self._channel.send(jsonrpc.request(rid, method, params))

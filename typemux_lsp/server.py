@@ -49,12 +49,13 @@ from .features import (
     local_answer,
     merge_symbols,
 )
+from .feedback import Feedback
 from .jsonrpc import Message, MsgId
 from .pool import Pool
 from .reaper import Reaper
 from .router import NoVenv, Router
 from .session import BackendError, BackendSession, State, Timeouts
-from .venv import Venv, canonical, fallback_venv
+from .venv import Venv, canonical, fallback_venv, no_venv_message
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +99,11 @@ class TypemuxServer(LanguageServer):
             self._new_session, max_backends=settings.max_backends, ttl=settings.backend_ttl
         )
         self.pending: dict[MsgId, ClientRequest] = {}
-        #: server->client requests in flight: proxy id -> (session, backend's id), or None
-        #: for the proxy's own requests
-        self.server_requests: dict[int, tuple[BackendSession, MsgId] | None] = {}
+        #: server->client requests in flight: proxy id -> (session, backend's id) for a
+        #: backend's request, or the callback (or None) of a request of the proxy's own
+        self.server_requests: dict[
+            int, tuple[BackendSession, MsgId] | Callable[[Message], None] | None
+        ] = {}
         self._server_ids = itertools.count(1)
         #: renamed progress tokens -> (session, backend's token)
         self.tokens: dict[str, tuple[BackendSession, Any]] = {}
@@ -115,8 +118,15 @@ class TypemuxServer(LanguageServer):
         self.started_at = time.monotonic()
         self.done: asyncio.Future[int] | None = None
         self.reaper = Reaper()
+        self.feedback = Feedback(
+            self._send,
+            self._client_request,
+            lambda: self.support,
+            no_venv_diagnostic=settings.no_venv_diagnostic,
+        )
         self._write: Callable[[bytes], None] = lambda data: None
         self._typed: dict[str, tuple[Any, Callable[[Any, Call], None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._register_handlers()
 
     # -- the typed handlers --------------------------------------------------------------
@@ -196,6 +206,7 @@ class TypemuxServer(LanguageServer):
         venv = self.router.refresh(doc, force=True)
         if venv is None:
             logger.info("no venv for %s", uri)
+            self.feedback.no_venv(doc, no_venv_message(doc.path, uri, doc.lookup))
             return
         with contextlib.suppress(BackendError):
             session = self.pool.get_or_start(venv)
@@ -240,6 +251,7 @@ class TypemuxServer(LanguageServer):
 
     def on_did_close(self, params: lsp.DidCloseTextDocumentParams, call: Call) -> None:
         self._close_everywhere(params.text_document.uri)
+        self.feedback.closed(params.text_document.uri)
         self.store.close(params.text_document.uri)
 
     def on_cancel(self, params: lsp.CancelParams, call: Call) -> None:
@@ -392,7 +404,11 @@ class TypemuxServer(LanguageServer):
         venv = self.router.venv_for(uri)
         if isinstance(venv, NoVenv):
             self._close_everywhere(uri)
+            doc = self.store.get(uri)
+            if doc is not None:
+                self.feedback.no_venv(doc, venv.message)
             return venv.message
+        self.feedback.venv_found(uri)
         try:
             session = self.pool.get_or_start(venv)
         except BackendError as exc:
@@ -510,12 +526,15 @@ class TypemuxServer(LanguageServer):
         command = (
             shlex.split(self.settings.backend_command) if self.settings.backend_command else None
         )
-        return BackendSession(self.kind, venv, self, self.timeouts, command, self.reaper)
+        session = BackendSession(self.kind, venv, self, self.timeouts, command, self.reaper)
+        self.feedback.backend_starting(session, self.cwd)
+        return session
 
     def initialize_params(self, session: BackendSession) -> Message:
         return backend_initialize_params(self.client_params, session.venv, self.store.encoding)
 
     def session_started(self, session: BackendSession) -> None:
+        self.feedback.backend_started(session)
         for doc in self.store:
             if doc.venv is not None and doc.venv.path == session.venv.path and not doc.desynced:
                 session.open_document(doc)
@@ -597,9 +616,11 @@ class TypemuxServer(LanguageServer):
         if gone:
             self._client_request(lsp.CLIENT_UNREGISTER_CAPABILITY, {"unregisterations": gone})
 
-    def _client_request(self, method: str, params: Any) -> None:
+    def _client_request(
+        self, method: str, params: Any, on_answer: Callable[[Message], None] | None = None
+    ) -> None:
         proxy_id = next(self._server_ids)
-        self.server_requests[proxy_id] = None
+        self.server_requests[proxy_id] = on_answer
         self._send(jsonrpc.request(proxy_id, method, params))
 
     def _client_response(self, message: Message) -> None:
@@ -608,9 +629,11 @@ class TypemuxServer(LanguageServer):
             logger.warning("response to an unknown server request %r: dropped", msg_id)
             return
         entry = self.server_requests.pop(msg_id)
-        if entry is None:
+        if not isinstance(entry, tuple):
             if "error" in message:
                 logger.info("the client refused a request of the proxy: %s", message["error"])
+            if entry is not None:
+                entry(message)
             return
         session, backend_id = entry
         if session.alive:
@@ -665,6 +688,7 @@ class TypemuxServer(LanguageServer):
         self._send_raw(body)
 
     def session_lost(self, session: BackendSession, error: BackendError) -> None:
+        self.feedback.backend_started(session, str(error))
         for msg_id, req in list(self.pending.items()):
             if req.session is session:
                 self.respond_error(msg_id, jsonrpc.REQUEST_FAILED, str(error))
@@ -676,7 +700,7 @@ class TypemuxServer(LanguageServer):
             )
         session.diagnosed.clear()
         for proxy_id, entry in list(self.server_requests.items()):
-            if entry is not None and entry[0] is session:
+            if isinstance(entry, tuple) and entry[0] is session:
                 del self.server_requests[proxy_id]
         prefix = f"typemux-lsp/{session.id}/"
         gone = [
@@ -728,8 +752,8 @@ class TypemuxServer(LanguageServer):
 
     def _task(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self.pool._tasks.add(task)
-        task.add_done_callback(self.pool._tasks.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return task
 
     def finish(self, code: int) -> None:

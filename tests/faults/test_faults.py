@@ -395,3 +395,63 @@ async def test_a_backend_that_ignores_stdin_eof_is_killed_on_sigkill(start_proxy
     os.kill(proxy.client.pid or 0, signal.SIGKILL)
     await proxy.client.wait_exit()
     assert await wait_gone(family, 10) == []
+
+
+async def test_a_file_without_venv_is_flagged_once_per_project_where_users_look(
+    start_proxy: Any,
+) -> None:
+    proxy: Proxy = await start_proxy()
+    uri = proxy.open("novenv")
+    other = proxy.client.open(proxy.root / "novenv" / "other.py", "z = 1\n")
+    diags = await proxy.client.wait_diagnostics(uri, lambda d: len(d) == 1)
+    assert diags[0]["severity"] == 3 and diags[0]["source"] == "typemux-lsp"
+    assert "no .venv found" in diags[0]["message"] and "uv sync" in diags[0]["message"]
+    await proxy.client.wait_diagnostics(other, lambda d: len(d) == 1)
+    shown = [n for n in proxy.client.notifications if n["method"] == "window/showMessage"]
+    assert len(shown) == 1  # one project, one message
+    # the venv appears: the next request is answered and the flag is withdrawn
+    venv = proxy.root / "novenv" / ".venv"
+    venv.mkdir()
+    (venv / "pyvenv.cfg").write_text("version = 3.11.7\n")
+    await proxy.pid_of("novenv")
+    await proxy.client.wait_diagnostics(uri, lambda d: d == [])
+
+
+async def test_the_no_venv_diagnostic_can_be_turned_off(start_proxy: Any) -> None:
+    os.environ["TYPEMUX_LSP_NO_VENV_DIAGNOSTIC"] = "0"
+    try:
+        proxy: Proxy = await start_proxy()
+    finally:
+        del os.environ["TYPEMUX_LSP_NO_VENV_DIAGNOSTIC"]
+    uri = proxy.open("novenv")
+    with pytest.raises(ResponseError):
+        await proxy.hover("novenv")
+    assert uri not in proxy.client.diagnostics
+
+
+async def test_a_starting_backend_reports_progress_to_clients_that_take_it(
+    tmp_path: Path,
+) -> None:
+    root = make_workspace(tmp_path / "ws")
+    env = dict(os.environ)
+    env["TYPEMUX_LSP_BACKEND_COMMAND"] = f"{sys.executable} {FAKE}"
+    client = LspClient()
+    await client.start([sys.executable, "-m", "typemux_lsp", "--backend", "ty"], cwd=root, env=env)
+    try:
+        await client.initialize(root, {**CAPS, "window": {"workDoneProgress": True}})
+        uri = client.open(root / "a" / "m.py")
+        await client.wait_diagnostics(uri)
+        await client.request(
+            "textDocument/hover",
+            {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}},
+        )
+        progress = [n["params"] for n in client.notifications if n["method"] == "$/progress"]
+        kinds = [p["value"]["kind"] for p in progress]
+        assert kinds[0] == "begin" and kinds[-1] == "end"
+        assert progress[0]["value"]["title"] == "Starting ty for a/.venv"
+        created = [
+            r for r in client.server_requests if r["method"] == "window/workDoneProgress/create"
+        ]
+        assert created and created[0]["params"]["token"] == progress[0]["token"]
+    finally:
+        assert await client.stop() == 0

@@ -1,0 +1,156 @@
+"""What the proxy tells the user about itself, in ways each client can show.
+
+Claude Code surfaces only diagnostics to the agent (it ignores showMessage and
+declares no work-done progress), editors show messages and progress. So a file
+without a venv gets an informational diagnostic *and* one message per project,
+and a starting backend reports progress where the client takes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+
+from . import jsonrpc
+from .documents import Document
+from .features import ClientSupport
+from .session import BackendSession
+from .venv import project_dir_hint
+
+logger = logging.getLogger(__name__)
+
+NO_VENV_CODE = "no-venv"
+
+Send = Callable[[jsonrpc.Message], None]
+ClientRequest = Callable[[str, Any, Callable[[jsonrpc.Message], None] | None], None]
+
+
+class Feedback:
+    def __init__(
+        self,
+        send: Send,
+        client_request: ClientRequest,
+        support: Callable[[], ClientSupport],
+        *,
+        no_venv_diagnostic: bool = True,
+    ) -> None:
+        self._send = send
+        self._request = client_request
+        self._support = support
+        self.no_venv_diagnostic = no_venv_diagnostic
+        self._warned_projects: set[Path] = set()
+        self._flagged: set[str] = set()
+        self._progress: dict[int, str] = {}  # session id -> token, once begun
+        #: sessions whose start is reported: id -> outcome once known, else None
+        self._starting: dict[int, str | None] = {}
+
+    # -- files without a venv ----------------------------------------------------------
+
+    def no_venv(self, doc: Document, message: str) -> None:
+        """Say it once per project, and on the file itself where only diagnostics are read."""
+        if self.no_venv_diagnostic and doc.uri not in self._flagged:
+            self._flagged.add(doc.uri)
+            self._send(
+                jsonrpc.notification(
+                    lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS,
+                    {
+                        "uri": doc.uri,
+                        "diagnostics": [
+                            {
+                                "range": {
+                                    "start": {"line": 0, "character": 0},
+                                    "end": {"line": 0, "character": 0},
+                                },
+                                "severity": lsp.DiagnosticSeverity.Information.value,
+                                "source": "typemux-lsp",
+                                "code": NO_VENV_CODE,
+                                "message": message,
+                            }
+                        ],
+                    },
+                )
+            )
+        if doc.path is None:
+            return
+        project = project_dir_hint(doc.path.parent)
+        if project not in self._warned_projects:
+            self._warned_projects.add(project)
+            self._send(
+                jsonrpc.notification(
+                    lsp.WINDOW_SHOW_MESSAGE,
+                    {"type": lsp.MessageType.Warning.value, "message": message},
+                )
+            )
+
+    def venv_found(self, uri: str) -> None:
+        """Withdraw the no-venv diagnostic; the backend publishes its own."""
+        if uri in self._flagged:
+            self._flagged.discard(uri)
+            self._send(
+                jsonrpc.notification(
+                    lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, {"uri": uri, "diagnostics": []}
+                )
+            )
+
+    def closed(self, uri: str) -> None:
+        self.venv_found(uri)
+
+    # -- backends starting ----------------------------------------------------------------
+
+    def backend_starting(self, session: BackendSession, root: Path) -> None:
+        """Begin progress once the client created the token; end it when the start ends,
+        even if that came first (a fast backend is up before the client answers)."""
+        if not self._support().work_done_progress:
+            return
+        token = f"typemux-lsp/start/{session.id}"
+        self._starting[session.id] = None
+        try:
+            where = session.venv.path.relative_to(root)
+        except ValueError:
+            where = session.venv.path
+
+        def created(answer: jsonrpc.Message) -> None:
+            if "error" in answer:
+                self._starting.pop(session.id, None)
+                return
+            self._progress[session.id] = token
+            self._send(
+                jsonrpc.notification(
+                    lsp.PROGRESS,
+                    {
+                        "token": token,
+                        "value": {
+                            "kind": "begin",
+                            "title": f"Starting {session.kind.name} for {where}",
+                            "cancellable": False,
+                        },
+                    },
+                )
+            )
+            outcome = self._starting.get(session.id)
+            if outcome is not None:
+                self._end(session.id, outcome)
+
+        self._request(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE, {"token": token}, created)
+
+    def backend_started(self, session: BackendSession, error: str | None = None) -> None:
+        if session.id not in self._starting:
+            return
+        outcome = "ready" if error is None else f"failed: {error}"
+        if session.id in self._progress:
+            self._end(session.id, outcome)
+        else:
+            self._starting[session.id] = outcome  # the begin is still to come
+
+    def _end(self, session_id: int, outcome: str) -> None:
+        self._starting.pop(session_id, None)
+        token = self._progress.pop(session_id)
+        self._send(
+            jsonrpc.notification(
+                lsp.PROGRESS, {"token": token, "value": {"kind": "end", "message": outcome}}
+            )
+        )
