@@ -86,8 +86,7 @@ class LspClient:
     def _on_bad(self, code: int, reason: str) -> None:
         raise RuntimeError(f"the server wrote something that is not LSP: {reason}")
 
-    def _on_message(self, body: bytes, message: Message | None) -> None:
-        assert message is not None
+    def _on_message(self, body: bytes, message: Message) -> None:
         if "method" in message:
             if "id" in message:
                 self.server_requests.append(message)

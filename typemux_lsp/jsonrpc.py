@@ -170,37 +170,40 @@ def peek_response_id(body: bytes) -> MsgId | None:
 class Channel:
     """One LSP peer on a pair of byte streams: decode frames in, encode frames out.
 
-    `on_message(body, message)` gets each body with its decoded JSON (None when the
-    body is a response whose id `peek_response_id` could read: decoding is left to
-    the handler). `on_bad_frame(code, reason)` gets undecodable frames (ParseError) and
-    bodies that are JSON but not a JSON-RPC object (InvalidRequest).
+    `on_message(body, message)` gets each body with its decoded JSON. With
+    `on_response`, a response whose id `peek_response_id` can read goes there as
+    `(body, id)` undecoded: the relay forwards it without parsing the result.
+    `on_bad_frame(code, reason)` gets undecodable frames (ParseError) and bodies that
+    are JSON but not a JSON-RPC object (InvalidRequest).
     """
 
-    __slots__ = ("_decoder", "_on_bad", "_on_message", "_write", "closed", "lazy_responses")
+    __slots__ = ("_decoder", "_on_bad", "_on_message", "_on_response", "_write", "closed")
 
     def __init__(
         self,
         write: Callable[[bytes], None],
-        on_message: Callable[[bytes, Message | None], None],
+        on_message: Callable[[bytes, Message], None],
         on_bad_frame: Callable[[int, str], None],
         *,
-        lazy_responses: bool = False,
+        on_response: Callable[[bytes, MsgId], bool] | None = None,
     ) -> None:
         self._decoder = FrameDecoder()
         self._write = write
         self._on_message = on_message
+        self._on_response = on_response
         self._on_bad = on_bad_frame
-        self.lazy_responses = lazy_responses
         self.closed = False
 
     def data_received(self, data: bytes) -> None:
+        on_response = self._on_response
         for item in self._decoder.feed(data):
             if isinstance(item, FrameError):
                 self._on_bad(PARSE_ERROR, item.reason)
                 continue
-            if self.lazy_responses and peek_response_id(item) is not None:
-                self._on_message(item, None)
-                continue
+            if on_response is not None:
+                msg_id = peek_response_id(item)
+                if msg_id is not None and on_response(item, msg_id):
+                    continue
             try:
                 message = json.loads(item)
             except ValueError as exc:

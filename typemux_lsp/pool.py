@@ -60,9 +60,9 @@ class Pool:
         """The venv's session, started if needed; raises `CrashLoop` while it cools down."""
         session = self.sessions.get(venv.path)
         if session is not None and session.alive:
-            if session.venv_identity == venv.identity():
+            if not session.venv_recreated():
                 return session
-            session.log.info("the venv was recreated: restarting its backend")
+            session.log.info("the venv was deleted or recreated: restarting its backend")
             self._stop_in_background(session)
         self._check_crash_loop(venv)
         if len(self.live()) >= self.max_backends:
@@ -125,11 +125,9 @@ class Pool:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for session in self.live():
-                if (
-                    session.state is not State.STARTING
-                    and not session.inflight
-                    and now - session.last_used >= self.ttl
-                ):
+                # Idle is judged by client traffic only: a request the backend never
+                # answers, or a server->client request, does not keep it alive.
+                if session.state is not State.STARTING and now - session.last_used >= self.ttl:
                     session.log.info("stopped after %.0f s idle", now - session.last_used)
                     self._stop_in_background(session)
 

@@ -292,8 +292,7 @@ class TypemuxServer(LanguageServer):
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def on_client_message(self, body: bytes, message: Message | None) -> None:
-        assert message is not None
+    def on_client_message(self, body: bytes, message: Message) -> None:
         method = message.get("method")
         has_id = "id" in message
         msg_id = message.get("id")
@@ -396,7 +395,7 @@ class TypemuxServer(LanguageServer):
                 self.respond_error(msg_id, jsonrpc.REQUEST_FAILED, target)
                 return
             session = target
-        self.pending[msg_id] = ClientRequest(method, session)
+        self.pending[msg_id].session = session
         session.forward(msg_id, method, body)
 
     def _session_for(self, uri: str) -> BackendSession | str:

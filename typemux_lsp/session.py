@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import enum
 import itertools
-import json
 import logging
 import os
 import signal
@@ -122,6 +121,7 @@ class BackendSession:
         self.pid: int | None = None
         self.capabilities: dict[str, Any] = {}
         self.venv_identity = venv.identity()
+        self._identity_checked_at = time.monotonic()
         #: client requests sent to the backend: id -> method
         self.inflight: dict[MsgId, str] = {}
         #: client requests held until the backend is started (all) or warm (index-dependent)
@@ -140,7 +140,7 @@ class BackendSession:
         self._transport: asyncio.SubprocessTransport | None = None
         self._stdin: asyncio.WriteTransport | None = None
         self._channel = jsonrpc.Channel(
-            self._write, self._on_message, self._on_bad_frame, lazy_responses=True
+            self._write, self._on_message, self._on_bad_frame, on_response=self._on_response
         )
         self._stderr_tail = bytearray()
         self._stderr_line = bytearray()
@@ -153,6 +153,14 @@ class BackendSession:
         self.log = _SessionLog(logger, f"[{self.tag} {venv}]")
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    def venv_recreated(self) -> bool:
+        """Whether pyvenv.cfg changed since the start; the filesystem is asked once a second."""
+        now = time.monotonic()
+        if now - self._identity_checked_at < 1.0:
+            return False
+        self._identity_checked_at = now
+        return self.venv.identity() != self.venv_identity
 
     @property
     def alive(self) -> bool:
@@ -401,16 +409,15 @@ class BackendSession:
     def data_received(self, data: bytes) -> None:
         self._channel.data_received(data)
 
-    def _on_message(self, body: bytes, message: Message | None) -> None:
-        if message is None:  # a response recognised without parsing
-            msg_id = jsonrpc.peek_response_id(body)
-            assert msg_id is not None
-            if msg_id in self.inflight:
-                del self.inflight[msg_id]
-                self.upstream.backend_response(self, msg_id, body)
-                return
-            message = json.loads(body)
-            assert isinstance(message, dict)
+    def _on_response(self, body: bytes, msg_id: MsgId) -> bool:
+        """The hot path: a client request's answer, relayed without being parsed."""
+        if msg_id in self.inflight:
+            del self.inflight[msg_id]
+            self.upstream.backend_response(self, msg_id, body)
+            return True
+        return False  # one of the proxy's own: parse it
+
+    def _on_message(self, body: bytes, message: Message) -> None:
         if "method" in message:
             if "id" in message:
                 self.upstream.backend_request(self, message)
