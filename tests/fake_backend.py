@@ -45,6 +45,7 @@ _out_lock = threading.Lock()
 _converter = get_converter()
 _docs: dict[str, TextDocument] = {}
 _cancelled: set[Any] = set()
+_config: dict[str, Any] = {}
 _encoding = "utf-16"
 
 
@@ -154,6 +155,8 @@ def main() -> None:
         method = msg.get("method")
         msg_id = msg.get("id")
         if method is None:
+            if msg_id == "fake-config":
+                _config["answer"] = msg.get("result")
             continue
         if msg_id is not None:
             if OPTS.get("crash_on") == method:
@@ -170,6 +173,16 @@ def main() -> None:
         params = msg.get("params") or {}
         if method == "initialize":
             handle_initialize(msg)
+        elif method == "initialized":
+            # Ask like pyright does; the answer is kept for `fake/config`.
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": "fake-config",
+                    "method": "workspace/configuration",
+                    "params": {"items": [{"section": "python"}, {"section": "ty"}]},
+                }
+            )
         elif method == "textDocument/didOpen":
             item = params["textDocument"]
             _docs[item["uri"]] = TextDocument(
@@ -198,6 +211,8 @@ def main() -> None:
             _cancelled.add(params.get("id"))
         elif method == "textDocument/hover":
             hover(msg)
+        elif method == "fake/config":
+            respond(msg_id, _config.get("answer"))
         elif method == "fake/text":
             doc = _docs.get(params["textDocument"]["uri"])
             respond(msg_id, None if doc is None else {"text": doc.source, "version": doc.version})

@@ -63,6 +63,8 @@ P = TypeVar("P")
 
 #: seconds a fanned-out request waits for the slowest backend
 FAN_OUT_TIMEOUT = 5.0
+#: seconds the client gets to answer a backend's workspace/configuration
+CONFIGURATION_WAIT = 1.0
 
 
 @dataclass(slots=True)
@@ -552,13 +554,7 @@ class TypemuxServer(LanguageServer):
         backend_id: MsgId = message["id"]
         params = message.get("params")
         if method == lsp.WORKSPACE_CONFIGURATION:
-            items = get_path(params, "items") or []
-            settings = _merge(self.client_settings, self.settings.backend_settings)
-            answer = [
-                session.kind.configuration(get_path(item, "section"), session.venv, settings)
-                for item in items
-            ]
-            session.send(jsonrpc.response(backend_id, answer))
+            self._configuration(session, backend_id, params)
             return
         if method == lsp.CLIENT_REGISTER_CAPABILITY:
             self._register(session, params)
@@ -581,6 +577,43 @@ class TypemuxServer(LanguageServer):
         proxy_id = next(self._server_ids)
         self.server_requests[proxy_id] = (session, backend_id)
         self._send(jsonrpc.request(proxy_id, method, params))
+
+    def _configuration(self, session: BackendSession, backend_id: MsgId, params: Any) -> None:
+        """Answer with the client's settings (when it keeps any), the user's backend
+        settings over them, and the venv's interpreter over everything.
+
+        Every backend holds analysis until this is answered, so a client that does not
+        answer within `CONFIGURATION_WAIT` seconds is not waited for.
+        """
+        items = get_path(params, "items")
+        items = items if isinstance(items, list) else []
+        answered = False
+
+        def answer(client_values: list[Any] | None) -> None:
+            nonlocal answered
+            if answered or not session.alive:
+                return
+            answered = True
+            result = []
+            for index, item in enumerate(items):
+                section = get_path(item, "section")
+                base = self.client_settings
+                if client_values is not None and index < len(client_values):
+                    base = _nest(section, client_values[index])
+                settings = _merge(base, self.settings.backend_settings)
+                result.append(session.kind.configuration(section, session.venv, settings))
+            session.send(jsonrpc.response(backend_id, result))
+
+        if not self.support.configuration:
+            answer(None)
+            return
+
+        def from_client(message: Message) -> None:
+            values = message.get("result")
+            answer(values if isinstance(values, list) else None)
+
+        self._client_request(lsp.WORKSPACE_CONFIGURATION, params, from_client)
+        asyncio.get_running_loop().call_later(CONFIGURATION_WAIT, answer, None)
 
     def _rename_token(self, session: BackendSession, token: Any) -> str:
         renamed = f"typemux-lsp/{session.id}/{token}"
@@ -852,6 +885,15 @@ def _merge(base: Any, over: Any) -> Any:
             merged[key] = _merge(base.get(key), value)
         return merged
     return over if over not in (None, {}) else base
+
+
+def _nest(section: Any, value: Any) -> Any:
+    """The client's value for `section` (e.g. "python.analysis") as a full settings tree."""
+    if not isinstance(section, str) or not section:
+        return value
+    for part in reversed(section.split(".")):
+        value = {part: value}
+    return value
 
 
 def _rss_bytes(pid: int | None) -> int | None:

@@ -455,3 +455,39 @@ async def test_a_starting_backend_reports_progress_to_clients_that_take_it(
         assert created and created[0]["params"]["token"] == progress[0]["token"]
     finally:
         assert await client.stop() == 0
+
+
+@pytest.mark.parametrize("client_keeps_settings", [True, False])
+async def test_configuration_answers_carry_the_clients_settings_and_the_venv(
+    tmp_path: Path, client_keeps_settings: bool
+) -> None:
+    root = make_workspace(tmp_path / "ws")
+    env = dict(os.environ)
+    env["TYPEMUX_LSP_BACKEND_COMMAND"] = f"{sys.executable} {FAKE}"
+    client_python = {"analysis": {"typeCheckingMode": "strict"}, "pythonPath": "/usr/bin/python"}
+
+    def answer(message: dict[str, Any]) -> Any:
+        if message["method"] == "workspace/configuration":
+            sections = [i.get("section") for i in message["params"]["items"]]
+            return [client_python if s == "python" else None for s in sections]
+        return None
+
+    client = LspClient(answer)
+    await client.start([sys.executable, "-m", "typemux_lsp", "--backend", "ty"], cwd=root, env=env)
+    try:
+        caps = {**CAPS, "workspace": {"configuration": client_keeps_settings}}
+        await client.initialize(root, caps)
+        uri = client.open(root / "a" / "m.py")
+        await client.wait_diagnostics(uri)
+        params = {"textDocument": {"uri": uri}}
+        python, ty = await client.request("fake/config", params)
+        venv = str(root.resolve() / "a" / ".venv")
+        assert ty == {"configuration": {"environment": {"python": venv}}}
+        if client_keeps_settings:
+            assert python == client_python  # passed through: ty's interpreter is in its section
+            asked = [r for r in client.server_requests if r["method"] == "workspace/configuration"]
+            assert asked
+        else:
+            assert python is None
+    finally:
+        assert await client.stop() == 0
