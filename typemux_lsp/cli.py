@@ -1,27 +1,51 @@
-"""Command line: serve LSP on stdio (the default), `demo`, and `--doctor`."""
+"""Command line: serve LSP on stdio (the default), `demo`, and `--doctor`.
+
+Every setting has a flag here, an environment variable and a TOML key (see config.py); the
+parser only turns text into values, `config.load_settings` decides which level wins.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .backends import KINDS
-from .config import Settings, env_var
+from .config import (
+    CONFIG_ENV,
+    LOG_LEVELS,
+    ConfigProblem,
+    LoadedSettings,
+    Settings,
+    default_config_path,
+    env_var,
+    load_settings,
+)
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
+
+logger = logging.getLogger("typemux_lsp")
 
 
 def _float(value: str) -> float:
     number = float(value)
     if number < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not greater than 0")
     return number
 
 
@@ -32,107 +56,148 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _bool(value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r} is not true/false (or 1/0, yes/no, on/off)")
+
+
+def _json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    parsed = _json(value)
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError('expected a JSON object, e.g. {"python": {}}')
+    return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="typemux-lsp",
         description=(
             "A Python language server that runs one type checker per .venv and routes every "
-            "file to its own. Speaks LSP on stdin/stdout. `typemux-lsp demo [DIR]` runs the demo."
+            "file to its own. Speaks LSP on stdin/stdout. `typemux-lsp demo [DIR]` runs the demo; "
+            "`typemux-lsp --doctor [PATH]` checks a setup."
+        ),
+        epilog=(
+            "Each setting is taken from, in order: its flag, its TYPEMUX_LSP_* variable, "
+            "[tool.typemux-lsp] in the pyproject.toml at the git toplevel, the user config "
+            f"({default_config_path()}), the default. See docs/configuration.md."
         ),
     )
     parser.add_argument("--version", action="version", version=f"typemux-lsp {__version__}")
-    parser.add_argument(
-        "--backend", choices=sorted(KINDS), help=f"type checker to run [{env_var('backend')}]"
+    group = parser.add_argument_group("settings")
+
+    def setting(name: str, help: str, **kwargs: Any) -> None:
+        group.add_argument(
+            "--" + name.replace("_", "-"), dest=name, help=f"{help} [{env_var(name)}]", **kwargs
+        )
+
+    setting("backend", "type checker to run", choices=sorted(KINDS))
+    setting("max_backends", "most backends alive at once", type=_positive_int, metavar="N")
+    setting(
+        "backend_ttl", "idle seconds before a backend stops, 0 = never", type=_float, metavar="S"
     )
-    parser.add_argument(
-        "--max-backends",
-        type=_positive_int,
-        help=f"most backends alive [{env_var('max_backends')}]",
-    )
-    parser.add_argument(
-        "--backend-ttl",
+    setting(
+        "warmup_timeout",
+        "seconds index-dependent requests wait for a new backend, 0 = off",
         type=_float,
-        help=f"idle seconds before a backend stops, 0 = never [{env_var('backend_ttl')}]",
+        metavar="S",
+    )
+    setting(
+        "start_timeout",
+        "seconds a backend has to answer initialize",
+        type=_positive_float,
+        metavar="S",
+    )
+    setting("log_file", "log to this file instead of stderr", metavar="PATH")
+    setting("log_level", "log level; trace shows message bodies", choices=list(LOG_LEVELS))
+    setting(
+        "no_venv_diagnostic",
+        "publish a diagnostic on files that have no .venv (true/false)",
+        type=_bool,
+        metavar="BOOL",
+    )
+    setting(
+        "backend_command",
+        "command that starts every backend instead of the kind's own",
+        metavar="CMD",
+    )
+    setting(
+        "backend_settings",
+        "JSON object every backend gets in its workspace/configuration answers",
+        type=_json_object,
+        metavar="JSON",
+    )
+    setting(
+        "projects",
+        'JSON array of per-project rules, e.g. [{"path": "legacy/*", "backend": "pyright"}]',
+        type=_json,
+        metavar="JSON",
     )
     parser.add_argument(
-        "--warmup-timeout",
-        type=_float,
-        help="seconds index-dependent requests wait for a new backend, 0 = off "
-        f"[{env_var('warmup_timeout')}]",
+        "--config",
+        metavar="PATH",
+        help=f"user config file instead of {default_config_path()} [{CONFIG_ENV}]",
     )
     parser.add_argument(
-        "--start-timeout",
-        type=_float,
-        help=f"seconds a backend has to answer initialize [{env_var('start_timeout')}]",
+        "--doctor",
+        action="store_true",
+        help="check the setup for PATH (default: the working directory) and exit: 0 when it "
+        "can work, 2 when it cannot",
     )
     parser.add_argument(
-        "--log-file", help=f"log to this file instead of stderr [{env_var('log_file')}]"
+        "--json", action="store_true", help="with --doctor: print JSON (docs/doctor-json.md)"
     )
-    parser.add_argument(
-        "--log-level",
-        choices=["trace", "debug", "info", "warning", "error"],
-        help=f"[{env_var('log_level')}]",
-    )
+    parser.add_argument("path", nargs="?", metavar="PATH", help="with --doctor: what to check")
     parser.add_argument("--stdio", action="store_true", help="accepted for editors that pass it")
     return parser
 
 
-def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
-    """Defaults, then `TYPEMUX_LSP_*` variables, then flags."""
-    env = os.environ if environ is None else environ
-    settings = Settings()
-    for name in Settings.names():
-        default = getattr(settings, name)
-        raw = env.get(env_var(name))
-        if raw is not None and raw != "" and not isinstance(default, dict):
-            setattr(settings, name, _coerce(name, raw, default))
-        flag = getattr(args, name, None)
-        if flag is not None:
-            setattr(settings, name, flag)
-    if settings.backend not in KINDS:
-        raise SystemExit(
-            f"typemux-lsp: unknown backend {settings.backend!r} (from {env_var('backend')}); "
-            f"choose one of {', '.join(sorted(KINDS))}."
-        )
-    return settings
+def setup_logging(settings: Settings) -> ConfigProblem | None:
+    """Log to the configured file, or stderr (never stdout: that is the LSP channel).
 
-
-def _coerce(name: str, raw: str, default: Any) -> Any:
-    try:
-        if isinstance(default, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-    except ValueError:
-        raise SystemExit(
-            f"typemux-lsp: {env_var(name)}={raw!r} is not a number; unset it or fix its value."
-        ) from None
-    return raw
-
-
-def setup_logging(settings: Settings) -> None:
+    A log file that cannot be opened must not stop the server: it logs to stderr instead and
+    the failure is returned as a problem to report.
+    """
     level = TRACE if settings.log_level == "trace" else getattr(logging, settings.log_level.upper())
-    handler: logging.Handler
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    problem = None
     if settings.log_file:
         from logging.handlers import RotatingFileHandler
 
-        handler = RotatingFileHandler(settings.log_file, maxBytes=10 * 1024 * 1024, backupCount=2)
-    else:
-        handler = logging.StreamHandler(sys.stderr)  # never stdout: that is the LSP channel
+        path = os.path.expanduser(settings.log_file)
+        try:
+            handler = RotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=2)
+        except OSError as error:
+            problem = ConfigProblem(
+                None,
+                None,
+                f"log-file {path} cannot be opened ({error.strerror or error}); logging to "
+                "stderr instead.",
+                "create its directory or choose a writable path.",
+            )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pygls").setLevel(max(level, logging.WARNING))
     logging.getLogger("asyncio").setLevel(max(level, logging.WARNING))
+    return problem
 
 
-def serve(settings: Settings) -> int:
+def serve(loaded: LoadedSettings) -> int:
     from .server import TypemuxServer
 
-    server = TypemuxServer(settings)
+    server = TypemuxServer(loaded.settings, problems=loaded.problems)
     return asyncio.run(server.serve())
 
 
@@ -143,7 +208,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         code: int = demo_main(args_list[1:])
         return code
-    args = build_parser().parse_args(args_list)
-    settings = settings_from(args)
-    setup_logging(settings)
-    return serve(settings)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if not args.doctor and (args.path is not None or args.json):
+        parser.error("PATH and --json are only used with --doctor")
+    if args.doctor:
+        from .doctor import run
+
+        return run(args, os.environ, Path(args.path) if args.path else Path.cwd())
+    loaded = load_settings(args, os.environ, Path.cwd())
+    failed_log = setup_logging(loaded.settings)
+    if failed_log is not None:
+        loaded.problems.append(failed_log)
+    for problem in loaded.problems:
+        logger.warning("configuration: %s", problem)
+    return serve(loaded)

@@ -22,7 +22,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,8 +34,8 @@ from pygls.lsp.server import LanguageServer
 
 from . import __version__, jsonrpc
 from .backends import KINDS, BackendKind
-from .config import Settings
-from .documents import ChangeOutcome, Document, DocumentStore
+from .config import ConfigProblem, Settings, problems_summary
+from .documents import ChangeOutcome, Document, DocumentStore, Encoding
 from .features import (
     BROADCAST_NOTIFICATIONS,
     FAN_OUT_METHODS,
@@ -86,10 +86,17 @@ class ClientRequest:
 
 
 class TypemuxServer(LanguageServer):
-    def __init__(self, settings: Settings, cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cwd: str | None = None,
+        problems: Sequence[ConfigProblem] = (),
+    ) -> None:
         super().__init__("typemux-lsp", __version__)
         self.settings = settings
+        #: the default kind: it answers initialize; project rules may pick others per venv
         self.kind: BackendKind = KINDS[settings.backend]
+        self.config_problems = list(problems)
         self.cwd = canonical(cwd or os.getcwd())
         self.converter = get_converter()
         self.store = DocumentStore()
@@ -168,7 +175,14 @@ class TypemuxServer(LanguageServer):
         offered = (
             params.capabilities.general.position_encodings if params.capabilities.general else None
         )
-        self.store.encoding = self.kind.choose_encoding([str(e) for e in offered or ()])
+        kinds = {self.kind.name, *(r.backend for r in self.settings.projects if r.backend)}
+        # Positions are relayed untouched, so every backend must use the one encoding
+        # negotiated with the client; with several kinds that is the one all support.
+        self.store.encoding = (
+            self.kind.choose_encoding([str(e) for e in offered or ()])
+            if len(kinds) == 1
+            else Encoding.UTF16
+        )
         options = params.initialization_options
         if isinstance(options, dict) and isinstance(options.get("settings"), dict):
             self.client_settings = options["settings"]
@@ -185,6 +199,16 @@ class TypemuxServer(LanguageServer):
 
     def on_initialized(self, params: None, call: Call) -> None:
         logger.info("client initialized (%s)", get_path(self.client_params, "clientInfo", "name"))
+        if self.config_problems:
+            self._send(
+                jsonrpc.notification(
+                    lsp.WINDOW_SHOW_MESSAGE,
+                    {
+                        "type": lsp.MessageType.Warning.value,
+                        "message": problems_summary(self.config_problems),
+                    },
+                )
+            )
 
     def on_shutdown(self, params: None, call: Call) -> None:
         self.shutdown_requested = True
@@ -527,7 +551,9 @@ class TypemuxServer(LanguageServer):
         command = (
             shlex.split(self.settings.backend_command) if self.settings.backend_command else None
         )
-        session = BackendSession(self.kind, venv, self, self.timeouts, command, self.reaper)
+        kind_name, backend_settings = self.settings.backend_for(venv.project_dir)
+        session = BackendSession(KINDS[kind_name], venv, self, self.timeouts, command, self.reaper)
+        session.settings = backend_settings
         self.feedback.backend_starting(session, self.cwd)
         return session
 
@@ -600,7 +626,7 @@ class TypemuxServer(LanguageServer):
                 base = self.client_settings
                 if client_values is not None and index < len(client_values):
                     base = _nest(section, client_values[index])
-                settings = _merge(base, self.settings.backend_settings)
+                settings = _merge(base, session.settings)
                 result.append(session.kind.configuration(section, session.venv, settings))
             session.send(jsonrpc.response(backend_id, result))
 
@@ -775,6 +801,10 @@ class TypemuxServer(LanguageServer):
             "backend": self.kind.name,
             "positionEncoding": self.store.encoding.value,
             "backends": backends,
+            "configProblems": [
+                {"file": p.file, "line": p.line, "message": p.message, "fix": p.fix}
+                for p in self.config_problems
+            ],
             "documentsWithoutVenv": sorted(
                 d.uri for d in self.store if self.router.refresh(d) is None
             ),

@@ -131,6 +131,8 @@ class BackendSession:
         #: uris this backend published non-empty diagnostics for (cleared if it goes away)
         self.diagnosed: set[str] = set()
         self.crashes = 0
+        #: backend settings for this venv (config `backend-settings`, per-project rules)
+        self.settings: dict[str, Any] = {}
         #: progress tokens the proxy accepted on the client's behalf (JSON of the token)
         self.local_tokens: set[str] = set()
         #: progress tokens forwarded to the client: JSON of the token -> renamed token

@@ -1,0 +1,304 @@
+"""`typemux-lsp --doctor`, run as a user runs it (a subprocess) on a monorepo with real venvs.
+
+Exit code 0 when the setup can work and 2 when it cannot; every venv with the backend it gets;
+files without a venv; problems with file, line and fix; the JSON form matches its documentation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+PYPROJECT = """\
+[project]
+name = "mono"
+
+[tool.typemux-lsp]
+max-backends = 4
+
+[[tool.typemux-lsp.projects]]
+path = "services/worker"
+backend = "ty"
+settings = { ty = { diagnosticMode = "workspace" } }
+"""
+
+
+def make_venv(project: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(project / ".venv")],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def monorepo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """services/api (venv, default backend), services/worker (venv, ty by rule), scripts (none)."""
+    root = (tmp_path_factory.mktemp("doctor") / "mono").resolve()
+    (root / ".git").mkdir(parents=True)
+    for project in ("services/api", "services/worker"):
+        (root / project).mkdir(parents=True)
+        (root / project / "main.py").write_text("x = 1\n")
+        make_venv(root / project)
+    (root / "scripts").mkdir()
+    (root / "scripts" / "pyproject.toml").write_text("[project]\nname = 'scripts'\n")
+    (root / "scripts" / "a.py").write_text("")
+    (root / "scripts" / "b.pyi").write_text("")
+    (root / "node_modules" / "pkg").mkdir(parents=True)
+    (root / "node_modules" / "pkg" / "x.py").write_text("")  # never searched
+    return root
+
+
+@pytest.fixture
+def mono(monorepo: Path) -> Iterator[Path]:
+    (monorepo / "pyproject.toml").write_text(PYPROJECT)
+    yield monorepo
+    (monorepo / "pyproject.toml").write_text(PYPROJECT)
+
+
+def doctor_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TYPEMUX_LSP_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")
+    }
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")  # no user config from the developer
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env.update(extra)
+    return env
+
+
+def run_doctor(
+    *args: str, env: dict[str, str], python: str = sys.executable, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [python, "-m", "typemux_lsp", "--doctor", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def doctor_json(*args: str, env: dict[str, str], **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    done = run_doctor("--json", *args, env=env, **kwargs)
+    return done.returncode, json.loads(done.stdout)
+
+
+# -- a setup that works ------------------------------------------------------------------------
+
+
+def test_ready_setup_exits_0_and_shows_each_venv_with_its_backend(
+    mono: Path, tmp_path: Path
+) -> None:
+    done = run_doctor(str(mono), env=doctor_env(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    api = next(line for line in out.splitlines() if "services/api/.venv" in line)
+    worker = next(line for line in out.splitlines() if "services/worker/.venv" in line)
+    assert "pyright" in api and "default" in api and version in api
+    assert " ty " in worker and "rule 1 (services/worker)" in worker
+    assert re.search(r"ok\s+pyright\s+\S+pyright-langserver\s+pyright \d+\.\d+", out)
+    assert re.search(r"ok\s+ty\s+\S+/ty\s+ty \d+\.\d+", out)
+    assert "max_backends" in out and f"project config {mono / 'pyproject.toml'}:5" in out
+    assert "Python files without a .venv (1)" in out
+    assert "scripts" in out and "2 file(s)" in out
+    assert "node_modules" not in out
+    assert out.rstrip().endswith("Result: ready (exit 0)")
+
+
+def test_json_report(mono: Path, tmp_path: Path) -> None:
+    code, report = doctor_json(env=doctor_env(tmp_path), cwd=mono / "services")
+    assert code == 0
+    assert report["schemaVersion"] == 1
+    assert (report["ok"], report["exitCode"]) == (True, 0)
+    assert report["path"] == str(mono / "services")  # default PATH: the working directory
+    assert report["gitToplevel"] == str(mono)
+    assert report["settings"]["max_backends"] == {
+        "value": 4,
+        "source": f"project config {mono / 'pyproject.toml'}:5",
+    }
+    assert report["settings"]["backend"] == {"value": "pyright", "source": "default"}
+    venvs = {Path(v["projectDir"]).name: v for v in report["venvs"]}
+    assert set(venvs) == {"api", "worker"}
+    assert venvs["api"]["backend"] == "pyright" and venvs["api"]["rule"] is None
+    assert venvs["worker"]["backend"] == "ty"
+    assert venvs["worker"]["backendSettings"] == {"ty": {"diagnosticMode": "workspace"}}
+    assert venvs["worker"]["rule"]["index"] == 0
+    assert venvs["worker"]["pythonVersion"].startswith(
+        f"{sys.version_info.major}.{sys.version_info.minor}."
+    )
+    assert all(v["interpreterFound"] and v["pythonFiles"] == 1 for v in venvs.values())
+    backends = {b["kind"]: b for b in report["backends"]}
+    assert [b["kind"] for b in report["backends"]] == ["pyright", "ty"]  # default first
+    assert backends["pyright"]["usedBy"] == [venvs["api"]["path"]]
+    assert re.fullmatch(r"pyright \d+\.\d+\.\d+", backends["pyright"]["version"])
+    assert re.fullmatch(r"ty \d+\.\d+\.\d+.*", backends["ty"]["version"])
+    assert report["withoutVenv"] == []  # scripts/ is not under PATH=services
+    assert report["problems"] == []
+
+
+def test_every_json_key_is_documented(mono: Path, tmp_path: Path) -> None:
+    """docs/doctor-json.md lists every key the report has, and no key it does not have."""
+    (mono / "pyproject.toml").write_text(PYPROJECT.replace("max-backends = 4", "bogus = 1"))
+    _, with_problems = doctor_json(str(mono), env=doctor_env(tmp_path))
+    assert with_problems["problems"] and with_problems["withoutVenv"]
+    produced = _key_paths(with_problems)
+    documented = set(
+        re.findall(r"^\| `([^`]+)` \|", (REPO_ROOT / "docs" / "doctor-json.md").read_text(), re.M)
+    )
+    assert produced == documented
+
+
+#: values whose keys are the user's (backend settings), not the report's
+FREE_FORM = {"venvs[].backendSettings", "settings.projects.value[].settings"}
+
+
+def _key_paths(report: dict[str, Any]) -> set[str]:
+    """Dotted key paths of a report: `a[].b` for arrays, `settings.*.x` for each setting."""
+    paths: set[str] = set()
+
+    def walk(value: Any, prefix: str) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(item, prefix + "[]")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                path = f"{prefix}.{key}" if prefix else key
+                paths.add(path)
+                if path not in FREE_FORM:
+                    walk(item, path)
+
+    walk({k: v for k, v in report.items() if k != "settings"}, "")
+    paths.add("settings")
+    for entry in report["settings"].values():
+        paths.update(f"settings.*.{key}" for key in entry)
+    walk(report["settings"]["projects"]["value"], "settings.projects.value")
+    return paths
+
+
+# -- setups that cannot work -------------------------------------------------------------------
+
+
+def test_invalid_config_exits_2_with_file_line_and_fix(mono: Path, tmp_path: Path) -> None:
+    (mono / "pyproject.toml").write_text(
+        PYPROJECT.replace("max-backends = 4", 'max-backends = "4"\nbackend = "pyrite"')
+    )
+    done = run_doctor(str(mono), env=doctor_env(tmp_path))
+    assert done.returncode == 2
+    assert f"{mono / 'pyproject.toml'}:5: max-backends" in done.stdout
+    assert f'{mono / "pyproject.toml"}:6: backend = "pyrite"' in done.stdout
+    assert 'fix: did you mean "pyright"?' in done.stdout
+    assert "Result: NOT ready, 2 error(s) above (exit 2)" in done.stdout
+    # The valid parts still apply: the worker's rule.
+    worker = next(line for line in done.stdout.splitlines() if "services/worker/.venv" in line)
+    assert " ty " in worker
+
+
+def test_bad_toml_exits_2_with_its_line(mono: Path, tmp_path: Path) -> None:
+    (mono / "pyproject.toml").write_text(PYPROJECT.replace('backend = "ty"', 'backend = "ty'))
+    code, report = doctor_json(str(mono), env=doctor_env(tmp_path))
+    assert code == 2
+    (problem,) = report["problems"]
+    assert (problem["file"], problem["line"], problem["severity"]) == (
+        str(mono / "pyproject.toml"),
+        9,
+        "error",
+    )
+    assert "not valid TOML" in problem["message"] and problem["fix"]
+    assert {v["backend"] for v in report["venvs"]} == {"pyright"}  # the file's rules are gone
+
+
+def test_missing_backend_exits_2_with_the_install_command(mono: Path, tmp_path: Path) -> None:
+    """typemux-lsp installed without its backend: a venv that has typemux-lsp but no pyright."""
+    bare = tmp_path / "bare"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, capture_output=True
+    )
+    site = Path(
+        subprocess.run(
+            [
+                str(bare / "bin" / "python"),
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    # typemux-lsp and its dependencies, but none of the backends' executables next to python.
+    (site / "typemux.pth").write_text(f"{REPO_ROOT}\n{sysconfig.get_paths()['purelib']}\n")
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    env = doctor_env(tmp_path, PATH=str(empty))
+    code, report = doctor_json(
+        str(mono / "services" / "api"), env=env, python=str(bare / "bin" / "python")
+    )
+    assert code == 2
+    backends = {b["kind"]: b for b in report["backends"]}
+    assert (backends["pyright"]["found"], backends["pyright"]["executable"]) == (False, None)
+    severities = {p["message"].split(" not found")[0]: p for p in report["problems"]}
+    # pyright serves the venv under PATH: an error. ty is only named by a rule: a warning.
+    assert severities["backend pyright"]["severity"] == "error"
+    assert "pip install 'typemux-lsp[pyright]'" in severities["backend pyright"]["fix"]
+    assert severities["backend ty"]["severity"] == "warning"
+
+
+def test_custom_backend_command_that_does_not_exist_exits_2(mono: Path, tmp_path: Path) -> None:
+    env = doctor_env(tmp_path, TYPEMUX_LSP_BACKEND_COMMAND="/nonexistent/wrapper --stdio")
+    code, report = doctor_json(str(mono), env=env)
+    assert code == 2
+    (problem,) = report["problems"]  # one command for every kind: one problem
+    assert "/nonexistent/wrapper" in problem["message"]
+    assert "env TYPEMUX_LSP_BACKEND_COMMAND" in problem["fix"]
+
+
+def test_nonexistent_path_exits_2(tmp_path: Path) -> None:
+    done = run_doctor(str(tmp_path / "nope"), env=doctor_env(tmp_path))
+    assert done.returncode == 2
+    assert "does not exist" in done.stdout
+
+
+def test_broken_venv_is_a_warning(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".venv").mkdir()
+    (repo / ".venv" / "pyvenv.cfg").write_text("home = /nowhere\nversion = 3.9.1\n")
+    (repo / "a.py").write_text("")
+    done = run_doctor(str(repo), env=doctor_env(tmp_path))
+    assert done.returncode == 0
+    assert "Python 3.9.1" in done.stdout and "INTERPRETER MISSING" in done.stdout
+    assert "warning" in done.stdout and "recreate it" in done.stdout
+
+
+def test_text_and_json_agree_on_the_exit_code(mono: Path, tmp_path: Path) -> None:
+    shutil.rmtree(tmp_path / "xdg", ignore_errors=True)
+    user = tmp_path / "xdg" / "typemux-lsp" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text("max-backends = 0\n")
+    env = doctor_env(tmp_path)
+    code, report = doctor_json(str(mono), env=env)
+    assert (code, run_doctor(str(mono), env=env).returncode, report["exitCode"]) == (2, 2, 2)
+    assert report["configFiles"][0] == {
+        "level": "user",
+        "path": str(user),
+        "found": True,
+        "explicit": False,
+        "used": True,
+    }
+    assert report["problems"][0]["line"] == 1

@@ -1,0 +1,472 @@
+"""`typemux-lsp --doctor [--json] [PATH]`: can this setup work, and if not, what to change.
+
+An editor shows little when a language server is misconfigured (Claude Code shows nothing),
+so the doctor answers the questions a user would otherwise debug by hand: which settings are in
+force and where each comes from, which backend executables would run (and their versions),
+which venvs exist under PATH and which backend each gets, which Python files have no venv, and
+every problem with its fix. Exit code 0 means the setup can work, 2 means it cannot (a needed
+backend is missing or the configuration is invalid).
+
+The report is built once as JSON data (`collect`), stable and documented in
+docs/doctor-json.md; the text form is rendered from that same data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .backends import KINDS, BackendKind
+from .config import Settings, load_settings
+from .venv import VENV_DIR, Venv, canonical, find_venv, project_dir_hint
+
+SCHEMA_VERSION = 1
+#: seconds a backend gets to print its version
+VERSION_TIMEOUT = 20.0
+#: directories the walk visits at most, so the doctor stays quick on huge trees
+MAX_DIRECTORIES = 20_000
+PYTHON_SUFFIXES = (".py", ".pyi")
+#: never searched: VCS metadata, caches, JavaScript dependencies, installed packages
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".hypothesis",
+        "site-packages",
+        VENV_DIR,
+    }
+)
+#: the program that prints the version, when the language server itself cannot
+_VERSION_PROGRAM = {"pyright": "pyright", "basedpyright": "basedpyright"}
+
+Json = dict[str, Any]
+
+
+def run(args: Any, environ: Mapping[str, str], path: Path) -> int:
+    """Print the report for `path` (text, or JSON with `args.json`); return the exit code."""
+    report = collect(args, environ, path)
+    if getattr(args, "json", False):
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(render_text(report))
+    code: int = report["exitCode"]
+    return code
+
+
+# -- collecting --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Scan:
+    #: venv path -> Python files under PATH that it serves
+    venvs: dict[Path, int] = field(default_factory=dict)
+    #: directory -> Python files in it that have no venv
+    orphans: dict[Path, int] = field(default_factory=dict)
+    truncated: bool = False
+
+
+def _scan(root: Path) -> _Scan:
+    """Walk `root` the way the router resolves files: each directory's nearest `.venv`."""
+    scan = _Scan()
+    if root.is_file():
+        lookup = find_venv(root)
+        if lookup.venv is not None:
+            scan.venvs[lookup.venv.path] = 1
+        elif root.suffix in PYTHON_SUFFIXES:
+            scan.orphans[root.parent] = 1
+        return scan
+    for visited, (current, dirs, files) in enumerate(os.walk(root), start=1):
+        here = Path(current)
+        if (here / VENV_DIR / "pyvenv.cfg").is_file():
+            scan.venvs.setdefault(canonical(here / VENV_DIR), 0)
+        # Any directory holding pyvenv.cfg is a venv's inside, whatever its name.
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not _is_venv(here / d))
+        count = sum(1 for name in files if name.endswith(PYTHON_SUFFIXES))
+        if count:
+            lookup = find_venv(here / "__doctor__.py")
+            if lookup.venv is not None:
+                scan.venvs[lookup.venv.path] = scan.venvs.get(lookup.venv.path, 0) + count
+            else:
+                scan.orphans[canonical(here)] = count
+        if visited >= MAX_DIRECTORIES:
+            scan.truncated = True
+            break
+    return scan
+
+
+def _is_venv(directory: Path) -> bool:
+    return (directory / "pyvenv.cfg").is_file()
+
+
+def _problem(severity: str, message: str, fix: str, file: str | None = None) -> Json:
+    return {"severity": severity, "file": file, "line": None, "message": message, "fix": fix}
+
+
+def backend_version(kind: BackendKind, executable: Path) -> tuple[str | None, str | None]:
+    """`<program> --version` for a backend: (version, None) or (None, why not).
+
+    pyright-langserver and basedpyright-langserver have no --version; the `pyright` /
+    `basedpyright` program installed next to them has.
+    """
+    program = _VERSION_PROGRAM.get(kind.name)
+    target: str | None = str(executable)
+    if program is not None:
+        target = shutil.which(program, path=str(executable.parent))
+        if target is None:
+            return None, f"{program} is not next to {executable}, so its version is unknown"
+    env = dict(os.environ)
+    env.setdefault("PYRIGHT_PYTHON_IGNORE_WARNINGS", "1")  # no PyPI version check
+    try:
+        done = subprocess.run(
+            [str(target), "--version"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=VERSION_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"`{target} --version` did not answer within {VERSION_TIMEOUT:g} s"
+    except OSError as error:
+        return None, f"`{target} --version` could not run: {error.strerror or error}"
+    lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    if done.returncode != 0 or not lines:
+        detail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return None, f"`{target} --version` failed: {detail}"
+    return lines[0], None
+
+
+def _custom_executable(command: str) -> tuple[list[str], Path | None]:
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return [command], None
+    if not argv:
+        return [], None
+    first = os.path.expanduser(argv[0])
+    if os.sep in first:
+        path = Path(first)
+        found = path.is_file() and os.access(path, os.X_OK)
+        return argv, path if found else None
+    located = shutil.which(first)
+    return argv, Path(located) if located else None
+
+
+def _backends(
+    settings: Settings, sources: Mapping[str, str], used_by: Mapping[str, list[str]]
+) -> tuple[list[Json], list[Json]]:
+    """One entry per backend kind in use or named by the configuration, and the problems."""
+    problems: list[Json] = []
+    named = {settings.backend, *(rule.backend for rule in settings.projects if rule.backend)}
+    needed = set(used_by) if used_by else {settings.backend}
+    order = sorted(named | needed, key=lambda k: (k != settings.backend, k))
+    entries: list[Json] = []
+    for name in order:
+        kind = KINDS[name]
+        users = used_by.get(name, [])
+        entry: Json = {
+            "kind": name,
+            "default": name == settings.backend,
+            "usedBy": users,
+            "custom": settings.backend_command is not None,
+            "command": None,
+            "executable": None,
+            "found": False,
+            "version": None,
+            "versionError": None,
+            "installHint": kind.install_hint(),
+        }
+        severity = "error" if name in needed else "warning"
+        why = (
+            f"{len(users)} venv(s) under the checked path need it"
+            if users
+            else "it is the default backend"
+            if name == settings.backend
+            else "a project rule names it, so projects matching that rule will get no answers"
+        )
+        if settings.backend_command is not None:
+            argv, exe = _custom_executable(settings.backend_command)
+            entry.update(command=argv, executable=str(exe) if exe else None, found=exe is not None)
+            entry["versionError"] = "not checked: backend-command is a custom command"
+            if exe is None and not entries:  # one command for every kind: report it once
+                problems.append(
+                    _problem(
+                        severity,
+                        f"backend-command {settings.backend_command!r} cannot run: "
+                        f"{argv[0] if argv else 'the command is empty'} is not an executable "
+                        f"file or on PATH; {why}.",
+                        f"fix backend-command (set by {sources['backend_command']}), or remove "
+                        "it to run each backend's own language server.",
+                    )
+                )
+            entries.append(entry)
+            continue
+        exe = kind.resolve_executable()
+        if exe is None:
+            problems.append(
+                _problem(
+                    severity,
+                    f"backend {name} not found: {kind.executable} is neither next to "
+                    f"typemux-lsp ({Path(sys.executable).parent}) nor on PATH; {why}.",
+                    kind.install_hint() + ".",
+                )
+            )
+        else:
+            version, error = backend_version(kind, exe)
+            entry.update(
+                command=kind.command(exe),
+                executable=str(exe),
+                found=True,
+                version=version,
+                versionError=error,
+            )
+        entries.append(entry)
+    return entries, problems
+
+
+def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
+    """The doctor's report for `path` as JSON data (schema: docs/doctor-json.md)."""
+    target = canonical(path)
+    report: Json = {
+        "schemaVersion": SCHEMA_VERSION,
+        "ok": False,
+        "exitCode": 2,
+        "typemuxLsp": {
+            "version": __version__,
+            "python": sys.version.split()[0],
+            "executable": sys.executable,
+        },
+        "path": str(target),
+        "gitToplevel": None,
+        "configFiles": [],
+        "settings": {},
+        "backends": [],
+        "venvs": [],
+        "withoutVenv": [],
+        "truncated": False,
+        "problems": [],
+    }
+    if not target.exists():
+        report["problems"].append(
+            _problem(
+                "error",
+                f"{path} does not exist, so there is nothing to check.",
+                "pass a project directory, e.g. `typemux-lsp --doctor .`.",
+            )
+        )
+        return report
+    loaded = load_settings(args, environ, target if target.is_dir() else target.parent)
+    settings = loaded.settings
+    problems: list[Json] = [{"severity": "error", **p.to_json()} for p in loaded.problems]
+    report["gitToplevel"] = str(loaded.git_toplevel) if loaded.git_toplevel else None
+    report["configFiles"] = [
+        {
+            "level": f.level,
+            "path": str(f.path),
+            "found": f.found,
+            "explicit": f.explicit,
+            "used": f.used,
+        }
+        for f in loaded.config_files
+    ]
+    report["settings"] = {
+        name: {"value": settings.to_json(name), "source": loaded.sources[name]}
+        for name in Settings.names()
+    }
+
+    scan = _scan(target)
+    used_by: dict[str, list[str]] = {}
+    for venv_path in sorted(scan.venvs):
+        venv = Venv(venv_path)
+        kind, backend_settings = settings.backend_for(venv.project_dir)
+        match = settings.rule_for(venv.project_dir)
+        used_by.setdefault(kind, []).append(str(venv.path))
+        interpreter = venv.python.exists()
+        report["venvs"].append(
+            {
+                "path": str(venv.path),
+                "projectDir": str(venv.project_dir),
+                "pythonVersion": venv.python_version(),
+                "interpreterFound": interpreter,
+                "pythonFiles": scan.venvs[venv_path],
+                "backend": kind,
+                "backendSettings": backend_settings,
+                "rule": None
+                if match is None
+                else {"index": match[0], "path": match[1].path, "source": match[1].source},
+            }
+        )
+        if not interpreter:
+            problems.append(
+                _problem(
+                    "warning",
+                    f"{venv.path} has no working interpreter ({venv.python} is missing or a "
+                    "broken link), so its backend cannot resolve imports.",
+                    f"recreate it: `cd {venv.project_dir} && rm -rf {VENV_DIR} && uv sync` "
+                    f"(or `python -m venv {VENV_DIR}` and reinstall the dependencies).",
+                )
+            )
+
+    grouped: dict[Path, int] = {}
+    for directory, count in scan.orphans.items():
+        hint = project_dir_hint(directory)
+        grouped[hint] = grouped.get(hint, 0) + count
+    report["withoutVenv"] = [
+        {
+            "directory": str(directory),
+            "pythonFiles": count,
+            "fix": f"cd {directory} && uv sync (or `python -m venv {VENV_DIR}` and install the "
+            "dependencies)",
+        }
+        for directory, count in sorted(grouped.items())
+    ]
+
+    backends, backend_problems = _backends(settings, loaded.sources, used_by)
+    report["backends"] = backends
+    problems.extend(backend_problems)
+
+    if settings.log_file:
+        log_dir = Path(os.path.expanduser(settings.log_file)).parent
+        if not (log_dir.is_dir() and os.access(log_dir, os.W_OK)):
+            problems.append(
+                _problem(
+                    "warning",
+                    f"log-file {settings.log_file}: {log_dir} is not a writable directory, so "
+                    "the server will log to stderr instead.",
+                    f"create {log_dir} or change log-file (set by {loaded.sources['log_file']}).",
+                )
+            )
+    if scan.truncated:
+        report["truncated"] = True
+        problems.append(
+            _problem(
+                "warning",
+                f"stopped after {MAX_DIRECTORIES} directories; the venv list is incomplete.",
+                "run the doctor on a smaller directory (one project or one service).",
+            )
+        )
+    report["problems"] = problems
+    report["ok"] = not any(p["severity"] == "error" for p in problems)
+    report["exitCode"] = 0 if report["ok"] else 2
+    return report
+
+
+# -- text --------------------------------------------------------------------------------------
+
+
+def _short(value: Any, width: int = 48) -> str:
+    if value is None:
+        return "(none)"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _rel(path: str, base: str) -> str:
+    try:
+        relative = Path(path).relative_to(base)
+    except ValueError:
+        return path
+    return str(relative) if str(relative) != "." else "."
+
+
+def render_text(report: Json) -> str:
+    """The report for a person: the verdict last, problems just above it."""
+    out: list[str] = []
+    add = out.append
+    base = report["path"]
+    tool = report["typemuxLsp"]
+    add(f"typemux-lsp {tool['version']} (Python {tool['python']}, {tool['executable']})")
+    add(f"checked         {base}")
+    add(f"git toplevel    {report['gitToplevel'] or '(none: not in a git repository)'}")
+    for f in report["configFiles"]:
+        if not f["found"]:
+            state = "not found"
+        elif f["level"] == "project":
+            state = "[tool.typemux-lsp] used" if f["used"] else "no [tool.typemux-lsp] table"
+        else:
+            state = "used"
+        add(f"{f['level'] + ' config':<15} {f['path']} ({state})")
+
+    if report["settings"]:
+        add("")
+        add("Settings")
+        for name, item in report["settings"].items():
+            value = item["value"]
+            shown = f"{len(value)} rule(s)" if name == "projects" else _short(value, 30)
+            add(f"  {name:<19} {shown:<31} {item['source']}")
+            if name == "projects":
+                for index, rule in enumerate(value, start=1):
+                    extra = " +settings" if rule["settings"] else ""
+                    add(
+                        f"    {index}. {rule['path']} -> {rule['backend'] or '(default backend)'}"
+                        f"{extra}   {rule['source']}"
+                    )
+
+    if report["backends"]:
+        add("")
+        add("Backends")
+        for b in report["backends"]:
+            mark = "ok     " if b["found"] else "MISSING"
+            role = ["default"] if b["default"] else []
+            if b["usedBy"]:
+                role.append(f"{len(b['usedBy'])} venv(s)")
+            version = b["version"] or (b["versionError"] if b["found"] else "")
+            add(
+                f"  {mark} {b['kind']:<13} {b['executable'] or 'not found':<40} "
+                f"{version}  [{', '.join(role) or 'named by a rule'}]"
+            )
+
+    add("")
+    add(f"Venvs ({len(report['venvs'])})")
+    for v in report["venvs"]:
+        rule = v["rule"]
+        why = "default" if rule is None else f"rule {rule['index'] + 1} ({rule['path']})"
+        broken = "" if v["interpreterFound"] else "  INTERPRETER MISSING"
+        add(
+            f"  {_rel(v['path'], base):<28} Python {v['pythonVersion'] or '?':<8} "
+            f"{v['backend']:<12} {why:<24} {v['pythonFiles']} file(s){broken}"
+        )
+    if not report["venvs"]:
+        add("  none found")
+
+    if report["withoutVenv"]:
+        add("")
+        add(f"Python files without a .venv ({len(report['withoutVenv'])})")
+        for item in report["withoutVenv"]:
+            add(f"  {_rel(item['directory'], base):<28} {item['pythonFiles']} file(s)")
+            add(f"      fix: {item['fix']}")
+
+    problems = report["problems"]
+    if problems:
+        add("")
+        add(f"Problems ({len(problems)})")
+        for p in problems:
+            where = p["file"] if p["line"] is None else f"{p['file']}:{p['line']}"
+            add(f"  {p['severity']:<8} {(where + ': ') if where else ''}{p['message']}")
+            add(f"           fix: {p['fix']}")
+
+    add("")
+    errors = sum(1 for p in problems if p["severity"] == "error")
+    if report["ok"]:
+        add(f"Result: ready (exit {report['exitCode']})")
+    else:
+        add(f"Result: NOT ready, {errors} error(s) above (exit {report['exitCode']})")
+    return "\n".join(out)
