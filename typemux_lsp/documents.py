@@ -12,14 +12,11 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from lsprotocol import types as lsp
 
 from .venv import Lookup, Venv, uri_to_path
-
-_EOL = re.compile(r"\r\n|\r|\n")
 
 
 class InvalidChange(ValueError):
@@ -32,22 +29,57 @@ class Encoding(enum.StrEnum):
     UTF32 = "utf-32"
 
 
-@dataclass(slots=True, eq=False)
 class Document:
-    uri: str
-    language_id: str
-    text: str
-    client_version: int
-    #: The version backends see: the client's while it increases, else one more than
-    #: the last (Claude Code sends version 1 with every change).
-    sync_version: int
-    path: Path | None
-    venv: Venv | None = None
-    lookup: Lookup | None = None
-    #: monotonic time of the last venv lookup; negative lookups are always redone
-    checked_at: float = float("-inf")
-    #: set when an edit could not be applied: backends must not get this text
-    desynced: bool = False
+    """One open document: its text as a list of lines, so an edit touches only its lines.
+
+    Each line keeps its end-of-line; the last has none (it is "" after a final newline),
+    so line N of an LSP position is `lines[N]`. The whole text is joined only when it is
+    needed (a backend's replay), then kept until the next edit.
+    """
+
+    __slots__ = (
+        "_lines",
+        "_text",
+        "checked_at",
+        "client_version",
+        "desynced",
+        "language_id",
+        "lookup",
+        "path",
+        "sync_version",
+        "uri",
+        "venv",
+    )
+
+    def __init__(
+        self, uri: str, language_id: str, text: str, client_version: int, sync_version: int
+    ) -> None:
+        self.uri = uri
+        self.language_id = language_id
+        self.client_version = client_version
+        #: The version backends see: the client's while it increases, else one more than
+        #: the last (Claude Code sends version 1 with every change).
+        self.sync_version = sync_version
+        self.path: Path | None = uri_to_path(uri)
+        self.venv: Venv | None = None
+        self.lookup: Lookup | None = None
+        #: monotonic time of the last venv lookup; negative lookups are always redone
+        self.checked_at = float("-inf")
+        #: set when an edit could not be applied: backends must not get this text
+        self.desynced = False
+        self._lines = split_lines(text)
+        self._text: str | None = text
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = "".join(self._lines)
+        return self._text
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._lines = split_lines(value)
+        self._text = value
 
     def next_version(self, client_version: int) -> None:
         self.client_version = client_version
@@ -81,14 +113,7 @@ class DocumentStore:
     def open(self, item: lsp.TextDocumentItem) -> Document:
         old = self._docs.get(item.uri)
         sync = item.version if old is None else max(item.version, old.sync_version + 1)
-        doc = Document(
-            uri=item.uri,
-            language_id=item.language_id,
-            text=item.text,
-            client_version=item.version,
-            sync_version=sync,
-            path=uri_to_path(item.uri),
-        )
+        doc = Document(item.uri, item.language_id, item.text, item.version, sync)
         self._docs[item.uri] = doc
         return doc
 
@@ -102,21 +127,26 @@ class DocumentStore:
         changes: Sequence[lsp.TextDocumentContentChangeEvent],
     ) -> ChangeOutcome:
         """Apply the changes in order; all or nothing."""
-        text = doc.text
+        lines = doc._lines
+        copied = False
         resynced = False
         for change in changes:
             if isinstance(change, lsp.TextDocumentContentChangeWholeDocument):
-                text, resynced = change.text, doc.desynced or resynced
+                lines, copied = split_lines(change.text), True
+                resynced = resynced or doc.desynced
                 continue
             if doc.desynced and not resynced:
                 return ChangeOutcome.IGNORED
+            if not copied and len(changes) > 1:
+                lines, copied = list(lines), True  # all or nothing: edit a copy
             try:
-                text = apply_edit(text, change.range, change.text, self.encoding)
+                edit_lines(lines, change.range, change.text, self.encoding)
             except InvalidChange:
                 doc.desynced = True
                 doc.next_version(version)
                 return ChangeOutcome.DESYNCED
-        doc.text = text
+        doc._lines = lines
+        doc._text = None
         doc.next_version(version)
         if resynced:
             doc.desynced = False
@@ -124,35 +154,53 @@ class DocumentStore:
         return ChangeOutcome.APPLIED
 
 
-def apply_edit(text: str, rng: lsp.Range, new_text: str, encoding: Encoding) -> str:
-    start = offset_at(text, rng.start, encoding)
-    end = offset_at(text, rng.end, encoding)
-    if end < start:
-        raise InvalidChange(f"reversed range {rng}")
-    return text[:start] + new_text + text[end:]
+_SPLIT = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")
 
 
-def offset_at(text: str, pos: lsp.Position, encoding: Encoding) -> int:
-    """The string index of an LSP position.
+def split_lines(text: str) -> list[str]:
+    """Lines with their ends kept (`\n`, `\r\n` or `\r`, as LSP counts them)."""
+    return _SPLIT.split(text)
+
+
+def edit_lines(lines: list[str], rng: lsp.Range, new_text: str, encoding: Encoding) -> None:
+    """Replace `rng` in place; only the lines it spans are touched.
 
     A character past the end of its line means the end of the line (as the LSP
-    specification says); a line past the last line is an error.
+    specification says); a line past the last line, or a reversed range, is an error.
     """
-    if pos.line < 0 or pos.character < 0:
-        raise InvalidChange(f"negative position {pos}")
-    line_start = 0
-    if pos.line:
-        seen = 0
-        for seen, match in enumerate(_EOL.finditer(text), start=1):
-            if seen == pos.line:
-                line_start = match.end()
-                break
-        else:
-            raise InvalidChange(f"line {pos.line} is past the end ({seen + 1} lines)")
-    eol = _EOL.search(text, line_start)
-    line_end = eol.start() if eol else len(text)
-    line = text[line_start:line_end]
-    return line_start + _column(line, pos.character, encoding)
+    start, end = rng.start, rng.end
+    if start.line >= len(lines) or end.line >= len(lines):
+        raise InvalidChange(f"range {rng} is past the end ({len(lines)} lines)")
+    first, last = lines[start.line], lines[end.line]
+    c1 = _column(_content(first), start.character, encoding)
+    c2 = _column(_content(last), end.character, encoding)
+    if (end.line, c2) < (start.line, c1):
+        raise InvalidChange(f"reversed range {rng}")
+    pieces = split_lines(first[:c1] + new_text + last[c2:])
+    if pieces[-1] == "" and end.line + 1 < len(lines):
+        pieces.pop()  # the segment ended with its own line end; the next line follows
+    lines[start.line : end.line + 1] = pieces
+    # A lone "\r" now followed by "\n" is one line end, not two: re-split around it.
+    after = start.line + len(pieces)
+    if (start.line > 0 and lines[start.line - 1].endswith("\r") and pieces[0].startswith("\n")) or (
+        after < len(lines) and pieces[-1].endswith("\r") and lines[after].startswith("\n")
+    ):
+        lines[:] = split_lines("".join(lines))
+
+
+def _content(line: str) -> str:
+    if line.endswith("\r\n"):
+        return line[:-2]
+    if line.endswith(("\n", "\r")):
+        return line[:-1]
+    return line
+
+
+def apply_edit(text: str, rng: lsp.Range, new_text: str, encoding: Encoding) -> str:
+    """`text` with one edit applied (for callers that hold a whole string)."""
+    lines = split_lines(text)
+    edit_lines(lines, rng, new_text, encoding)
+    return "".join(lines)
 
 
 def _column(line: str, units: int, encoding: Encoding) -> int:

@@ -349,6 +349,10 @@ class TypemuxServer(LanguageServer):
                     msg_id, jsonrpc.SERVER_NOT_INITIALIZED, "initialize has not been sent"
                 )
             return
+        if self.initialized and method == lsp.INITIALIZE:
+            if request:
+                self.respond_error(msg_id, jsonrpc.INVALID_REQUEST, "initialize was already sent")
+            return
         if self.shutdown_requested and method != lsp.EXIT:
             if request:
                 self.respond_error(msg_id, jsonrpc.INVALID_REQUEST, "the server is shut down")

@@ -13,7 +13,7 @@ from typemux_lsp.documents import (
     Encoding,
     InvalidChange,
     apply_edit,
-    offset_at,
+    split_lines,
 )
 
 URI = "file:///p/a.py"
@@ -33,10 +33,10 @@ def open_doc(store: DocumentStore, text: str, version: int = 1) -> None:
 
 def test_astral_characters_count_two_utf16_units() -> None:
     text = 'x = "🚀"  # end\n'
-    # 🚀 is at code point 5, UTF-16 units 5-6; the closing quote is unit 7.
-    assert offset_at(text, lsp.Position(0, 7), Encoding.UTF16) == text.index('"', 5)
-    assert offset_at(text, lsp.Position(0, 6), Encoding.UTF32) == text.index('"', 5)
-    assert offset_at(text, lsp.Position(0, 9), Encoding.UTF8) == text.index('"', 5)
+    # 🚀 is at code point 5: UTF-16 units 5-6, UTF-8 bytes 5-8; the closing quote follows.
+    for encoding, unit in ((Encoding.UTF16, 7), (Encoding.UTF32, 6), (Encoding.UTF8, 9)):
+        edited = apply_edit(text, rng(0, unit, 0, unit), "|", encoding)
+        assert edited == 'x = "🚀|"  # end\n', encoding
 
 
 def test_incremental_edit_after_non_ascii_text() -> None:
@@ -130,3 +130,62 @@ def test_edits_match_a_utf16_reference_model(text: str, a: int, b: int, insert: 
     )
     got = apply_edit(text, lsp.Range(to_pos(start), to_pos(end)), insert, Encoding.UTF16)
     assert got == expected
+
+
+def reference_apply(text: str, r: lsp.Range, new: str) -> str:
+    """An independent model: offsets found by scanning the whole text (UTF-16 units)."""
+
+    def offset(pos: lsp.Position) -> int:
+        line_starts = [0]
+        i = 0
+        while i < len(text):
+            if text[i] == "\r" and text[i + 1 : i + 2] == "\n":
+                i += 2
+                line_starts.append(i)
+                continue
+            if text[i] in "\r\n":
+                line_starts.append(i + 1)
+            i += 1
+        if pos.line >= len(line_starts):
+            raise InvalidChange("past the end")
+        start = line_starts[pos.line]
+        end = line_starts[pos.line + 1] if pos.line + 1 < len(line_starts) else len(text)
+        line = text[start:end].rstrip("\r\n")
+        units = 0
+        for index, char in enumerate(line):
+            if units >= pos.character:
+                return start + index
+            units += 2 if ord(char) > 0xFFFF else 1
+        return start + len(line)
+
+    a, b = offset(r.start), offset(r.end)
+    if b < a:
+        raise InvalidChange("reversed")
+    return text[:a] + new + text[b:]
+
+
+_pos = st.builds(lsp.Position, st.integers(0, 6), st.integers(0, 8))
+
+
+@given(
+    _text,
+    st.lists(st.tuples(_pos, _pos, _text), min_size=1, max_size=6),
+)
+def test_line_edits_agree_with_a_whole_text_model(
+    text: str, edits: list[tuple[lsp.Position, lsp.Position, str]]
+) -> None:
+    store = DocumentStore(Encoding.UTF16)
+    open_doc(store, text)
+    doc = store.get(URI)
+    assert doc is not None
+    expected = text
+    for version, (start, end, new) in enumerate(edits, start=2):
+        change = partial(lsp.Range(start, end), new)
+        try:
+            expected = reference_apply(expected, change.range, new)
+        except InvalidChange:
+            assert store.change(doc, version, [change]) is ChangeOutcome.DESYNCED
+            return
+        assert store.change(doc, version, [change]) is ChangeOutcome.APPLIED
+        assert doc.text == expected
+        assert split_lines(doc.text) == doc._lines
