@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from . import __version__
 from .backends import KINDS
 from .config import (
     CONFIG_ENV,
+    EVENT_LOOPS,
     LOG_LEVELS,
     ConfigProblem,
     LoadedSettings,
@@ -121,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     setting("log_file", "log to this file instead of stderr", metavar="PATH")
     setting("log_level", "log level; trace shows message bodies", choices=list(LOG_LEVELS))
     setting(
+        "event_loop",
+        "auto: uvloop when installed (pip install 'typemux-lsp[fast]'), else asyncio",
+        choices=list(EVENT_LOOPS),
+    )
+    setting(
         "no_venv_diagnostic",
         "publish a diagnostic on files that have no .venv (true/false)",
         type=_bool,
@@ -198,7 +204,25 @@ def serve(loaded: LoadedSettings) -> int:
     from .server import TypemuxServer
 
     server = TypemuxServer(loaded.settings, problems=loaded.problems)
-    return asyncio.run(server.serve())
+    with asyncio.Runner(loop_factory=loop_factory(loaded.settings.event_loop)) as runner:
+        return runner.run(server.serve())
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed: it cuts the event loop's cost per relayed message
+    (bench/relay.py measures both)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            logging.getLogger(__name__).warning(
+                "event-loop = uvloop, but uvloop is not installed: using asyncio. "
+                "Fix: pip install 'typemux-lsp[fast]'"
+            )
+        return None
+    return uvloop.new_event_loop
 
 
 def main(argv: Sequence[str] | None = None) -> int:

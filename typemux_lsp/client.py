@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import jsonrpc
 from .jsonrpc import Message, MsgId
@@ -74,9 +74,8 @@ class LspClient:
             start_new_session=True,
         )
         self._transport = transport
-        stdin = transport.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
-        self._stdin = stdin
+        # uvloop's pipe transports are not asyncio.WriteTransport subclasses: cast, not assert.
+        self._stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
         self.pid = transport.get_pid()
 
     def _write(self, data: bytes) -> None:

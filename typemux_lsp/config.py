@@ -46,6 +46,7 @@ PROJECT_FILE = "pyproject.toml"
 #: the table in pyproject.toml that holds the project's settings
 PROJECT_TABLE = ("tool", "typemux-lsp")
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 Level = Literal["user", "project"]
 
@@ -113,6 +114,8 @@ class Settings:
     backend_settings: dict[str, Any] = field(default_factory=dict)
     #: per-project backend choice and settings; the first rule that matches wins
     projects: list[ProjectRule] = field(default_factory=list)
+    #: event loop: "auto" (uvloop when installed), "uvloop" or "asyncio"
+    event_loop: str = "auto"
 
     @classmethod
     def names(cls) -> list[str]:
@@ -257,6 +260,7 @@ _SPECS: dict[str, _Spec] = {
     "backend_command": _Spec("str", optional=True, not_in_project=_NOT_IN_PROJECT),
     "backend_settings": _Spec("table"),
     "projects": _Spec("rules"),
+    "event_loop": _Spec("str", choices=EVENT_LOOPS),
 }
 
 _EXPECTED = {

@@ -884,7 +884,6 @@ async def _open_writer(fd: int) -> Callable[[bytes], None]:
                 view = view[os.write(fd, view) :]
 
         return write_blocking
-    assert isinstance(transport, asyncio.WriteTransport)
     return transport.write
 
 

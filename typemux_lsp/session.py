@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from . import jsonrpc
 from .backends import BackendKind
@@ -236,9 +236,8 @@ class BackendSession:
                 f"{exc}. Fix: {self.kind.install_hint()}."
             ) from exc
         self._transport = transport
-        stdin = transport.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
-        self._stdin = stdin
+        # uvloop's pipe transports are not asyncio.WriteTransport subclasses: cast, not assert.
+        self._stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
         self.pid = transport.get_pid()
         if self._reaper is not None:
             self._reaper.add(self.pid)

@@ -86,10 +86,16 @@ class Proxy:
 async def start_proxy(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     clients: list[LspClient] = []
 
-    async def start(*args: str, fake: str = "", command: str = f"{sys.executable} {FAKE}") -> Proxy:
+    async def start(
+        *args: str,
+        fake: str = "",
+        command: str = f"{sys.executable} {FAKE}",
+        event_loop: str = "auto",
+    ) -> Proxy:
         root = make_workspace(tmp_path / "ws")
         env = dict(os.environ)
         env["TYPEMUX_LSP_BACKEND_COMMAND"] = command
+        env["TYPEMUX_LSP_EVENT_LOOP"] = event_loop
         env["FAKE_BACKEND"] = fake
         client = LspClient()
         await client.start(
@@ -120,8 +126,11 @@ def project_file(proxy: Proxy, project: str, content: str) -> None:
     (proxy.root / project / ".fake_backend").write_text(content)
 
 
-async def test_a_crash_fails_only_its_requests_and_the_venv_recovers(start_proxy: Any) -> None:
-    proxy: Proxy = await start_proxy()
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+async def test_a_crash_fails_only_its_requests_and_the_venv_recovers(
+    start_proxy: Any, event_loop: str
+) -> None:
+    proxy: Proxy = await start_proxy(event_loop=event_loop)
     project_file(proxy, "a", "crash_on=textDocument/definition")
     proxy.open("a", "x = 1\n")
     proxy.open("b")
@@ -371,9 +380,12 @@ async def test_exit_without_shutdown_exits_1(start_proxy: Any) -> None:
     assert await wait_gone(family, 10) == []
 
 
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
 @pytest.mark.parametrize("how", ["stdin", "SIGTERM", "SIGINT", "SIGKILL"])
-async def test_no_backend_or_child_outlives_the_proxy(start_proxy: Any, how: str) -> None:
-    proxy: Proxy = await start_proxy(fake="spawn_child")
+async def test_no_backend_or_child_outlives_the_proxy(
+    start_proxy: Any, how: str, event_loop: str
+) -> None:
+    proxy: Proxy = await start_proxy(fake="spawn_child", event_loop=event_loop)
     for name in "ab":
         proxy.open(name)
         await proxy.pid_of(name)

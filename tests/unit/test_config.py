@@ -76,6 +76,7 @@ LEVEL_VALUES: dict[str, tuple[Any, Any, Any, Any]] = {
     "log_file": ("/tmp/user.log", None, "/tmp/env.log", "/tmp/flag.log"),
     "log_level": ("debug", "warning", "error", "trace"),
     "no_venv_diagnostic": (False, True, False, True),
+    "event_loop": ("uvloop", "asyncio", "uvloop", "asyncio"),
     "backend_command": ("user-cmd --x", None, "env-cmd", "flag-cmd"),
     "backend_settings": ({"u": {"a": 1}}, {"p": 1}, {"e": 1}, {"f": 1}),
     "projects": (
