@@ -1,11 +1,11 @@
-"""beta: built against shapes 2.x, where a circle is an object."""
+"""beta: built against shapes 2.x, where a circle is an object with an area() method."""
 
 from shapes import Circle
 
 
 def report(radius: float) -> str:
     """Describe a circle of the given radius."""
-    return f"area={Circle(radius).area():.2f}"
+    return f"radius {radius}: area {Circle(radius).area():.2f}"
 
 
 def main() -> None:
