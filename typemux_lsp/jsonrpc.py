@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -69,6 +70,11 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[bytes | FrameError]:
         buf = self._buf
+        if not buf and self._need < 0:
+            # The common case: exactly one whole frame with the usual header, no copy.
+            match = _PLAIN_HEADER.match(data)
+            if match is not None and len(data) - match.end() == int(match[1]):
+                return [data[match.end() :]]
         buf += data
         out: list[bytes | FrameError] = []
         pos = 0
@@ -96,7 +102,14 @@ class FrameDecoder:
         return out
 
 
+_PLAIN_HEADER = re.compile(rb"Content-Length: (\d{1,9})\r\n\r\n")
+
+
 def _content_length(header: bytes) -> int | FrameError:
+    if header.startswith(b"Content-Length: ") and header[16:].isdigit():
+        length = int(header[16:])
+        if length <= MAX_MESSAGE_BYTES:
+            return length
     for line in header.split(b"\r\n"):
         name, sep, value = line.partition(b":")
         if sep and name.strip().lower() == b"content-length":
@@ -136,6 +149,9 @@ def notification(method: str, params: Any) -> Message:
 def request(msg_id: MsgId, method: str, params: Any) -> Message:
     return {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}
 
+
+#: json.loads without its per-call encoding sniffing: LSP bodies are UTF-8.
+_decode = json.JSONDecoder().decode
 
 _RESPONSE_PREFIX: Final = b'{"jsonrpc":"2.0","id":'
 
@@ -205,8 +221,8 @@ class Channel:
                 if msg_id is not None and on_response(item, msg_id):
                     continue
             try:
-                message = json.loads(item)
-            except ValueError as exc:
+                message = _decode(item.decode())
+            except ValueError as exc:  # UnicodeDecodeError is one too
                 self._on_bad(PARSE_ERROR, f"body is not JSON ({exc})")
                 continue
             if not isinstance(message, dict):
