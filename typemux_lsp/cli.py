@@ -29,9 +29,7 @@ from .config import (
     env_var,
     load_settings,
 )
-
-TRACE = 5
-logging.addLevelName(TRACE, "TRACE")
+from .jsonrpc import TRACE
 
 logger = logging.getLogger("typemux_lsp")
 

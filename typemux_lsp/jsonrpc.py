@@ -40,6 +40,10 @@ SERVER_NOT_INITIALIZED: Final = -32002
 CONTENT_MODIFIED: Final = -32801
 REQUEST_FAILED: Final = -32803
 
+#: Below DEBUG: every message body is logged (document text included), nothing else is.
+TRACE: Final = 5
+logging.addLevelName(TRACE, "TRACE")
+
 #: A single message larger than this is refused (and skipped) rather than buffered.
 MAX_MESSAGE_BYTES: Final = 256 * 1024 * 1024
 

@@ -136,6 +136,8 @@ class TypemuxServer(LanguageServer):
         self._write: Callable[[bytes], None] = lambda data: None
         self._typed: dict[str, tuple[Any, Callable[[Any, Call], None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: message bodies are logged only at trace level, and checked once, not per message
+        self._tracing = logger.isEnabledFor(jsonrpc.TRACE)
         self._register_handlers()
 
     # -- the typed handlers --------------------------------------------------------------
@@ -319,6 +321,8 @@ class TypemuxServer(LanguageServer):
     # -- dispatch ------------------------------------------------------------------------
 
     def on_client_message(self, body: bytes, message: Message) -> None:
+        if self._tracing:
+            logger.log(jsonrpc.TRACE, "client -> proxy: %s", body.decode(errors="replace"))
         method = message.get("method")
         has_id = "id" in message
         msg_id = message.get("id")
@@ -833,6 +837,14 @@ class TypemuxServer(LanguageServer):
         await self.reaper.start()
         channel = jsonrpc.Channel(self._write_frame, self.on_client_message, self.on_bad_frame)
         self._write = await _open_writer(stdout)
+        if self._tracing:
+            write = self._write
+
+            def traced(data: bytes) -> None:
+                logger.log(jsonrpc.TRACE, "proxy -> client: %s", data.decode(errors="replace"))
+                write(data)
+
+            self._write = traced
         reader = _Reader(channel, self)
         await loop.connect_read_pipe(
             lambda: reader, os.fdopen(stdin, "rb", buffering=0, closefd=False)

@@ -152,6 +152,7 @@ class BackendSession:
         self._warmup_timer: asyncio.TimerHandle | None = None
         self._ready_waiters: list[Callable[[], None]] = []
         self.tag = f"{kind.name}#{self.id}"
+        self._tracing = logger.isEnabledFor(jsonrpc.TRACE)
         self.log = _SessionLog(logger, f"[{self.tag} {venv}]")
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -338,6 +339,8 @@ class BackendSession:
 
     def _write(self, data: bytes) -> None:
         if self._stdin is not None and not self._stdin.is_closing():
+            if self._tracing:
+                self.log.log(jsonrpc.TRACE, "proxy -> backend: %s", data.decode(errors="replace"))
             self._stdin.write(data)
 
     def forward(self, msg_id: MsgId, method: str, body: bytes) -> None:
@@ -408,6 +411,8 @@ class BackendSession:
     # -- traffic from the backend ---------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._tracing:
+            self.log.log(jsonrpc.TRACE, "backend -> proxy: %s", data.decode(errors="replace"))
         self._channel.data_received(data)
 
     def _on_response(self, body: bytes, msg_id: MsgId) -> bool:

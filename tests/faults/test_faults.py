@@ -503,3 +503,18 @@ async def test_configuration_answers_carry_the_clients_settings_and_the_venv(
             assert python is None
     finally:
         assert await client.stop() == 0
+
+
+@pytest.mark.parametrize(("level", "shows_text"), [("trace", True), ("info", False)])
+async def test_logs_name_the_session_and_show_document_text_only_at_trace(
+    start_proxy: Any, tmp_path: Path, level: str, shows_text: bool
+) -> None:
+    log = tmp_path / "proxy.log"
+    proxy: Proxy = await start_proxy("--log-file", str(log), "--log-level", level)
+    proxy.open("a", "secret_marker_text = 1\n")
+    await proxy.pid_of("a")
+    assert await proxy.client.stop() == 0
+    text = log.read_text()
+    assert f"[ty#1 {(proxy.root / 'a' / '.venv').resolve()}]" in text  # session and venv
+    assert ("secret_marker_text" in text) is shows_text
+    assert proxy.client.stderr.strip() == b""  # logs went to the file, nothing to stderr
