@@ -117,3 +117,25 @@ async def test_answers_equal_straight_backend(
 
     # and the diagnostics that led here were the same
     assert proxy.last_diagnostics(uri) == straight.last_diagnostics(uri)
+
+
+async def test_initialize_answer_is_the_backends_own(
+    backend: str, monorepo: Monorepo, start_raw_proxy: StartRaw, start_straight: StartRaw
+) -> None:
+    """Answered before any backend runs, from the recorded profile: it must still be exactly
+    what the backend says, but for the proxy's own status command."""
+    alpha = monorepo.path("alpha")
+    proxy, straight = await asyncio.gather(
+        start_raw_proxy(backend, monorepo.root), start_straight(backend, alpha)
+    )
+    via_proxy, direct = await asyncio.gather(
+        proxy.initialize(CLAUDE_CODE.initialize_params(monorepo.root)),
+        straight.initialize(CLAUDE_CODE.initialize_params(alpha)),
+    )
+    ours = via_proxy["result"]
+    commands = ours["capabilities"]["executeCommandProvider"]["commands"]
+    assert commands[-1] == "typemux.status"
+    commands.pop()
+    if not commands and "executeCommandProvider" not in direct["result"]["capabilities"]:
+        del ours["capabilities"]["executeCommandProvider"]
+    assert ours == direct["result"]
