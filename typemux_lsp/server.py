@@ -20,7 +20,9 @@ import logging
 import os
 import shlex
 import signal
+import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -845,10 +847,7 @@ class TypemuxServer(LanguageServer):
                 write(data)
 
             self._write = traced
-        reader = _Reader(channel, self)
-        await loop.connect_read_pipe(
-            lambda: reader, os.fdopen(stdin, "rb", buffering=0, closefd=False)
-        )
+        await _open_reader(stdin, _Reader(channel, self))
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.finish, 128 + sig)
@@ -882,21 +881,44 @@ class _Reader(asyncio.Protocol):
         self._server.finish(0 if self._server.shutdown_requested else 1)
 
 
+def _is_pipe(fd: int) -> bool:
+    """Pipes and sockets go to the event loop; files, /dev/null and terminals do not (uvloop
+    aborts on some of them, asyncio refuses regular files)."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 async def _open_writer(fd: int) -> Callable[[bytes], None]:
-    """A non-blocking writer on a pipe; a blocking one on a file or terminal."""
-    loop = asyncio.get_running_loop()
-    pipe = os.fdopen(fd, "wb", buffering=0, closefd=False)
-    try:
+    """A non-blocking writer on a pipe; a blocking one on anything else."""
+    if _is_pipe(fd):
+        loop = asyncio.get_running_loop()
+        pipe = os.fdopen(fd, "wb", buffering=0, closefd=False)
         transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
-    except ValueError:
+        return transport.write
 
-        def write_blocking(data: bytes) -> None:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+    def write_blocking(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
 
-        return write_blocking
-    return transport.write
+    return write_blocking
+
+
+async def _open_reader(fd: int, protocol: asyncio.Protocol) -> None:
+    """Feed `protocol` from a pipe through the event loop, or from a file (a recorded
+    session, /dev/null) through a thread."""
+    loop = asyncio.get_running_loop()
+    if _is_pipe(fd):
+        pipe = os.fdopen(fd, "rb", buffering=0, closefd=False)
+        await loop.connect_read_pipe(lambda: protocol, pipe)
+        return
+
+    def pump() -> None:
+        while chunk := os.read(fd, 65536):
+            loop.call_soon_threadsafe(protocol.data_received, chunk)
+        loop.call_soon_threadsafe(protocol.connection_lost, None)
+
+    threading.Thread(target=pump, name="typemux-stdin", daemon=True).start()
 
 
 def _plain(handler: Callable[[Any, Call], None]) -> Callable[[Any, Call], None]:

@@ -463,6 +463,8 @@ class BackendSession:
         )
 
     def _on_stderr(self, data: bytes) -> None:
+        """Drained always; logged at debug (pyrefly writes two lines per request); the tail is
+        kept for error messages."""
         tail = self._stderr_tail
         tail += data
         if len(tail) > _STDERR_TAIL_BYTES:
@@ -473,9 +475,9 @@ class BackendSession:
             text = line[:nl].decode(errors="replace").rstrip()
             del line[: nl + 1]
             if text:
-                self.log.info("stderr: %s", text)
+                self.log.debug("stderr: %s", text)
         if len(line) > 4096:
-            self.log.info("stderr: %s", line.decode(errors="replace"))
+            self.log.debug("stderr: %s", line.decode(errors="replace"))
             line.clear()
 
     def stderr_tail(self, max_chars: int = 800) -> str:

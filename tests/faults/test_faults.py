@@ -518,3 +518,27 @@ async def test_logs_name_the_session_and_show_document_text_only_at_trace(
     assert f"[ty#1 {(proxy.root / 'a' / '.venv').resolve()}]" in text  # session and venv
     assert ("secret_marker_text" in text) is shows_text
     assert proxy.client.stderr.strip() == b""  # logs went to the file, nothing to stderr
+
+
+def test_stdio_that_is_not_a_pipe_works(tmp_path: Path) -> None:
+    """A recorded session replayed from a file, output to a file or /dev/null: served, no abort
+    (uvloop aborts on /dev/null if handed it as a pipe)."""
+    import json
+    import subprocess
+
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {"processId": None, "rootUri": None, "capabilities": {}},
+        }
+    ).encode()
+    session = tmp_path / "session.bin"
+    session.write_bytes(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    cmd = [sys.executable, "-m", "typemux_lsp", "--backend", "ty"]
+    for out in (tmp_path / "out.bin", Path(os.devnull)):
+        with session.open("rb") as stdin, out.open("wb") as stdout:
+            done = subprocess.run(cmd, stdin=stdin, stdout=stdout, timeout=30, check=False)
+        assert done.returncode == 1  # end of input without exit: 1, not an abort
+    assert b'"id":0,"result":{"capabilities"' in (tmp_path / "out.bin").read_bytes()
