@@ -542,3 +542,68 @@ def test_stdio_that_is_not_a_pipe_works(tmp_path: Path) -> None:
             done = subprocess.run(cmd, stdin=stdin, stdout=stdout, timeout=30, check=False)
         assert done.returncode == 1  # end of input without exit: 1, not an abort
     assert b'"id":0,"result":{"capabilities"' in (tmp_path / "out.bin").read_bytes()
+
+
+async def test_a_slow_starting_backend_never_stalls_another_venv(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "slow_start=4")
+    proxy.open("b")
+    await proxy.pid_of("b")
+    proxy.open("a")
+    slow = proxy.hover_future("a")  # queued while a's backend takes 4 s to start
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(20):
+        await proxy.pid_of("b")
+    assert loop.time() - started < 2.0  # b kept answering meanwhile
+    assert not slow.done()
+    assert "venv=" in (await slow)["contents"]["value"]
+
+
+async def test_a_huge_document_round_trips_intact(start_proxy: Any) -> None:
+    proxy: Proxy = await start_proxy()
+    text = "".join(f"name_{i} = '{'🚀' * 20}'\n" for i in range(60_000))  # ~6 MB of UTF-8
+    proxy.open("a", text)
+    assert (await proxy.backend_text("a"))["text"] == text
+
+
+async def test_config_problems_are_shown_once_and_in_status(
+    start_proxy: Any, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "pyproject.toml").write_text(
+        "[tool.typemux-lsp]\nmax-backend = 3\nwarmup-timeout = 'x'\n"
+    )
+    proxy: Proxy = await start_proxy()
+    proxy.open("a")
+    state = await proxy.client.request("typemux/status", None)
+    problems = state["configProblems"]
+    assert {p["line"] for p in problems} == {2, 3}
+    assert all(p["file"].endswith("pyproject.toml") and p["fix"] for p in problems)
+    shown = [n for n in proxy.client.notifications if n["method"] == "window/showMessage"]
+    assert len(shown) == 1
+    assert "max-backend" in shown[0]["params"]["message"]
+    # the valid parts still apply: the proxy serves
+    await proxy.pid_of("a")
+
+
+async def test_status_describes_every_backend_and_the_documents_without_venv(
+    start_proxy: Any,
+) -> None:
+    proxy: Proxy = await start_proxy()
+    proxy.open("a")
+    pid = await proxy.pid_of("a")
+    uri = proxy.open("novenv")
+    state = await proxy.client.request(
+        "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+    )
+    (backend,) = state["backends"]
+    assert backend["pid"] == pid
+    assert backend["kind"] == "ty"
+    assert backend["state"] in ("warming", "ready")
+    assert backend["venv"] == str((proxy.root / "a" / ".venv").resolve())
+    assert backend["openDocuments"] == [proxy.uri("a")]
+    assert backend["memory"] > 0 and backend["uptime"] > 0
+    assert backend["requestsInFlight"] == 0 and backend["crashes"] == 0
+    assert state["documentsWithoutVenv"] == [uri]
