@@ -809,14 +809,9 @@ class _Loader:
             if raw == "":
                 continue
             try:
-                value = self.parse_env(name, raw)
-                if name == "projects":
-                    rules = self.rules(value, f"env {var}", self.workspace, "environment", None, ())
-                    if rules is None:
-                        continue
-                    value = rules
-                else:
-                    value = _structure(name, value)
+                value = self.typed(name, self.parse_env(name, raw), f"env {var}", "environment")
+                if value is None:
+                    continue
             except _Invalid as error:
                 self.problem(
                     "environment",
@@ -828,6 +823,12 @@ class _Loader:
             layer.values[name] = value
             layer.sources[name] = f"env {var}"
         return layer
+
+    def typed(self, name: str, value: Any, source: str, where: str) -> Any:
+        """`value` as the setting's type; None for a rule list none of whose rules is valid."""
+        if name == "projects":
+            return self.rules(value, source, self.workspace, where, None, ())
+        return _structure(name, value)
 
     @staticmethod
     def parse_env(name: str, raw: str) -> Any:
@@ -860,13 +861,9 @@ class _Loader:
                 continue
             source = f"flag {flag(name)}"
             try:
-                if name == "projects":
-                    rules = self.rules(value, source, self.workspace, "command line", None, ())
-                    if rules is None:
-                        continue
-                    value = rules
-                else:
-                    value = _structure(name, value)
+                value = self.typed(name, value, source, "command line")
+                if value is None:
+                    continue
             except _Invalid as error:
                 self.problem(
                     "command line",
