@@ -286,18 +286,50 @@ async def capture(
     )
 
 
-def profile(capture: Capture) -> Json:
-    """The stored profile: the raw result as sent.
+#: Client capabilities that change some backend's initialize answer (measured: pyrefly adds
+#: semantic tokens for clients that augment syntax tokens; ty drops its static diagnostic
+#: provider for clients that register pull diagnostics dynamically).
+TOGGLES: tuple[tuple[tuple[str, ...], Any], ...] = (
+    (("textDocument", "semanticTokens", "augmentsSyntaxTokens"), True),
+    (("textDocument", "diagnostic", "dynamicRegistration"), True),
+)
+
+
+def with_capability(capabilities: Json, path: tuple[str, ...], value: Any) -> Json:
+    """A deep copy of `capabilities` with `path` set to `value`."""
+    result: Json = json.loads(json.dumps(capabilities))
+    node = result
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    return result
+
+
+def variant(base: Json, changed: Json, path: tuple[str, ...], value: Any) -> Json | None:
+    """How the capabilities differ when the client declares `path` = `value`; None if not."""
+    before, after = base["capabilities"], changed["capabilities"]
+    set_ = {k: v for k, v in after.items() if before.get(k) != v}
+    unset = sorted(k for k in before if k not in after)
+    if not set_ and not unset:
+        return None
+    return {"when": list(path), "is": value, "set": set_, "unset": unset}
+
+
+def profile(capture: Capture, variants: list[Json]) -> Json:
+    """The stored profile: the raw result as sent, and how it varies with the client.
 
     Stored whole because it holds nothing run-specific (no pid, path or UUID: identical across
     runs in different temporary projects); registration ids and paths only appear in the
     server's later requests, which are not stored.
     """
-    return {
+    stored: Json = {
         "backend": capture.kind,
         "version": capture.version,
         "initializeResult": capture.initialize_result,
     }
+    if variants:
+        stored["variants"] = variants
+    return stored
 
 
 def dump(data: Any) -> str:
@@ -322,7 +354,19 @@ async def main(argv: list[str] | None = None) -> None:
                 make_project(Path(tmp) / kind),
                 client_info=client.get("clientInfo"),
             )
-            (args.out / f"{kind}.json").write_text(dump(profile(run)))
+            variants = []
+            for path, value in TOGGLES:
+                toggled = await capture(
+                    kind,
+                    with_capability(client["capabilities"], path, value),
+                    make_project(Path(tmp) / f"{kind}-{'.'.join(path)}"),
+                    client_info=client.get("clientInfo"),
+                    listen=0.2,
+                )
+                found = variant(run.initialize_result, toggled.initialize_result, path, value)
+                if found is not None:
+                    variants.append(found)
+            (args.out / f"{kind}.json").write_text(dump(profile(run, variants)))
             diagnosed = run.open_to_diagnostics
             print(
                 f"{kind} {run.version}: initialize {run.spawn_to_initialize * 1000:.0f} ms, "

@@ -10,6 +10,7 @@ PATH and its `workspace/configuration` answer.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -101,17 +102,33 @@ class BackendKind:
             return {"configuration": {"environment": {"python": str(venv.path)}}}
         return {"pythonPath": str(venv.python)}
 
-    def initialize_profile(self) -> dict[str, Any]:
-        """The recorded `initialize` result of this kind (see `scripts/capture_profiles.py`)."""
-        return _load_profile(self.name)
+    def initialize_profile(self, client_capabilities: Any = None) -> dict[str, Any]:
+        """The `initialize` result this kind gives a client with these capabilities.
+
+        Recorded from the real server by `scripts/capture_profiles.py`, with the variants
+        it measured (pyrefly's semantic tokens, ty's static diagnostic provider depend on
+        what the client declares). A fresh copy: callers adjust it.
+        """
+        profile = _load_profile(self.name)
+        result: dict[str, Any] = copy.deepcopy(profile["initializeResult"])
+        caps = result.setdefault("capabilities", {})
+        for variant in profile.get("variants", ()):
+            node = client_capabilities
+            for key in variant["when"]:
+                node = node.get(key) if isinstance(node, dict) else None
+            if node == variant["is"]:
+                caps.update(copy.deepcopy(variant["set"]))
+                for key in variant["unset"]:
+                    caps.pop(key, None)
+        return result
 
 
 @cache
 def _load_profile(name: str) -> dict[str, Any]:
     text = resources.files("typemux_lsp").joinpath("profiles", f"{name}.json").read_text("utf-8")
-    result = json.loads(text)["initializeResult"]
-    assert isinstance(result, dict)
-    return result
+    profile = json.loads(text)
+    assert isinstance(profile, dict)
+    return profile
 
 
 def _merged(base: Any, over: dict[str, Any]) -> dict[str, Any]:

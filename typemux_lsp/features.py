@@ -68,14 +68,17 @@ def get_path(obj: Any, *keys: str) -> Any:
 
 
 def client_initialize_result(
-    kind: BackendKind, encoding: Encoding, extra_commands: Iterable[str] = ()
+    kind: BackendKind,
+    encoding: Encoding,
+    client_capabilities: Any = None,
+    extra_commands: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The backend kind's own initialize answer, adjusted to what the proxy negotiates.
 
     Known before any backend starts, so the client never waits for a type checker to
     boot, and the same whichever venv starts first.
     """
-    result = copy.deepcopy(kind.initialize_profile())
+    result = kind.initialize_profile(client_capabilities)
     caps = result.setdefault("capabilities", {})
     if "positionEncoding" in caps or encoding is not Encoding.UTF16:
         caps["positionEncoding"] = encoding.value

@@ -191,7 +191,7 @@ class TypemuxServer(LanguageServer):
         if isinstance(options, dict) and isinstance(options.get("settings"), dict):
             self.client_settings = options["settings"]
         result = client_initialize_result(
-            self.kind, self.store.encoding, extra_commands=[STATUS_COMMAND]
+            self.kind, self.store.encoding, caps, extra_commands=[STATUS_COMMAND]
         )
         self.initialized = True
         self.respond(call.msg_id, result)

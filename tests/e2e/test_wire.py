@@ -12,7 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from clients import CLAUDE_CODE, position_of
+import pytest
+from clients import CLAUDE_CODE, PROFILES, position_of
 from rawclient import Message, RawClient
 
 if TYPE_CHECKING:
@@ -119,18 +120,24 @@ async def test_answers_equal_straight_backend(
     assert proxy.last_diagnostics(uri) == straight.last_diagnostics(uri)
 
 
+@pytest.mark.parametrize("profile", sorted(PROFILES))
 async def test_initialize_answer_is_the_backends_own(
-    backend: str, monorepo: Monorepo, start_raw_proxy: StartRaw, start_straight: StartRaw
+    backend: str,
+    profile: str,
+    monorepo: Monorepo,
+    start_raw_proxy: StartRaw,
+    start_straight: StartRaw,
 ) -> None:
     """Answered before any backend runs, from the recorded profile: it must still be exactly
-    what the backend says, but for the proxy's own status command."""
+    what the backend says to this client, but for the proxy's own status command."""
+    client = PROFILES[profile]
     alpha = monorepo.path("alpha")
     proxy, straight = await asyncio.gather(
         start_raw_proxy(backend, monorepo.root), start_straight(backend, alpha)
     )
     via_proxy, direct = await asyncio.gather(
-        proxy.initialize(CLAUDE_CODE.initialize_params(monorepo.root)),
-        straight.initialize(CLAUDE_CODE.initialize_params(alpha)),
+        proxy.initialize(client.initialize_params(monorepo.root)),
+        straight.initialize(client.initialize_params(alpha)),
     )
     ours = via_proxy["result"]
     commands = ours["capabilities"]["executeCommandProvider"]["commands"]

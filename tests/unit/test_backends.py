@@ -74,3 +74,16 @@ def test_a_missing_executable_resolves_to_none(monkeypatch: pytest.MonkeyPatch) 
     missing = dataclasses.replace(KINDS["ty"], executable="definitely-not-installed-ls")
     assert missing.resolve_executable() is None
     assert "pip install 'typemux-lsp[ty]'" in missing.install_hint()
+
+
+def test_the_initialize_answer_follows_what_the_client_declares() -> None:
+    """As measured on the real servers (scripts/capture_profiles.py records the variants)."""
+    augments = {"textDocument": {"semanticTokens": {"augmentsSyntaxTokens": True}}}
+    assert "semanticTokensProvider" not in KINDS["pyrefly"].initialize_profile()["capabilities"]
+    assert "semanticTokensProvider" in KINDS["pyrefly"].initialize_profile(augments)["capabilities"]
+    pull = {"textDocument": {"diagnostic": {"dynamicRegistration": True}}}
+    assert "diagnosticProvider" in KINDS["ty"].initialize_profile()["capabilities"]
+    assert "diagnosticProvider" not in KINDS["ty"].initialize_profile(pull)["capabilities"]
+    # a copy each time: callers adjust it
+    KINDS["ty"].initialize_profile()["capabilities"].clear()
+    assert KINDS["ty"].initialize_profile()["capabilities"]
