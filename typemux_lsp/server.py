@@ -20,9 +20,7 @@ import logging
 import os
 import shlex
 import signal
-import stat
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +55,7 @@ from .pool import Pool
 from .reaper import Reaper
 from .router import NoVenv, Router
 from .session import BackendError, BackendSession, State, Timeouts
+from .stdio import open_reader, open_writer
 from .venv import Venv, canonical, fallback_venv, no_venv_message
 
 logger = logging.getLogger(__name__)
@@ -838,7 +837,7 @@ class TypemuxServer(LanguageServer):
         self.done = loop.create_future()
         await self.reaper.start()
         channel = jsonrpc.Channel(self._write_frame, self.on_client_message, self.on_bad_frame)
-        self._write = await _open_writer(stdout)
+        self._write = await open_writer(stdout)
         if self._tracing:
             write = self._write
 
@@ -847,7 +846,7 @@ class TypemuxServer(LanguageServer):
                 write(data)
 
             self._write = traced
-        await _open_reader(stdin, _Reader(channel, self))
+        await open_reader(stdin, _Reader(channel, self))
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.finish, 128 + sig)
@@ -879,46 +878,6 @@ class _Reader(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         logger.info("the client closed its end of the connection")
         self._server.finish(0 if self._server.shutdown_requested else 1)
-
-
-def _is_pipe(fd: int) -> bool:
-    """Pipes and sockets go to the event loop; files, /dev/null and terminals do not (uvloop
-    aborts on some of them, asyncio refuses regular files)."""
-    mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
-
-
-async def _open_writer(fd: int) -> Callable[[bytes], None]:
-    """A non-blocking writer on a pipe; a blocking one on anything else."""
-    if _is_pipe(fd):
-        loop = asyncio.get_running_loop()
-        pipe = os.fdopen(fd, "wb", buffering=0, closefd=False)
-        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
-        return transport.write
-
-    def write_blocking(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-
-    return write_blocking
-
-
-async def _open_reader(fd: int, protocol: asyncio.Protocol) -> None:
-    """Feed `protocol` from a pipe through the event loop, or from a file (a recorded
-    session, /dev/null) through a thread."""
-    loop = asyncio.get_running_loop()
-    if _is_pipe(fd):
-        pipe = os.fdopen(fd, "rb", buffering=0, closefd=False)
-        await loop.connect_read_pipe(lambda: protocol, pipe)
-        return
-
-    def pump() -> None:
-        while chunk := os.read(fd, 65536):
-            loop.call_soon_threadsafe(protocol.data_received, chunk)
-        loop.call_soon_threadsafe(protocol.connection_lost, None)
-
-    threading.Thread(target=pump, name="typemux-stdin", daemon=True).start()
 
 
 def _plain(handler: Callable[[Any, Call], None]) -> Callable[[Any, Call], None]:
