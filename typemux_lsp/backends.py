@@ -55,8 +55,9 @@ class BackendKind:
 
     def install_hint(self) -> str:
         return (
-            f"install it next to typemux-lsp: `pip install 'typemux-lsp[{self.name}]'` "
-            f"(or `uv tool install 'typemux-lsp[{self.name}]'`), or put `{self.executable}` on PATH"
+            f"install it next to typemux-lsp: `{sys.executable} -m pip install '{self.package}'` "
+            f"(or reinstall typemux-lsp with the [{self.name}] extra), "
+            f"or put `{self.executable}` on PATH"
         )
 
     def command(self, executable: Path) -> list[str]:

@@ -73,7 +73,7 @@ def test_a_missing_executable_resolves_to_none(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PATH", "")
     missing = dataclasses.replace(KINDS["ty"], executable="definitely-not-installed-ls")
     assert missing.resolve_executable() is None
-    assert "pip install 'typemux-lsp[ty]'" in missing.install_hint()
+    assert f"{sys.executable} -m pip install 'ty'" in missing.install_hint()
 
 
 def test_the_initialize_answer_follows_what_the_client_declares() -> None:

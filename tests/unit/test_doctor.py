@@ -255,7 +255,7 @@ def test_missing_backend_exits_2_with_the_install_command(mono: Path, tmp_path: 
     severities = {p["message"].split(" not found")[0]: p for p in report["problems"]}
     # pyright serves the venv under PATH: an error. ty is only named by a rule: a warning.
     assert severities["backend pyright"]["severity"] == "error"
-    assert "pip install 'typemux-lsp[pyright]'" in severities["backend pyright"]["fix"]
+    assert "-m pip install 'pyright[nodejs]'" in severities["backend pyright"]["fix"]
     assert severities["backend ty"]["severity"] == "warning"
 
 
