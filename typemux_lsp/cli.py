@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -27,55 +26,12 @@ from .config import (
     Settings,
     default_config_path,
     env_var,
+    flag_type,
     load_settings,
 )
 from .jsonrpc import TRACE
 
 logger = logging.getLogger("typemux_lsp")
-
-
-def _float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not greater than 0")
-    return number
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is less than 1")
-    return number
-
-
-def _bool(value: str) -> bool:
-    text = value.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{value!r} is not true/false (or 1/0, yes/no, on/off)")
-
-
-def _json(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
-
-
-def _json_object(value: str) -> dict[str, Any]:
-    parsed = _json(value)
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError('expected a JSON object, e.g. {"python": {}}')
-    return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,20 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     setting("backend", "type checker to run", choices=sorted(KINDS))
-    setting("max_backends", "most backends alive at once", type=_positive_int, metavar="N")
     setting(
-        "backend_ttl", "idle seconds before a backend stops, 0 = never", type=_float, metavar="S"
+        "max_backends", "most backends alive at once", type=flag_type("max_backends"), metavar="N"
+    )
+    setting(
+        "backend_ttl",
+        "idle seconds before a backend stops, 0 = never",
+        type=flag_type("backend_ttl"),
+        metavar="S",
     )
     setting(
         "warmup_timeout",
         "seconds index-dependent requests wait for a new backend, 0 = off",
-        type=_float,
+        type=flag_type("warmup_timeout"),
         metavar="S",
     )
     setting(
         "start_timeout",
         "seconds a backend has to answer initialize",
-        type=_positive_float,
+        type=flag_type("start_timeout"),
         metavar="S",
     )
     setting("log_file", "log to this file instead of stderr", metavar="PATH")
@@ -127,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     setting(
         "no_venv_diagnostic",
         "publish a diagnostic on files that have no .venv (true/false)",
-        type=_bool,
+        type=flag_type("no_venv_diagnostic"),
         metavar="BOOL",
     )
     setting(
@@ -138,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     setting(
         "backend_settings",
         "JSON object every backend gets in its workspace/configuration answers",
-        type=_json_object,
+        type=flag_type("backend_settings"),
         metavar="JSON",
     )
     setting(
         "projects",
         'JSON array of per-project rules, e.g. [{"path": "legacy/*", "backend": "pyright"}]',
-        type=_json,
+        type=flag_type("projects"),
         metavar="JSON",
     )
     parser.add_argument(

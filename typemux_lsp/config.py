@@ -26,7 +26,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -321,6 +321,21 @@ def _example(name: str) -> str:
     else:
         value = _toml(default)
     return f"{toml_key(name)} = {value}"
+
+
+def flag_type(name: str) -> Callable[[str], Any]:
+    """The argparse `type` of a setting's flag: parsed and checked by the same rules as its
+    environment variable and its TOML key, but refused at once, as flags are."""
+
+    def parse(raw: str) -> Any:
+        try:
+            value = _Loader.parse_env(name, raw)
+            return value if _SPECS[name].kind == "rules" else _structure(name, value)
+        except _Invalid as error:
+            raise argparse.ArgumentTypeError(error.message) from None
+
+    parse.__name__ = _SPECS[name].kind  # argparse names the type in its messages
+    return parse
 
 
 def _structure(name: str, value: Any) -> Any:

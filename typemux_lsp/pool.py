@@ -46,6 +46,7 @@ class Pool:
         self._every: set[BackendSession] = set()
         self._crashes: dict[Path, deque[float]] = {}
         self._last_error: dict[Path, BackendError] = {}
+        self._crash_totals: dict[Path, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -75,17 +76,21 @@ class Pool:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return session
 
-    def forget(self, session: BackendSession, error: BackendError | None) -> None:
+    def forget(self, session: BackendSession, error: BackendError) -> None:
         """A session ended: count it if it crashed, and free its slot."""
         path = session.venv.path
         self._every.discard(session)
         if self.sessions.get(path) is session:
             del self.sessions[path]
-        if session.crashes or (error is not None and session.pid is None):
+        if session.crashed:
             now = time.monotonic()
             self._crashes.setdefault(path, deque(maxlen=self.crash_limit)).append(now)
-            if error is not None:
-                self._last_error[path] = error
+            self._last_error[path] = error
+            self._crash_totals[path] = self._crash_totals.get(path, 0) + 1
+
+    def crash_count(self, venv: Venv) -> int:
+        """How many times this venv's backend failed since the proxy started."""
+        return self._crash_totals.get(venv.path, 0)
 
     def _check_crash_loop(self, venv: Venv) -> None:
         times = self._crashes.get(venv.path)

@@ -72,8 +72,8 @@ class Router:
         doc.checked_at = now
         return doc.venv
 
-    def venv_for(self, uri: str) -> Venv | NoVenv:
-        doc = self.store.get(uri)
+    def venv_for(self, uri: str, doc: Document | None) -> Venv | NoVenv:
+        """The venv that must answer for `uri` (`doc`: its open document, if any)."""
         if doc is not None:
             venv = self.refresh(doc)
             return venv if venv is not None else NoVenv(uri, doc.path, doc.lookup)

@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 from cattrs import transform_error
@@ -59,8 +59,6 @@ from .stdio import open_reader, open_writer
 from .venv import Venv, canonical, fallback_venv, no_venv_message
 
 logger = logging.getLogger(__name__)
-
-P = TypeVar("P")
 
 #: seconds a fanned-out request waits for the slowest backend
 FAN_OUT_TIMEOUT = 5.0
@@ -125,7 +123,6 @@ class TypemuxServer(LanguageServer):
         self.client_settings: Any = None
         self.initialized = False
         self.shutdown_requested = False
-        self.started_at = time.monotonic()
         self.done: asyncio.Future[int] | None = None
         self.reaper = Reaper()
         self.feedback = Feedback(
@@ -435,10 +432,10 @@ class TypemuxServer(LanguageServer):
 
     def _session_for(self, uri: str) -> BackendSession | str:
         """The session that must answer for `uri`, or why there is none."""
-        venv = self.router.venv_for(uri)
+        doc = self.store.get(uri)
+        venv = self.router.venv_for(uri, doc)
         if isinstance(venv, NoVenv):
             self._close_everywhere(uri)
-            doc = self.store.get(uri)
             if doc is not None:
                 self.feedback.no_venv(doc, venv.message)
             return venv.message
@@ -447,7 +444,6 @@ class TypemuxServer(LanguageServer):
             session = self.pool.get_or_start(venv)
         except BackendError as exc:
             return str(exc)
-        doc = self.store.get(uri)
         if doc is not None and doc.desynced:
             return (
                 f"typemux-lsp: {uri} is out of sync: a didChange did not fit the document, so "
@@ -510,8 +506,7 @@ class TypemuxServer(LanguageServer):
                 msg_id, merge_symbols(r for r in results if not isinstance(r, BaseException))
             )
 
-        self.pending[msg_id] = req = ClientRequest(method, None)
-        req.task = self._task(gather())
+        self.pending[msg_id].task = self._task(gather())
 
     async def _ask(self, session: BackendSession, method: str, params: Any) -> Any:
         async with asyncio.timeout(FAN_OUT_TIMEOUT):
@@ -532,8 +527,15 @@ class TypemuxServer(LanguageServer):
         self._send(jsonrpc.error_response(msg_id, code, message))
 
     def _invalid(self, msg_id: MsgId | None, why: str) -> None:
+        """InvalidRequest for a message rejected before it was registered as pending: with its
+        id if it has a usable one no pending request holds, else with id null."""
         logger.warning("invalid message from the client: %s", why)
-        self.respond_error(msg_id, jsonrpc.INVALID_REQUEST, f"invalid JSON-RPC message: {why}")
+        reply_id = msg_id if msg_id is not None and msg_id not in self.pending else None
+        self._send(
+            jsonrpc.error_response(
+                reply_id, jsonrpc.INVALID_REQUEST, f"invalid JSON-RPC message: {why}"
+            )
+        )
 
     def on_bad_frame(self, code: int, reason: str) -> None:
         logger.warning("bad frame from the client: %s", reason)
@@ -735,7 +737,7 @@ class TypemuxServer(LanguageServer):
             return
         if session.state is State.WARMING:
             session.mark_ready("first diagnostics")
-        owner = self.router.venv_for(uri)
+        owner = self.router.venv_for(uri, self.store.get(uri))
         if isinstance(owner, NoVenv) or owner.path != session.venv.path:
             session.log.debug("diagnostics for %s, which is not this venv's: dropped", uri)
             return
@@ -783,7 +785,7 @@ class TypemuxServer(LanguageServer):
             del self.tokens[renamed]
         for method in [m for m, s in self.answered_by.items() if s is session]:
             del self.answered_by[method]
-        self.pool.forget(session, error if session.state is State.STOPPED else None)
+        self.pool.forget(session, error)
 
     # -- status ----------------------------------------------------------------------------
 
@@ -802,7 +804,7 @@ class TypemuxServer(LanguageServer):
                     "memory": _rss_bytes(session.pid),
                     "openDocuments": sorted(session.open_docs),
                     "requestsInFlight": len(session.inflight) + len(session.queue),
-                    "crashes": session.crashes,
+                    "crashes": self.pool.crash_count(session.venv),
                 }
             )
         return {

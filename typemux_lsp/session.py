@@ -130,7 +130,8 @@ class BackendSession:
         self.open_docs: set[str] = set()
         #: uris this backend published non-empty diagnostics for (cleared if it goes away)
         self.diagnosed: set[str] = set()
-        self.crashes = 0
+        #: set when the session ended by failing rather than by being stopped
+        self.crashed = False
         #: backend settings for this venv (config `backend-settings`, per-project rules)
         self.settings: dict[str, Any] = {}
         #: progress tokens the proxy accepted on the client's behalf (JSON of the token)
@@ -202,10 +203,10 @@ class BackendSession:
             if not self.started.done():
                 self.started.set_result(None)
         except BackendError as exc:
-            await self._fail(exc)
+            self._fail(exc)
         except Exception as exc:
             self.log.exception("backend start failed")
-            await self._fail(BackendError(f"typemux-lsp: {self.kind.name} for {self.venv}: {exc}"))
+            self._fail(BackendError(f"typemux-lsp: {self.kind.name} for {self.venv}: {exc}"))
 
     async def _spawn(self) -> None:
         if self.command:
@@ -289,10 +290,13 @@ class BackendSession:
             with contextlib.suppress(Exception):
                 self._transport.close()
 
-    async def _fail(self, error: BackendError) -> None:
+    def _fail(self, error: BackendError) -> None:
+        """The one way a session ends badly (failed start, exit, garbage): it counts as a
+        crash for the pool's crash-loop guard."""
+        if self.state is State.STOPPED:
+            return
         self.log.error("%s", error)
-        self.state = State.STOPPING
-        self.kill()
+        self.crashed = True
         self._finish(error)
 
     def _finish(self, error: BackendError) -> None:
@@ -306,8 +310,8 @@ class BackendSession:
         if self._transport is None and not self._exited.done():
             self._exited.set_result(None)  # never spawned: nothing to wait for
         self._channel.closed = True
+        self.kill()  # the whole group, whatever the leader did
         if self._reaper is not None and self.pid is not None:
-            self.kill()
             self._reaper.remove(self.pid)
         for fut in self._internal.values():
             if not fut.done():
@@ -322,12 +326,7 @@ class BackendSession:
             self._exited.set_result(returncode)
         if self.state in (State.STOPPING, State.STOPPED):
             return
-        self.crashes += 1
-        self.log.error("backend exited unexpectedly with code %s", returncode)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if self.pid is not None:
-                os.killpg(self.pid, signal.SIGKILL)
-        self._finish(
+        self._fail(
             BackendError(
                 f"typemux-lsp: the {self.kind.name} backend for {self.venv} exited "
                 f"(code {returncode}) while handling requests.{self._stderr_hint()} "
@@ -450,11 +449,7 @@ class BackendSession:
         """A backend whose output is not LSP cannot be trusted with another request."""
         if not self.alive:
             return
-        self.log.error("backend wrote something that is not LSP (%s): restarting it", reason)
-        self.crashes += 1
-        self.state = State.STOPPING
-        self.kill()
-        self._finish(
+        self._fail(
             BackendError(
                 f"typemux-lsp: the {self.kind.name} backend for {self.venv} wrote output that is "
                 f"not LSP ({reason}), so it was stopped.{self._stderr_hint()} The next request "

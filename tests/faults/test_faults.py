@@ -147,6 +147,9 @@ async def test_a_crash_fails_only_its_requests_and_the_venv_recovers(
     assert await proxy.pid_of("b") == pid_b  # the other venv never noticed
     new_pid = await proxy.pid_of("a")  # the next request is answered by a fresh backend
     assert new_pid != pid_a
+    status = await proxy.client.request("typemux/status", None)
+    crashes = {Path(b["venv"]).parent.name: b["crashes"] for b in status["backends"]}
+    assert crashes == {"a": 1, "b": 0}
     assert (await proxy.backend_text("a"))["text"] == "x = 1\n"  # documents replayed
 
 
@@ -292,10 +295,15 @@ async def test_bad_input_gets_errors_and_the_proxy_keeps_serving(start_proxy: An
     client.send_raw(b"Content-Length: 2\r\n\r\n[]")
     client.send_raw(b"Content-Type: x\r\n\r\n")
     client.send_raw(b"Content-Length: 2\r\n\r\n42")
+    bad_method = b'{"jsonrpc":"2.0","id":77,"method":42}'
+    client.send_raw(b"Content-Length: %d\r\n\r\n%s" % (len(bad_method), bad_method))
     uri_a = proxy.open("a")
     await proxy.pid_of("a")
     codes = [r["error"]["code"] for r in client.responses if r.get("id") is None]
     assert codes == [PARSE_ERROR, INVALID_REQUEST, PARSE_ERROR, INVALID_REQUEST]
+    # a request that is malformed but has a usable id is answered under that id
+    (answer,) = [r for r in client.responses if r.get("id") == 77]
+    assert answer["error"]["code"] == INVALID_REQUEST
     cases: list[tuple[str, Any, int]] = [
         ("textDocument/hover", None, INVALID_PARAMS),
         ("textDocument/hover", {"textDocument": 3}, INVALID_PARAMS),
