@@ -20,39 +20,18 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .backends import KINDS, BackendKind
 from .config import Settings, load_settings
-from .venv import VENV_DIR, Venv, canonical, find_venv, project_dir_hint
+from .projects import MAX_DIRECTORIES, scan
+from .venv import VENV_DIR, Venv, canonical, project_dir_hint
 
 SCHEMA_VERSION = 1
 #: seconds a backend gets to print its version
 VERSION_TIMEOUT = 20.0
-#: directories the walk visits at most, so the doctor stays quick on huge trees
-MAX_DIRECTORIES = 20_000
-PYTHON_SUFFIXES = (".py", ".pyi")
-#: never searched: VCS metadata, caches, JavaScript dependencies, installed packages
-SKIP_DIRS = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".svn",
-        "node_modules",
-        "__pycache__",
-        ".tox",
-        ".nox",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".hypothesis",
-        "site-packages",
-        VENV_DIR,
-    }
-)
 #: the program that prints the version, when the language server itself cannot
 _VERSION_PROGRAM = {"pyright": "pyright", "basedpyright": "basedpyright"}
 
@@ -71,48 +50,6 @@ def run(args: Any, environ: Mapping[str, str], path: Path) -> int:
 
 
 # -- collecting --------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Scan:
-    #: venv path -> Python files under PATH that it serves
-    venvs: dict[Path, int] = field(default_factory=dict)
-    #: directory -> Python files in it that have no venv
-    orphans: dict[Path, int] = field(default_factory=dict)
-    truncated: bool = False
-
-
-def _scan(root: Path) -> _Scan:
-    """Walk `root` the way the router resolves files: each directory's nearest `.venv`."""
-    scan = _Scan()
-    if root.is_file():
-        lookup = find_venv(root)
-        if lookup.venv is not None:
-            scan.venvs[lookup.venv.path] = 1
-        elif root.suffix in PYTHON_SUFFIXES:
-            scan.orphans[root.parent] = 1
-        return scan
-    for visited, (current, dirs, files) in enumerate(os.walk(root), start=1):
-        here = Path(current)
-        if (here / VENV_DIR / "pyvenv.cfg").is_file():
-            scan.venvs.setdefault(canonical(here / VENV_DIR), 0)
-        # Any directory holding pyvenv.cfg is a venv's inside, whatever its name.
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not _is_venv(here / d))
-        count = sum(1 for name in files if name.endswith(PYTHON_SUFFIXES))
-        if count:
-            lookup = find_venv(here / "__doctor__.py")
-            if lookup.venv is not None:
-                scan.venvs[lookup.venv.path] = scan.venvs.get(lookup.venv.path, 0) + count
-            else:
-                scan.orphans[canonical(here)] = count
-        if visited >= MAX_DIRECTORIES:
-            scan.truncated = True
-            break
-    return scan
-
-
-def _is_venv(directory: Path) -> bool:
-    return (directory / "pyvenv.cfg").is_file()
 
 
 def _problem(severity: str, message: str, fix: str, file: str | None = None) -> Json:
@@ -292,9 +229,9 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
         for name in Settings.names()
     }
 
-    scan = _scan(target)
+    found = scan(target)
     used_by: dict[str, list[str]] = {}
-    for venv_path in sorted(scan.venvs):
+    for venv_path in sorted(found.venvs):
         venv = Venv(venv_path)
         kind, backend_settings = settings.backend_for(venv.project_dir)
         match = settings.rule_for(venv.project_dir)
@@ -306,7 +243,7 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
                 "projectDir": str(venv.project_dir),
                 "pythonVersion": venv.python_version(),
                 "interpreterFound": interpreter,
-                "pythonFiles": scan.venvs[venv_path],
+                "pythonFiles": found.venvs[venv_path],
                 "backend": kind,
                 "backendSettings": backend_settings,
                 "rule": None
@@ -326,7 +263,7 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
             )
 
     grouped: dict[Path, int] = {}
-    for directory, count in scan.orphans.items():
+    for directory, count in found.orphans.items():
         hint = project_dir_hint(directory)
         grouped[hint] = grouped.get(hint, 0) + count
     report["withoutVenv"] = [
@@ -354,7 +291,7 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
                     f"create {log_dir} or change log-file (set by {loaded.sources['log_file']}).",
                 )
             )
-    if scan.truncated:
+    if found.truncated:
         report["truncated"] = True
         problems.append(
             _problem(

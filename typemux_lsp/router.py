@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from .documents import Document, DocumentStore
-from .features import ITEM_URI_METHODS, get_path
-from .venv import Lookup, Venv, find_venv, no_venv_message, uri_to_path
+from .features import ITEM_URI_METHODS
+from .tree import get_path
+from .uris import BadUri, local_path
+from .venv import Lookup, Venv, find_venv, no_venv_message
+
+__all__ = ["BadUri", "NoVenv", "Router", "local_path"]
+
 
 #: seconds a positive venv lookup is trusted before the filesystem is asked again
 RECHECK_SECONDS = 1.0
@@ -81,7 +86,7 @@ class Router:
         cached = self._uncached.get(uri)
         if cached is not None and cached[0] is not None and now - cached[2] < self.recheck:
             return cached[0]
-        path = uri_to_path(uri)
+        path = local_path(uri)
         lookup = find_venv(path) if path is not None else None
         venv = lookup.venv if lookup is not None else None
         if len(self._uncached) > 4096:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from typemux_lsp.backends import KINDS
+from typemux_lsp.backends import KINDS, safe_path
 from typemux_lsp.documents import Encoding
 from typemux_lsp.venv import Venv
 
@@ -39,8 +39,38 @@ def test_environment_points_at_the_venv_and_drops_the_proxys_python_settings() -
         VENV, {"PATH": "/usr/bin", "PYTHONPATH": "/proxy", "PYTHONHOME": "/x", "VIRTUAL_ENV": "/me"}
     )
     assert env["VIRTUAL_ENV"] == "/w/api/.venv"
-    assert env["PATH"].split(":")[0] == "/w/api/.venv/bin"
+    assert env["PATH"] == "/usr/bin"
     assert "PYTHONPATH" not in env and "PYTHONHOME" not in env
+
+
+def test_path_holds_nothing_of_the_project(tmp_path: Path) -> None:
+    """An activated venv, a repository's bin/, an empty or relative entry (= the backend's
+    cwd, the project): none may stay on a backend's PATH."""
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    project = tmp_path / "repo" / "api"
+    project.mkdir()
+    path = ":".join(
+        [
+            str(project / ".venv" / "bin"),
+            "",
+            "bin",
+            str(tmp_path / "repo" / "tools"),
+            "/usr/local/bin",
+            "/usr/bin",
+        ]
+    )
+    assert safe_path(path, project) == "/usr/local/bin:/usr/bin"
+
+
+def test_an_env_shebang_script_gets_its_interpreter_by_absolute_path(tmp_path: Path) -> None:
+    script = tmp_path / "pyright-langserver"
+    script.write_text("#!/usr/bin/env node\nrequire('x')\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    node = bin_dir / "node"
+    node.write_text("#!/bin/sh\n")
+    node.chmod(0o755)
+    assert KINDS["pyright"].command(script, str(bin_dir)) == [str(node), str(script), "--stdio"]
 
 
 def test_encoding_choice_matches_what_each_backend_picks() -> None:
