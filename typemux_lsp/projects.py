@@ -77,3 +77,14 @@ def scan(root: Path) -> Scan:
 
 def _is_venv(directory: Path) -> bool:
     return (directory / "pyvenv.cfg").is_file()
+
+
+def a_python_file(project: Path) -> Path | None:
+    """One of the project's own Python files (not its environment's), if it has any."""
+    for current, dirs, files in os.walk(project):
+        here = Path(current)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not _is_venv(here / d))
+        for name in sorted(files):
+            if name.endswith(PYTHON_SUFFIXES):
+                return here / name
+    return None
