@@ -72,7 +72,18 @@ def load(path: Path) -> Any:
 # -- manifests ---------------------------------------------------------------------------------
 
 
-def test_top_level_plugin_json_is_the_claude_plugin_manifest() -> None:
+def test_one_plugin_manifest_top_level_plugin_json_links_to_it() -> None:
+    """One source of truth: the top-level plugin.json is a link to .claude-plugin/plugin.json.
+
+    Claude Code 2.1.332 reads only .claude-plugin/plugin.json when .claude-plugin/marketplace.json
+    is beside it (a root plugin.json alone loads no server), and `claude plugin validate
+    --strict` rejects a .claude-plugin/plugin.json that is a link; so the real file is there and
+    the top-level name the design requires points at it (tests/real/test_claude_plugin.py runs
+    both checks with the real CLI).
+    """
+    assert TOP_MANIFEST.is_symlink(), "a copy would drift: link it"
+    assert TOP_MANIFEST.readlink() == Path(".claude-plugin/plugin.json")
+    assert not MANIFEST.is_symlink()
     assert load(TOP_MANIFEST) == load(MANIFEST)
 
 
