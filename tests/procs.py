@@ -132,3 +132,14 @@ def tagged(entry: str) -> list[Proc]:
             if info is not None and info[3] not in "ZX":
                 found.append(Proc(info[0], info[1], info[2], _cmdline(info[0])))
     return sorted(found, key=lambda p: p.pid)
+
+
+if __name__ == "__main__":
+    # `python procs.py ENTRY`: the tagged processes as JSON, for editor scripts that must take a
+    # snapshot of their own servers before they quit (this process itself left out).
+    import dataclasses
+    import json
+    import sys
+
+    others = [p for p in tagged(sys.argv[1]) if p.pid != os.getpid()]
+    print(json.dumps([dataclasses.asdict(p) for p in others]))
