@@ -50,37 +50,44 @@ class EditorRun:
 
 
 def run_editor(
-    argv: list[str], *, backend: str, repo: Monorepo, base: Path, timeout: float = 300
+    argv: list[str],
+    *,
+    backend: str,
+    repo: Monorepo,
+    base: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
 ) -> EditorRun:
     """Run the editor to its end; wait (event-driven) for what it started to end too."""
     result = base / "result.json"
     proxy_log = base / "proxy.log"
     tag = f"TYPEMUX_REAL_CLIENT={base}"
-    env = {
+    environ = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("TYPEMUX_LSP_", "XDG_")) and k not in {"VIRTUAL_ENV", "PYTHONPATH"}
     }
     home = base / "home"
-    env.update(
+    environ.update(
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
         XDG_DATA_HOME=str(home / ".local" / "share"),
         XDG_STATE_HOME=str(home / ".local" / "state"),
         XDG_CACHE_HOME=str(home / ".cache"),
-        PATH=os.pathsep.join([str(BIN), env.get("PATH", os.defpath)]),
+        PATH=os.pathsep.join([str(BIN), environ.get("PATH", os.defpath)]),
         CHECK_ROOT=str(repo.root),
         CHECK_RESULT=str(result),
         CHECK_SNAPSHOT=json.dumps([sys.executable, str(PROCS_SCRIPT), tag]),
         TYPEMUX_REAL_CLIENT=str(base),
         TYPEMUX_LSP_LOG_FILE=str(proxy_log),
+        **(env or {}),
     )
     home.mkdir(parents=True, exist_ok=True)
     try:
         done = subprocess.run(
             argv,
             cwd=repo.root,
-            env=env,
+            env=environ,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
