@@ -371,6 +371,7 @@ class ClaudeCode:
         self.config_dir = home / ".claude"
         self.debug_file = home / "claude-debug.log"
         self.config_dir.mkdir(parents=True, exist_ok=True)
+        (home / "tmp").mkdir()
         base = {
             k: v
             for k, v in os.environ.items()
@@ -382,6 +383,7 @@ class ClaudeCode:
             "HOME": str(home),
             "XDG_CONFIG_HOME": str(home / ".config"),
             "CLAUDE_CONFIG_DIR": str(self.config_dir),
+            "TMPDIR": str(home / "tmp"),  # Claude Code keeps per-project state in $TMPDIR
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_TELEMETRY": "1",
             "DISABLE_AUTOUPDATER": "1",

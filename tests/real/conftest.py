@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from real.claude_code import copy_checkout, install_claude
 
-BIN = Path(sys.executable).parent
-"""The test venv's bin: typemux-lsp, the backends and nvim are installed there."""
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test here `real_client` (`-m "not real_client"` leaves them out)."""
+    for item in items:
+        if Path(__file__).parent in item.path.parents:
+            item.add_marker(pytest.mark.real_client)
 
 
 @pytest.fixture(scope="session")

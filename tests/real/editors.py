@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import procs
+from clients import BIN
 from conftest import Monorepo
-
-from real.conftest import BIN
 
 PROCS_SCRIPT = Path(procs.__file__).resolve()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import procs
 import pytest
-from clients import BACKENDS
+from clients import BACKENDS, BIN
 from conftest import Monorepo, make_monorepo
 
 from real.claude_code import (
@@ -29,7 +29,6 @@ from real.claude_code import (
     lsp,
     position,
 )
-from real.conftest import BIN
 
 SERVER = "plugin:typemux-lsp:python"
 TOOLS = "LSP,Read,Edit,Write"

@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clients import BACKENDS, definition_targets, hover_text
+from clients import BACKENDS, BIN, definition_targets, hover_text
 from conftest import make_monorepo
 
-from real.conftest import BIN
 from real.editors import EditorRun, run_editor
 from real.readme import snippet
 
