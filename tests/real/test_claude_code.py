@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from real.claude_code import (
 )
 
 SERVER = "plugin:typemux-lsp:python"
+PATIENCE = 90.0
+"""Seconds the model keeps making cheap tool calls while it waits for diagnostics."""
 TOOLS = "LSP,Read,Edit,Write"
 GADGET = '"""Only beta has gadgets."""\n\n\nclass BetaOnlyGadget:\n    """A gadget."""\n'
 
@@ -147,7 +150,8 @@ def _script(repo: Monorepo, calls: dict[str, Call]) -> Script:
         Call("Write", {"file_path": str(gitignore), "content": "__pycache__/\n"}),
     ]
     # Diagnostics reach the model with a later request: keep asking until both arrived.
-    for _ in range(30):
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
         told = "\n".join(t for t in request.texts() if "<new-diagnostics>" in t)
         if "[Line 8:" in told and "[Line 3:" in told:
             break
@@ -373,7 +377,8 @@ def test_launcher_error_reaches_the_model(
 
     def script() -> Script:
         request = yield [calls["hover"]]
-        for _ in range(10):  # the diagnostic comes with a later request
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline:  # the diagnostic comes with a later request
             if any("<new-diagnostics>" in t for t in request.texts()):
                 return
             request = yield [lsp("documentSymbol", alpha, 1, 1)]
