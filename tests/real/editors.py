@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import procs
-from clients import BIN
+from clients import BIN, definition_targets, hover_text
 from conftest import Monorepo
 
 PROCS_SCRIPT = Path(procs.__file__).resolve()
@@ -101,3 +101,36 @@ def run_editor(
     left = asyncio.run(procs.wait_gone([*seen, *procs.tagged(tag)], timeout=15))
     procs.kill([*left, *procs.tagged(tag)])  # never leave them to the next test
     return EditorRun(backend, repo, results, code, output, seen, left, proxy_log)
+
+
+# -- what every editor must get (the check scripts record the same steps) -----------------------
+
+
+def assert_hover_from_each_venv(run: EditorRun) -> None:
+    """shapes 1.x (alpha) has a function area(radius); shapes 2.x (beta) a class Circle."""
+    alpha = hover_text(run.value("alpha hover"))
+    beta = hover_text(run.value("beta hover"))
+    assert "def area(radius: float) -> float" in alpha and "Circle" not in alpha, alpha
+    assert "Circle" in beta and "radius: float" in beta and "def area(" not in beta, beta
+
+
+def assert_definition_into_each_venv(run: EditorRun) -> None:
+    alpha = definition_targets(run.value("alpha definition"))
+    beta = definition_targets(run.value("beta definition"))
+    assert alpha == [(run.repo.shapes_init("alpha").as_uri(), 5)], alpha
+    # pyrefly goes to the constructor that Circle(...) calls, the others to the class
+    line = 8 if run.backend == "pyrefly" else 5
+    assert beta == [(run.repo.shapes_init("beta").as_uri(), line)], beta
+
+
+def assert_diagnostics_after_an_edit_from_each_venv(run: EditorRun) -> None:
+    """The same appended `shapes.area("wide")` is a type error in alpha, no such name in beta."""
+
+    def messages(step: str, line: int) -> list[str]:
+        return [d["message"] for d in run.value(step) if d["lnum"] == line]
+
+    alpha = messages("alpha diagnostics", 18)  # app.py's 17 lines, then "import shapes"
+    beta = messages("beta diagnostics", 17)  # 16 lines
+    assert any("float" in m for m in alpha), run.value("alpha diagnostics")
+    assert any("area" in m for m in beta), run.value("beta diagnostics")
+    assert not any("float" in m for m in beta), beta

@@ -13,10 +13,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clients import BACKENDS, definition_targets, hover_text
+from clients import BACKENDS
 from conftest import make_monorepo
 
-from real.editors import EditorRun, run_editor
+from real.editors import (
+    EditorRun,
+    assert_definition_into_each_venv,
+    assert_diagnostics_after_an_edit_from_each_venv,
+    assert_hover_from_each_venv,
+    run_editor,
+)
 from real.readme import snippet
 
 CHECK = Path(__file__).parent / "emacs" / "check.el"
@@ -58,27 +64,15 @@ def emacs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_hover_from_each_venv(emacs: EditorRun) -> None:
-    alpha = hover_text(emacs.value("alpha hover"))
-    beta = hover_text(emacs.value("beta hover"))
-    assert "def area(radius: float) -> float" in alpha and "Circle" not in alpha, alpha
-    assert "Circle" in beta and "radius: float" in beta and "def area(" not in beta, beta
+    assert_hover_from_each_venv(emacs)
 
 
 def test_definition_into_each_venv(emacs: EditorRun) -> None:
-    alpha = definition_targets(emacs.value("alpha definition"))
-    beta = definition_targets(emacs.value("beta definition"))
-    assert alpha == [(emacs.repo.shapes_init("alpha").as_uri(), 5)], alpha
-    line = 8 if emacs.backend == "pyrefly" else 5  # pyrefly: Circle(...)'s __init__
-    assert beta == [(emacs.repo.shapes_init("beta").as_uri(), line)], beta
+    assert_definition_into_each_venv(emacs)
 
 
 def test_diagnostics_after_an_edit_from_each_venv(emacs: EditorRun) -> None:
-    """The same appended `shapes.area("wide")` is a type error in alpha, no such name in beta."""
-    alpha = [d["message"] for d in emacs.value("alpha diagnostics") if d["line"] == 18]
-    beta = [d["message"] for d in emacs.value("beta diagnostics") if d["line"] == 17]
-    assert any("float" in m for m in alpha), emacs.value("alpha diagnostics")
-    assert any("area" in m for m in beta), emacs.value("beta diagnostics")
-    assert not any("float" in m for m in beta), beta
+    assert_diagnostics_after_an_edit_from_each_venv(emacs)
 
 
 def test_one_server_for_both_projects(emacs: EditorRun) -> None:

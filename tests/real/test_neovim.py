@@ -11,10 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clients import BACKENDS, BIN, definition_targets, hover_text
+from clients import BACKENDS, BIN
 from conftest import make_monorepo
 
-from real.editors import EditorRun, run_editor
+from real.editors import (
+    EditorRun,
+    assert_definition_into_each_venv,
+    assert_diagnostics_after_an_edit_from_each_venv,
+    assert_hover_from_each_venv,
+    run_editor,
+)
 from real.readme import snippet
 
 NVIM = BIN / "nvim"
@@ -43,32 +49,15 @@ def nvim(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_hover_from_each_venv(nvim: EditorRun) -> None:
-    alpha = hover_text(nvim.value("alpha hover"))
-    beta = hover_text(nvim.value("beta hover"))
-    assert "def area(radius: float) -> float" in alpha and "Circle" not in alpha, alpha
-    assert "Circle" in beta and "radius: float" in beta and "def area(" not in beta, beta
+    assert_hover_from_each_venv(nvim)
 
 
 def test_definition_into_each_venv(nvim: EditorRun) -> None:
-    alpha = definition_targets(nvim.value("alpha definition"))
-    beta = definition_targets(nvim.value("beta definition"))
-    assert [(path, line) for path, line in alpha] == [(nvim.repo.shapes_init("alpha").as_uri(), 5)]
-    # pyrefly goes to the constructor that Circle(...) calls, the others to the class
-    line = 8 if nvim.backend == "pyrefly" else 5
-    assert beta == [(nvim.repo.shapes_init("beta").as_uri(), line)], beta
-
-
-def _messages(nvim: EditorRun, step: str, line: int) -> list[str]:
-    return [d["message"] for d in nvim.value(step) if d["lnum"] == line]
+    assert_definition_into_each_venv(nvim)
 
 
 def test_diagnostics_after_an_edit_from_each_venv(nvim: EditorRun) -> None:
-    """The same appended `shapes.area("wide")` is a type error in alpha, no such name in beta."""
-    alpha = _messages(nvim, "alpha diagnostics", 18)  # 17 lines + "import shapes"
-    beta = _messages(nvim, "beta diagnostics", 17)
-    assert any("float" in m for m in alpha), nvim.value("alpha diagnostics")
-    assert any("area" in m for m in beta), nvim.value("beta diagnostics")
-    assert not any("float" in m for m in beta), beta
+    assert_diagnostics_after_an_edit_from_each_venv(nvim)
 
 
 def _labels(result: object) -> set[str]:

@@ -80,7 +80,7 @@
                (flymake-diagnostics))))
   (vconcat
    (mapcar (lambda (d)
-             (list :line (1- (line-number-at-pos (flymake-diagnostic-beg d)))
+             (list :lnum (1- (line-number-at-pos (flymake-diagnostic-beg d)))
                    :type (symbol-name (flymake-diagnostic-type d))
                    :message (flymake-diagnostic-text d)))
            (flymake-diagnostics))))
