@@ -119,9 +119,7 @@ class FanOut:
         for session, task in asked:
             if not task.done():
                 task.cancel()
-                missing.append(
-                    Unsearched(session.venv.path, f"no answer within {budget:g} s")
-                )
+                missing.append(Unsearched(session.venv.path, f"no answer within {budget:g} s"))
                 continue
             if task.cancelled() or task.exception() is not None:
                 error = task.exception() if not task.cancelled() else None
