@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,9 @@ def proxy_env() -> dict[str, str]:
 def _proxy_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
     env.pop("TYPEMUX_LSP_BACKEND", None)
+    # Hermetic: learned initialize answers (capabilities.py) go to a cache of this test run,
+    # never the developer's, so every run learns them from the backends it installed.
+    env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="typemux-lsp-test-cache-")
     probe = subprocess.run(
         [sys.executable, "-c", "import typemux_lsp"], env=env, cwd="/", capture_output=True
     )

@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pytest
 from clients import CLAUDE_CODE
 from rawclient import RawClient
 
+import typemux_lsp
 from typemux_lsp.client import LspClient
 from typemux_lsp.example import build_venvs
 
@@ -91,8 +91,7 @@ def test_one_plugin_manifest_top_level_plugin_json_links_to_it() -> None:
 def test_plugin_manifest(path: Path) -> None:
     manifest = load(path)
     assert KEBAB.match(manifest["name"]), "plugin names are kebab-case"
-    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    assert manifest["version"] == pyproject["project"]["version"]
+    assert manifest["version"] == typemux_lsp.__version__  # (pyproject.toml reads it too)
     servers = manifest["lspServers"]
     assert isinstance(servers, dict) and servers
     for name, server in servers.items():
