@@ -33,7 +33,7 @@ from . import __version__, jsonrpc
 from .backchannel import REGISTER, BackChannel
 from .backends import KINDS, BackendKind
 from .capabilities import Answers, probe, registrations
-from .config import ConfigProblem, Settings, problems_summary
+from .config import ConfigProblem, Settings
 from .configuration import METHOD as CONFIGURATION
 from .configuration import Configuration
 from .connection import ClientConnection
@@ -355,13 +355,7 @@ class TypemuxServer:
 
     def on_initialized(self, message: Message, entry: Pending | None, body: bytes) -> None:
         logger.info("client initialized (%s)", get_path(self.client_params, "clientInfo", "name"))
-        if self.config_problems:
-            self.connection.send(
-                jsonrpc.notification(
-                    "window/showMessage",
-                    {"type": 2, "message": problems_summary(self.config_problems)},
-                )
-            )
+        self.feedback.config_problems(self.config_problems)
 
     def on_shutdown(self, message: Message, entry: Pending | None, body: bytes) -> None:
         self.shutdown_requested = True
