@@ -279,7 +279,7 @@ def client_converter() -> cattrs.Converter:
     ty, pyrefly and basedpyright declare ``notebookSelector: [{"cells": [...]}]`` (no
     ``notebook``); without this hook the client cannot even read their initialize result.
     """
-    converter = default_converter()
+    converter: cattrs.Converter = default_converter()  # type: ignore[no-untyped-call]
 
     def notebook_filter(value: Any, _type: Any) -> Any:
         if value is None or isinstance(value, str):
@@ -538,10 +538,11 @@ class MuxClient(pytest_lsp.LanguageClient):
 
         Errors raise ``pygls.exceptions.JsonRpcException`` (``.code``, ``.message``).
         """
-        params_type = types.METHOD_TO_TYPES[method][2]
+        params_type: Any = types.METHOD_TO_TYPES[method][2]
         typed = _CONVERTER.structure(params, params_type) if params_type else params
         self._check_alive()
-        result = await asyncio.wait_for(self.protocol.send_request_async(method, typed), timeout)
+        sent = self.protocol.send_request_async(method, typed)  # type: ignore[no-untyped-call]
+        result = await asyncio.wait_for(sent, timeout)
         return _CONVERTER.unstructure(result)
 
     def _at(self, uri: str, needle: str, occurrence: int, offset: int) -> dict[str, Any]:
@@ -574,7 +575,7 @@ class MuxClient(pytest_lsp.LanguageClient):
     def latest_diagnostics(self, uri: str) -> list[dict[str, Any]] | None:
         for _seq, published_uri, diagnostics in reversed(self.published):
             if published_uri == uri:
-                return diagnostics
+                return list(diagnostics)
         return None
 
     async def until(

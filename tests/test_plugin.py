@@ -359,13 +359,15 @@ async def test_launcher_explains_over_lsp_why_typemux_lsp_cannot_start(
             assert part in message, f"{part!r} not in {message!r}"
         assert diagnostic["severity"] == 1
 
-        position = {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}}
-        item = {"name": "x", "kind": 13, "uri": uri, "range": position["position"]}
+        at = {"line": 0, "character": 0}
+        position: dict[str, Any] = {"textDocument": {"uri": uri}, "position": at}
+        item = {"name": "x", "kind": 13, "uri": uri, "range": at}
+        special: dict[str, dict[str, Any]] = {
+            "workspace/symbol": {"query": "x"},
+            "callHierarchy/incomingCalls": {"item": item},
+        }
         for method in TOOL_REQUESTS:
-            params: dict[str, Any] = {
-                "workspace/symbol": {"query": "x"},
-                "callHierarchy/incomingCalls": {"item": item},
-            }.get(method, position)
+            params = special.get(method, position)
             response = await client.request(method, params, timeout=10)
             assert response.get("error") == {"code": REQUEST_FAILED, "message": message}, method
         # Opened again elsewhere: the same explanation there too.
