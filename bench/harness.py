@@ -26,9 +26,9 @@ from typemux_lsp.backends import BackendKind
 from typemux_lsp.client import LspClient
 from typemux_lsp.demo import CLAUDE_CODE_CAPABILITIES, prepare
 from typemux_lsp.example import build_venvs
-from typemux_lsp.tree import get_path
 from typemux_lsp.features import backend_initialize_params
 from typemux_lsp.jsonrpc import Message, MsgId
+from typemux_lsp.tree import get_path
 from typemux_lsp.venv import Venv
 
 REPO = Path(__file__).resolve().parent.parent
