@@ -107,7 +107,12 @@ def configuration_answer(kind: BackendKind, venv: Venv) -> Callable[[Message], A
 
 
 async def start_proxy(
-    root: Path, backend: str, *, profile: Path | None = None, source: Path | None = None
+    root: Path,
+    backend: str,
+    *,
+    profile: Path | None = None,
+    source: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> CountingClient:
     """The proxy with cwd = the workspace root, initialized as the editor would.
 
@@ -119,7 +124,7 @@ async def start_proxy(
     cmd = [sys.executable]
     if profile is not None:
         cmd += ["-m", "cProfile", "-o", str(profile)]
-    cmd += ["-m", "typemux_lsp", "--backend", backend]
+    cmd += ["-m", "typemux_lsp", "--backend", backend, *extra_args]
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
