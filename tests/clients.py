@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -388,15 +388,17 @@ class MuxClient(pytest_lsp.LanguageClient):
             for unregistration in params.unregisterations:
                 self.events.append(ServerEvent(seq, "unregister", json.dumps(unregistration.id)))
 
-        async def create_progress(params: types.WorkDoneProgressCreateParams) -> None:
+        def create_progress(params: types.WorkDoneProgressCreateParams) -> Iterator[Any]:
+            # A generator: pygls runs it at once up to its first yield, so the token is known
+            # before the $/progress a backend may send without awaiting this answer.
             self.server_requests.append(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
             token = json.dumps(params.token)
             if token in self.active_tokens:
                 self.token_problems.append(f"progress token {token} created while in use")
             self.active_tokens.add(token)
             self.events.append(ServerEvent(self._bump(), "progress/create", token))
-            if self.progress_gate is not None:
-                await self.progress_gate(params.token)  # a test holds (or refuses) the answer
+            if self.progress_gate is not None:  # a test holds (or refuses) the answer
+                yield (self.progress_gate, (params.token,), {})
 
         def progress(params: types.ProgressParams) -> None:
             token = json.dumps(params.token)
