@@ -110,8 +110,10 @@ class WatchFilter:
     """Which directories are walked and which files are reported.
 
     `skip_dirs` are directory names never entered, `skip_paths` exact directories never
-    entered (nested venvs, other projects). `suffixes`/`names` restrict the files reported
-    (None: every file not skipped by `skip_suffixes`).
+    entered (other projects), `skip_markers` names of files that make a directory one never
+    entered (`pyvenv.cfg`: another environment). `suffixes`/`names` restrict the files
+    reported (None: every file not skipped by `skip_suffixes`). A root is always watched,
+    and its own creation or deletion always reported, whatever the filter says.
     """
 
     skip_dirs: frozenset[str] = DEFAULT_SKIP_DIRS
@@ -119,9 +121,12 @@ class WatchFilter:
     suffixes: tuple[str, ...] | None = None
     names: frozenset[str] = frozenset()
     skip_suffixes: tuple[str, ...] = DEFAULT_SKIP_SUFFIXES
+    skip_markers: tuple[str, ...] = ()
 
     def include_dir(self, path: Path) -> bool:
-        return path.name not in self.skip_dirs and path not in self.skip_paths
+        if path.name in self.skip_dirs or path in self.skip_paths:
+            return False
+        return not any(os.path.lexists(path / marker) for marker in self.skip_markers)
 
     def include_file(self, path: Path) -> bool:
         name = path.name
@@ -480,9 +485,14 @@ class Watcher:
         for kind, text in raw:
             kinds.setdefault(Path(text), set()).add(kind)
         out: Changes = []
+        roots = {r.path for r in spec.roots}
         for path, seen in kinds.items():
             exists = os.path.lexists(path)
-            if path in spec.directories or (exists and path.is_dir()):
+            if path in roots:
+                if exists and Change.CREATED not in seen:
+                    continue  # a root's own metadata
+                # a root created or deleted: always news, whatever the filter says
+            elif path in spec.directories or (exists and path.is_dir()):
                 if not spec.filter.include_dir(path):
                     continue
                 if exists and Change.CREATED not in seen:
