@@ -31,7 +31,9 @@ Mechanisms:
   dirs     one didChangeWatchedFiles naming only the directories
   both     the directories and the files, as a recursive OS watcher reports them
   restart  shutdown/exit the backend, spawn -> initialize -> configuration -> didOpen again
-  touch    `files`, then a no-op full-text didChange of the open file (unopened/newmodule)
+  touch    `both`, then a no-op full-text didChange of the open file
+  reconfig `both`, then `workspace/didChangeConfiguration` (settings null): the backend
+           re-reads its configuration (and, it turns out, its import resolution)
   didchange  a full-text didChange with the disk text (opendoc only: what the proxy will send)
 
 Delays are measured from the moment the disk settled (the last write) and the mechanism
@@ -252,13 +254,13 @@ BEFORE: dict[str, list[Check]] = {
 }
 
 MECHANISMS: dict[str, tuple[str, ...]] = {
-    "upgrade": ("none", "files", "dirs", "both", "restart"),
-    "add": ("none", "files", "dirs", "both", "restart"),
-    "remove": ("none", "files", "dirs", "both", "restart"),
+    "upgrade": ("none", "files", "dirs", "both", "touch", "reconfig", "restart"),
+    "add": ("none", "files", "dirs", "both", "touch", "reconfig", "restart"),
+    "remove": ("none", "files", "dirs", "both", "touch", "reconfig", "restart"),
     "unopened": ("none", "files", "dirs", "touch", "restart"),
     "newmodule": ("none", "files", "dirs", "touch", "restart"),
     "config": ("none", "files", "dirs", "restart"),
-    "config-new": ("none", "files", "dirs", "restart"),
+    "config-new": ("none", "files", "dirs", "reconfig", "restart"),
     "opendoc": ("none", "files", "didchange"),
     "burst": ("none", "files", "both", "restart"),
 }
@@ -558,14 +560,16 @@ async def trial(
             since = len(doc.publications())
             t0 = time.perf_counter()
             cpu0 = tree_cpu_s(backend.client.pid)
-            if mechanism in ("files", "touch"):
+            if mechanism == "files":
                 backend.client.notify("workspace/didChangeWatchedFiles", watched_files(events))
-            elif mechanism in ("dirs", "both"):
+            elif mechanism in ("dirs", "both", "touch", "reconfig"):
                 dirs = directory_events(change, events, project, package)
-                told = dirs + events if mechanism == "both" else dirs
+                told = dirs if mechanism == "dirs" else dirs + events
                 backend.client.notify("workspace/didChangeWatchedFiles", watched_files(told))
             if mechanism == "touch":
                 doc.change_full(doc.text)
+            if mechanism == "reconfig":
+                backend.client.notify("workspace/didChangeConfiguration", {"settings": None})
             if mechanism == "didchange":
                 doc.change_full((project / "main.py").read_text())
             if mechanism == "restart":
@@ -621,7 +625,7 @@ def summarize(results: Sequence[Result]) -> dict[str, Any]:
 
 def table(summary: dict[str, Any], bound: float) -> str:
     lines = []
-    mechanisms = ("none", "files", "dirs", "both", "touch", "didchange", "restart")
+    mechanisms = ("none", "files", "dirs", "both", "touch", "reconfig", "didchange", "restart")
     header = f"{'backend':13}{'change':11}" + "".join(f"{m:>11}" for m in mechanisms)
     lines.append(header)
     lines.append("-" * len(header))

@@ -5,17 +5,19 @@ them: `plan_watch` -> `Watcher.watch`; each batch -> `classify` -> `decide` -> e
 `workspace/didChangeWatchedFiles` to the backend or a transparent restart, logged with
 `Action.cause`.
 
-Why both: no backend watches files itself (each waits for the client's events, which
-Claude Code never sends), and `bench/freshness.py` measured (2026-11, pyright 1.1.414,
-basedpyright 1.40.2, ty 0.0.105, pyrefly 1.4.1) that the events alone are not always
-enough or fast enough:
+Why not events alone: no backend watches files itself (each waits for the client's
+events, which Claude Code never sends), and `bench/freshness.py` measured (2026-11,
+pyright 1.1.414, basedpyright 1.40.2, ty 0.0.105, pyrefly 1.4.1) that events are not
+always enough:
 - pyright/basedpyright act on changed or deleted library files at once, but on *created*
-  library files (a package added, or reinstalled the way installers do: delete then
-  create) only after ~5 s, and never on a config file created where none was; a restart
-  answers right in ~2 s;
+  library files (a package added) only ~5 s later, and never on a config file created
+  where none was. Followed by `workspace/didChangeConfiguration`, both take effect in
+  ~0.5 s (they re-resolve imports and re-read configs): faster than a restart (~2 s on an
+  idle machine) and nothing is lost;
 - ty acts at once, but resolves a new package only when told about its *directories*
   too;
 - pyrefly acts within ~0.3 s on file events.
+A restart remains for what no event covers: the venv itself replaced.
 """
 
 from __future__ import annotations
@@ -268,24 +270,30 @@ def classify(plan: WatchPlan, changes: Changes) -> Classification:
 # -- what to do --------------------------------------------------------------------------------
 
 
+#: "notify": `workspace/didChangeWatchedFiles`; "reconfigure": the same, then
+#: `workspace/didChangeConfiguration`; "restart": a transparent restart.
+How = Literal["notify", "reconfigure", "restart"]
+_STRENGTH: dict[str, int] = {"notify": 0, "reconfigure": 1, "restart": 2}
+
+
 @dataclass(frozen=True, slots=True)
 class Strategy:
     """How one backend kind is best brought up to date, per kind of change (measured)."""
 
     #: files (and directories) created under site-packages: a package added or reinstalled
-    environment_created: Literal["notify", "restart"]
+    environment_created: How
     #: only changed or deleted files under site-packages
-    environment_changed: Literal["notify", "restart"]
+    environment_changed: How
     #: a config file changed that existed when the backend started
-    config_changed: Literal["notify", "restart"]
+    config_changed: How
     #: a config file created or deleted
-    config_created: Literal["notify", "restart"]
+    config_created: How
 
 
 #: From bench/freshness.py (see the module docstring and the README's figures).
 STRATEGIES: dict[str, Strategy] = {
-    "pyright": Strategy("restart", "notify", "notify", "restart"),
-    "basedpyright": Strategy("restart", "notify", "notify", "restart"),
+    "pyright": Strategy("reconfigure", "notify", "notify", "reconfigure"),
+    "basedpyright": Strategy("reconfigure", "notify", "notify", "reconfigure"),
     "ty": Strategy("notify", "notify", "notify", "notify"),
     "pyrefly": Strategy("notify", "notify", "notify", "notify"),
 }
@@ -295,12 +303,21 @@ SAFE_STRATEGY = Strategy("restart", "restart", "restart", "restart")
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """What the core does with a batch: tell the backend, restart it, or stop it."""
+    """What the core does with a batch.
 
-    kind: Literal["notify", "restart", "stop"]
+    - "notify": send `workspace/didChangeWatchedFiles` with `params`;
+    - "reconfigure": the same, then `workspace/didChangeConfiguration` with the client's
+      last settings (`{"settings": null}` if it sent none: the backend then asks
+      `workspace/configuration` again, which the proxy answers as at start);
+    - "restart": a transparent restart (documents replayed, requests answered once);
+    - "stop": the environment is gone: stop the backend; requests for its files then get
+      the no-venv error.
+    """
+
+    kind: Literal["notify", "reconfigure", "restart", "stop"]
     #: for the log: what changed, in words
     cause: str
-    #: `workspace/didChangeWatchedFiles` params, for "notify"
+    #: `workspace/didChangeWatchedFiles` params, for "notify" and "reconfigure"
     params: Mapping[str, Any] | None = None
 
 
@@ -325,13 +342,14 @@ def decide(
     if classified.environment_replaced:
         return Action("restart", cause)
     created = any(c is Change.CREATED for c, _ in classified.environment)
-    need = []
+    need: list[How] = ["notify"]
     if classified.environment:
         need.append(strategy.environment_created if created else strategy.environment_changed)
     if classified.configs:
         config_created = any(c is not Change.CHANGED for c, _ in classified.configs)
         need.append(strategy.config_created if config_created else strategy.config_changed)
-    if "restart" in need:
+    how = max(need, key=_STRENGTH.__getitem__)
+    if how == "restart":
         return Action("restart", cause)
     opened = set(open_uris)
     events = []
@@ -340,9 +358,9 @@ def decide(
         if uri in opened:
             continue
         events.append({"uri": uri, "type": int(change)})
-    if not events:
+    if not events and how == "notify":
         return None
-    return Action("notify", cause, {"changes": events})
+    return Action(how, cause, {"changes": events})
 
 
 def classified_prefix(classified: Classification) -> str:

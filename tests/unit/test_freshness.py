@@ -206,16 +206,17 @@ def upgrade(site: Path) -> Changes:
 
 
 @pytest.mark.parametrize("backend", ["pyright", "basedpyright"])
-def test_pyright_kinds_restart_when_library_files_are_created(
+def test_pyright_kinds_reconfigure_when_library_files_are_created(
     backend: str, plan: WatchPlan
 ) -> None:
     site = plan.environment.site_packages[0]
     action = decide(backend, classify(plan, upgrade(site)))
-    assert action is not None and action.kind == "restart"
+    assert action is not None and action.kind == "reconfigure" and action.params is not None
     assert (
         action.cause
         == "site-packages changed: 4 files (2 created, 1 changed, 1 deleted) (shapes 1.0 -> 2.0)"
     )
+    assert len(action.params["changes"]) == 4
 
 
 @pytest.mark.parametrize("backend", ["ty", "pyrefly"])
@@ -240,9 +241,9 @@ def test_changed_library_files_are_told_to_pyright(plan: WatchPlan) -> None:
 @pytest.mark.parametrize(
     ("backend", "change", "kind"),
     [
-        ("pyright", Change.CREATED, "restart"),  # measured: a new pyrightconfig.json is ignored
+        ("pyright", Change.CREATED, "reconfigure"),  # a new pyrightconfig.json alone: ignored
         ("pyright", Change.CHANGED, "notify"),
-        ("basedpyright", Change.CREATED, "restart"),
+        ("basedpyright", Change.CREATED, "reconfigure"),
         ("ty", Change.CREATED, "notify"),
         ("pyrefly", Change.CHANGED, "notify"),
     ],
