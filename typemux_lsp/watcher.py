@@ -124,8 +124,8 @@ class WatchFilter:
     skip_markers: tuple[str, ...] = ()
 
     def include_dir(self, path: Path) -> bool:
-        if path.name in self.skip_dirs or path in self.skip_paths:
-            return False
+        if path.name in self.skip_dirs or path in self.skip_paths or path.name.startswith("~"):
+            return False  # "~name": pip's stash of a package it is replacing
         return not any(os.path.lexists(path / marker) for marker in self.skip_markers)
 
     def include_file(self, path: Path) -> bool:
@@ -472,11 +472,13 @@ class Watcher:
         known = {p for _, p in changes}
         inside: Changes = []
         for change, directory in list(changes):
-            if change is Change.CREATED and directory.is_dir():
+            # a directory created, or replaced (deleted and created: an installer moving the
+            # old one aside): what it holds now was never seen by a watch
+            if change is not Change.DELETED and directory.is_dir():
                 for path in _tree(directory, spec.filter):
                     if path not in known:
                         known.add(path)
-                        inside.append((Change.CREATED, path))
+                        inside.append((change, path))
         return sorted([*changes, *inside], key=lambda c: str(c[1])), fresh
 
     def _digest(self, spec: _Key, raw: Iterable[tuple[int, str]]) -> Changes:
