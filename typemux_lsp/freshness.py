@@ -54,9 +54,10 @@ SOURCE_SUFFIXES = (".py", ".pyi")
 #: (copies of sources) and packaging metadata.
 PROJECT_SKIP_DIRS = DEFAULT_SKIP_DIRS | {"build", "dist", ".eggs", "site-packages"}
 
-#: A directory holding one of these is an environment (venv, conda/pixi prefix): never
-#: walked as project sources; its own backend watches it.
-ENVIRONMENT_MARKERS = ("pyvenv.cfg", "conda-meta")
+#: A directory holding one of these is an environment (venv, conda/pixi prefix), or another
+#: project with its own venv (whose files another backend serves): never walked as this
+#: project's sources.
+BOUNDARY_MARKERS = ("pyvenv.cfg", "conda-meta", ".venv/pyvenv.cfg")
 
 
 # -- what to watch -----------------------------------------------------------------------------
@@ -172,9 +173,9 @@ def plan_watch(environment: Environment, project: Path, *, skip: Iterable[Path] 
     Roots, in order of importance (the last ones are dropped first when the OS watch limit
     is reached): the venv's own directory (its `pyvenv.cfg`: recreated, deleted), the
     project's sources and configs, editable import roots, site-packages. The venv inside
-    the project tree is walked as the environment, not as sources; other environments in
-    the tree (marked by `pyvenv.cfg`/`conda-meta`, or listed in `skip`: other backends'
-    projects) and `.git`, `node_modules`, caches, build output are never walked.
+    the project tree is walked as the environment, not as sources; other environments and
+    nested projects with their own `.venv` (another backend serves them), directories in
+    `skip`, and `.git`, `node_modules`, caches, build output are never walked.
     """
     roots = [Root(environment.prefix, recursive=False), Root(project)]
     roots += [Root(r) for r in environment.import_roots if not _inside(r, project)]
@@ -184,7 +185,7 @@ def plan_watch(environment: Environment, project: Path, *, skip: Iterable[Path] 
         skip_paths=frozenset(skip),
         suffixes=_ENV_SUFFIXES,
         names=_ENV_NAMES | CONFIG_FILES,
-        skip_markers=ENVIRONMENT_MARKERS,
+        skip_markers=BOUNDARY_MARKERS,
     )
     return WatchPlan(environment, project, tuple(roots), flt)
 

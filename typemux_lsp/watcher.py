@@ -50,6 +50,7 @@ __all__ = [
     "Root",
     "WatchFilter",
     "Watcher",
+    "os_limits",
 ]
 
 
@@ -94,6 +95,26 @@ INSTANCES_FIX = (
     "or the open-file limit (`ulimit -n`), or stop other programs that watch files, then "
     "restart typemux-lsp"
 )
+
+
+def os_limits() -> dict[str, int]:
+    """The OS watch limits in force (Linux inotify), for `--doctor`; empty elsewhere.
+
+    A process in a user namespace is bound by its namespace's `/proc/sys/user` limits as
+    well as the machine's `fs.inotify` ones: the lower of each pair is shown.
+    """
+    limits: dict[str, int] = {}
+    for name, paths in (
+        ("max_user_watches", ("fs/inotify/max_user_watches", "user/max_inotify_watches")),
+        ("max_user_instances", ("fs/inotify/max_user_instances", "user/max_inotify_instances")),
+    ):
+        values = []
+        for path in paths:
+            with contextlib.suppress(OSError, ValueError):
+                values.append(int(Path("/proc/sys", path).read_text()))
+        if values:
+            limits[name] = min(values)
+    return limits
 
 
 @dataclass(frozen=True, slots=True)

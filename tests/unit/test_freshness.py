@@ -106,6 +106,9 @@ def test_plan_filter_skips_other_environments_vcs_and_caches(project: Path) -> N
         assert not flt.include_dir(project / skipped), skipped
     assert not flt.include_dir(project / "tools" / "venv")  # it has a pyvenv.cfg
     assert flt.include_dir(project / "tools")
+    make_venv(project / "services" / "api" / ".venv")
+    assert not flt.include_dir(project / "services" / "api")  # served by its own backend
+    assert flt.include_dir(project / "services")
     assert flt.include_file(project / "a.py")
     assert flt.include_file(project / "pyrightconfig.json")
     assert not flt.include_file(project / "notes.txt")

@@ -359,3 +359,15 @@ def test_real_instance_limit_in_a_user_namespace(tmp_path: Path) -> None:
     assert status["state"] == "degraded"
     assert [d["root"] for d in status["degraded"]] == [str(small), str(big)]
     assert "max_user_instances" in status["degraded"][0]["fix"]
+
+
+def test_os_limits_reads_the_lower_of_machine_and_namespace(tmp_path: Path) -> None:
+    from typemux_lsp.watcher import os_limits
+
+    limits = os_limits()
+    if not Path("/proc/sys/fs/inotify/max_user_watches").exists():
+        assert limits == {}
+        return
+    machine = int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
+    assert 0 < limits["max_user_watches"] <= machine
+    assert limits["max_user_instances"] > 0
