@@ -82,6 +82,8 @@ CREATED, CHANGED, DELETED = 1, 2, 3
 POLL_S = 0.05
 BURST_MODULES = 320
 BACKENDS = ("pyright", "basedpyright", "ty", "pyrefly")
+#: whether backends are told the client watches files (what the proxy will declare)
+DECLARE_WATCHING = True
 
 # -- the project ---------------------------------------------------------------------------------
 
@@ -343,10 +345,11 @@ class Backend:
             env=self.kind.environment(self.venv),
         )
         caps = json.loads(json.dumps(CLAUDE_CODE_CAPABILITIES))
-        caps["workspace"]["didChangeWatchedFiles"] = {
-            "dynamicRegistration": True,
-            "relativePatternSupport": True,
-        }
+        if DECLARE_WATCHING:
+            caps["workspace"]["didChangeWatchedFiles"] = {
+                "dynamicRegistration": True,
+                "relativePatternSupport": True,
+            }
         client_params = {
             "processId": os.getpid(),
             "rootUri": self.project.as_uri(),
@@ -697,11 +700,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bound", type=float, default=15.0, help="seconds before 'stale'")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument(
+        "--no-watch-capability",
+        action="store_true",
+        help="do not declare workspace.didChangeWatchedFiles to the backend (as Claude Code)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    global DECLARE_WATCHING
+    DECLARE_WATCHING = not args.no_watch_capability
     report = asyncio.run(main_async(args))
     if args.json:
         print(json.dumps(report, indent=2))
