@@ -430,9 +430,10 @@ async def test_venv_deleted_while_watched_stops_its_backend(
 async def test_watch_limit_exhausted_is_visible_and_answers_still_come(
     backend: str, fresh_monorepo: Monorepo, reaper: Reaper
 ) -> None:
-    """A real ENOSPC: the proxy runs in a user namespace whose inotify watch limit is 8
-    (the machine's own limit is untouched). It must answer, log the problem once, and say in
-    `typemux/status` which root is not watched and how to fix it."""
+    """A real ENOSPC: the proxy runs in a user namespace whose inotify watch limit is 3,
+    fewer than the 6 directories alpha's backend needs (its venv, alpha/, vendor/,
+    vendor/shapes/, site-packages/, shapes/); the machine's own limit is untouched. It must
+    answer, and say in `typemux/status` which root is not watched and how to fix it."""
     if shutil.which("unshare") is None:
         pytest.skip("unshare(1) is not installed")
     from conftest import _end_client
@@ -443,7 +444,7 @@ async def test_watch_limit_exhausted_is_visible_and_answers_still_come(
         "-r",
         "sh",
         "-c",
-        'echo 8 > /proc/sys/user/max_inotify_watches && exec "$@"',
+        'echo 3 > /proc/sys/user/max_inotify_watches && exec "$@"',
         "sh",
         *proxy_command(backend),
     ]
