@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import shutil
 import sys
 from pathlib import Path
 
@@ -341,3 +342,31 @@ def test_one_change_is_told_once_whoever_reports_it_first() -> None:
     ]  # the watcher's batch: a.py already told
     assert recent.fresh([{"uri": "file:///p/a.py", "type": 3}], now=102.0) != []  # new kind
     assert recent.fresh([event], now=111.0) == [event]  # a later change is news again
+
+
+def test_a_venv_deleted_then_recreated_is_seen_through_the_project_watch(project: Path) -> None:
+    """The venv's own watch dies with its directory; the project's watch still sees the
+    `.venv` entry go and come back, and the re-armed watch covers the new venv."""
+    plan = plan_watch(read_environment(project / ".venv"), project)
+    got: queue.Queue[Changes] = queue.Queue()
+    watcher = Watcher(lambda _key, changes: got.put(changes), 100)
+    try:
+        watcher.watch("k", plan.roots, plan.filter)
+        assert watcher.wait_armed("k")
+        shutil.rmtree(project / ".venv")
+        gone = classify(plan, got.get(timeout=10))
+        assert gone.environment_deleted
+        action = decide("pyright", gone)
+        assert action is not None and action.kind == "stop"
+
+        site = make_venv(project / ".venv")
+        back = classify(plan, got.get(timeout=10))
+        assert back.environment_replaced and not back.environment_deleted
+        action = decide("ty", back)
+        assert action is not None and action.kind == "restart"
+
+        (site / "late.py").write_text("")  # the new venv is watched again
+        later = classify(plan, got.get(timeout=10))
+        assert [p.name for _, p in later.environment] == ["late.py"]
+    finally:
+        watcher.close()
