@@ -9,11 +9,12 @@ Why not events alone: no backend watches files itself (each waits for the client
 events, which Claude Code never sends), and `bench/freshness.py` measured (2026-11,
 pyright 1.1.414, basedpyright 1.40.2, ty 0.0.105, pyrefly 1.4.1) that events are not
 always enough:
-- pyright/basedpyright act on changed or deleted library files at once, but on *created*
-  library files (a package added) only ~5 s later, and never on a config file created
-  where none was. Followed by `workspace/didChangeConfiguration`, both take effect in
-  ~0.5 s (they re-resolve imports and re-read configs): faster than a restart (~2 s on an
-  idle machine) and nothing is lost;
+- pyright/basedpyright act on changed or deleted library files at once (~0.05-0.5 s), but
+  on *created* library modules (a package added) only ~5.2 s later, and never on a config
+  file created where none was. Followed by `workspace/didChangeConfiguration`, both take
+  effect in ~0.4-0.6 s (they re-resolve imports and re-read configs): faster than a
+  restart (1.8-6 s, load-dependent) and nothing is replayed. Not used where events alone
+  suffice: it costs ~0.4 s more than a plain event;
 - ty acts at once, but resolves a new package only when told about its *directories*
   too;
 - pyrefly acts within ~0.3 s on file events.
@@ -281,7 +282,8 @@ _STRENGTH: dict[str, int] = {"notify": 0, "reconfigure": 1, "restart": 2}
 class Strategy:
     """How one backend kind is best brought up to date, per kind of change (measured)."""
 
-    #: files (and directories) created under site-packages: a package added or reinstalled
+    #: files (and directories) created under site-packages, outside `.dist-info`: a module
+    #: or package that can now be imported
     environment_created: How
     #: only changed or deleted files under site-packages
     environment_changed: How
@@ -342,7 +344,11 @@ def decide(
     cause = describe(classified)
     if classified.environment_replaced:
         return Action("restart", cause)
-    created = any(c is Change.CREATED for c, _ in classified.environment)
+    # a new importable thing; a new .dist-info alone (an upgrade) needs no re-resolution
+    created = any(
+        c is Change.CREATED and not any(part.endswith(".dist-info") for part in p.parts)
+        for c, p in classified.environment
+    )
     need: list[How] = ["notify"]
     if classified.environment:
         need.append(strategy.environment_created if created else strategy.environment_changed)

@@ -206,6 +206,7 @@ def upgrade(site: Path) -> Changes:
         (Change.CREATED, site / "shapes-2.0.dist-info"),
         (Change.CREATED, site / "shapes-2.0.dist-info" / "METADATA"),
         (Change.CHANGED, site / "shapes" / "__init__.py"),
+        (Change.CREATED, site / "shapes" / "circles.py"),  # new in 2.0
     ]
 
 
@@ -218,9 +219,9 @@ def test_pyright_kinds_reconfigure_when_library_files_are_created(
     assert action is not None and action.kind == "reconfigure" and action.params is not None
     assert (
         action.cause
-        == "site-packages changed: 4 files (2 created, 1 changed, 1 deleted) (shapes 1.0 -> 2.0)"
+        == "site-packages changed: 5 files (3 created, 1 changed, 1 deleted) (shapes 1.0 -> 2.0)"
     )
-    assert len(action.params["changes"]) == 4
+    assert len(action.params["changes"]) == 5
 
 
 @pytest.mark.parametrize("backend", ["ty", "pyrefly"])
@@ -233,7 +234,15 @@ def test_fast_kinds_are_told_files_and_directories(backend: str, plan: WatchPlan
         {"uri": (site / "shapes-2.0.dist-info").as_uri(), "type": 1},
         {"uri": (site / "shapes-2.0.dist-info" / "METADATA").as_uri(), "type": 1},
         {"uri": (site / "shapes" / "__init__.py").as_uri(), "type": 2},
+        {"uri": (site / "shapes" / "circles.py").as_uri(), "type": 1},
     ]
+
+
+def test_an_upgrade_that_only_renames_dist_info_is_told_to_pyright(plan: WatchPlan) -> None:
+    site = plan.environment.site_packages[0]
+    changes = [c for c in upgrade(site) if c[0] is not Change.CREATED or "dist-info" in str(c[1])]
+    action = decide("pyright", classify(plan, changes))
+    assert action is not None and action.kind == "notify"
 
 
 def test_changed_library_files_are_told_to_pyright(plan: WatchPlan) -> None:
