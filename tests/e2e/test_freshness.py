@@ -64,6 +64,7 @@ def area(radius: float, upgraded: bool = True) -> float:
     return math.pi * radius**2
 '''
 EXTRA = 'def grow(n: int) -> int:\n    """Grow n."""\n    return n + 1\n'
+EXTRA_FILES = {"extra/__init__.py": EXTRA, "extra/py.typed": ""}
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -120,8 +121,17 @@ async def diagnostics_until(
         )
 
 
-def mentions(word: str) -> Callable[[list[dict[str, Any]]], bool]:
-    return lambda diags: any(word in str(d.get("message", "")) for d in diags)
+#: how each backend words an import it cannot resolve (pyright, basedpyright / ty / pyrefly)
+UNRESOLVED = ("could not be resolved", "Cannot resolve", "Cannot find module")
+
+
+def unresolved(module: str) -> Callable[[list[dict[str, Any]]], bool]:
+    """An unresolved-import diagnostic for `module` (not any diagnostic naming it:
+    basedpyright also warns about a package without stubs)."""
+    return lambda diags: any(
+        module in str(d.get("message", "")) and any(w in str(d["message"]) for w in UNRESOLVED)
+        for d in diags
+    )
 
 
 def error_on_line(line: int) -> Callable[[list[dict[str, Any]]], bool]:
@@ -188,9 +198,9 @@ async def test_package_added_resolves(
     user.write_text("from extra import grow\n\nvalue = grow(2)\n")
     client = await start_proxy(backend, fresh_monorepo.root)
     uri = client.open(user)
-    await diagnostics_until(client, uri, mentions("extra"), "`extra` unresolved at start")
+    await diagnostics_until(client, uri, unresolved("extra"), "`extra` unresolved at start")
 
-    install(fresh_monorepo.site_packages("alpha"), "extra", "1.0", {"extra/__init__.py": EXTRA})
+    install(fresh_monorepo.site_packages("alpha"), "extra", "1.0", EXTRA_FILES)
 
     await hover_until(client, uri, "grow(2)", lambda t: "n: int" in t, "grow's signature")
 
@@ -200,15 +210,16 @@ async def test_package_removed_is_reported_unresolved(
     backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
 ) -> None:
     site = fresh_monorepo.site_packages("alpha")
-    install(site, "extra", "1.0", {"extra/__init__.py": EXTRA})
+    install(site, "extra", "1.0", EXTRA_FILES)
     user = fresh_monorepo.path("alpha/grows.py")
     user.write_text("from extra import grow\n\nvalue = grow(2)\n")
     client = await start_proxy(backend, fresh_monorepo.root)
     uri = await open_ready(client, user, "grow(2)", "n: int")
+    assert not unresolved("extra")(client.latest_diagnostics(uri) or [])
 
     uninstall(site, "extra", "1.0")  # `uv remove extra`
 
-    await diagnostics_until(client, uri, mentions("extra"), "`extra` unresolved")
+    await diagnostics_until(client, uri, unresolved("extra"), "`extra` unresolved")
 
 
 @unwired
@@ -320,7 +331,7 @@ async def test_new_module_resolves(
     user.write_text("from newmod import thing\n\nprint(thing(1))\n")
     client = await start_proxy(backend, fresh_monorepo.root)
     uri = client.open(user)
-    await diagnostics_until(client, uri, mentions("newmod"), "`newmod` unresolved at start")
+    await diagnostics_until(client, uri, unresolved("newmod"), "`newmod` unresolved at start")
 
     fresh_monorepo.path("alpha/newmod.py").write_text("def thing(x: int) -> int:\n    return x\n")
 
