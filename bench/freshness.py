@@ -498,7 +498,7 @@ def apply_change(change: str, kind: str, project: Path) -> tuple[list[tuple[int,
         (project / "main.py").write_text(ANCHOR + 'x: int = "s"\n')
         return [(CHANGED, project / "main.py")], ""
     if change == "burst":
-        events: list[tuple[int, Path]] = []
+        events = []
         pace = 1.0 / BURST_MODULES
         for i in range(BURST_MODULES):
             path = site / f"big/m{i}.py"

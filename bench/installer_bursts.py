@@ -94,9 +94,13 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
                 subprocess.run([*command, str(v1)], check=True, capture_output=True)
                 plan = plan_watch(read_environment(venv), project)
                 got: queue.Queue[tuple[float, Changes]] = queue.Queue()
-                watcher = Watcher(
-                    lambda _k, c, got=got: got.put((time.perf_counter(), c)), debounce
-                )
+
+                def deliver(
+                    _key: str, changes: Changes, got: queue.Queue[tuple[float, Changes]] = got
+                ) -> None:
+                    got.put((time.perf_counter(), changes))
+
+                watcher = Watcher(deliver, debounce)
                 watcher.watch("k", plan.roots, plan.filter)
                 assert watcher.wait_armed("k")
                 began = time.perf_counter()

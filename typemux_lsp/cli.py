@@ -84,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=flag_type("request_timeout"),
         metavar="S",
     )
+    setting(
+        "freshness",
+        "follow the disk: watch each backend's environment, sources and configs (true/false)",
+        type=flag_type("freshness"),
+        metavar="BOOL",
+    )
+    setting(
+        "freshness_debounce_ms",
+        "ms the disk must stay quiet before changes are acted on",
+        type=flag_type("freshness_debounce_ms"),
+        metavar="MS",
+    )
     setting("log_file", "log to this file instead of stderr", metavar="PATH")
     setting("log_level", "log level; trace shows message bodies", choices=list(LOG_LEVELS))
     setting(

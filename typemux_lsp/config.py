@@ -103,6 +103,10 @@ class Settings:
     start_timeout: float = 30.0
     #: seconds a backend has to answer a request (0 = no deadline); below Claude Code's 60 s
     request_timeout: float = 45.0
+    #: keep answers in step with the disk: watch each backend's environment, sources, configs
+    freshness: bool = True
+    #: milliseconds the disk must stay quiet before a batch of changes is acted on
+    freshness_debounce_ms: int = 300
     #: log file (default: stderr)
     log_file: str | None = None
     #: log level: trace, debug, info, warning, error
@@ -256,6 +260,8 @@ _SPECS: dict[str, _Spec] = {
     "warmup_timeout": _Spec("float", minimum=0),
     "start_timeout": _Spec("float", minimum=0, exclusive=True),
     "request_timeout": _Spec("float", minimum=0),
+    "freshness": _Spec("bool"),
+    "freshness_debounce_ms": _Spec("int", minimum=10),
     "log_file": _Spec("str", optional=True, not_in_project=_NOT_IN_PROJECT),
     "log_level": _Spec("str", choices=LOG_LEVELS),
     "no_venv_diagnostic": _Spec("bool"),

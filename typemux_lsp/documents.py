@@ -41,8 +41,10 @@ class Document:
         "_lines",
         "_text",
         "checked_at",
+        "clean_text",
         "client_version",
         "desynced",
+        "disk_text",
         "language_id",
         "lookup",
         "path",
@@ -76,6 +78,17 @@ class Document:
         self.desynced = False
         self._lines = split_lines(text)
         self._text: str | None = text
+        #: the text at the client's last open or save: what it had on disk then (freshness:
+        #: the disk wins over an open document only while the client has no unsaved edits)
+        self.clean_text: str | None = text
+        #: set while backends were given this disk text instead of the client's (a file
+        #: changed behind the client's back); the client's next change clears it
+        self.disk_text: str | None = None
+
+    @property
+    def backend_text(self) -> str:
+        """The text backends are given: the disk's while it won, else the client's."""
+        return self.disk_text if self.disk_text is not None else self.text
 
     @property
     def text(self) -> str:

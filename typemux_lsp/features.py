@@ -162,7 +162,6 @@ FAN_OUT_METHODS = frozenset({"workspace/symbol"})
 BROADCAST_NOTIFICATIONS = frozenset(
     {
         "workspace/didChangeConfiguration",
-        "workspace/didChangeWatchedFiles",
         "workspace/didCreateFiles",
         "workspace/didRenameFiles",
         "workspace/didDeleteFiles",
@@ -251,6 +250,11 @@ class ClientSupport:
         self.show_document = bool(get_path(capabilities, "window", "showDocument", "support"))
         self.configuration = bool(get_path(capabilities, "workspace", "configuration"))
         self.show_message = get_path(capabilities, "window", "showMessage") is not None
+        #: it watches files and tells servers (didChangeWatchedFiles): it also reloads the
+        #: documents it has open when they change on disk
+        self.watches_files = bool(
+            get_path(capabilities, "workspace", "didChangeWatchedFiles", "dynamicRegistration")
+        )
 
     def dynamic_registration(self, method: str) -> bool:
         if method in _WORKSPACE_CAPS:

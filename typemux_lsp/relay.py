@@ -177,6 +177,8 @@ class Relay:
         if method == "textDocument/didChange":
             self.did_change(message, body)
         else:
+            if method == "textDocument/didSave":
+                self.did_save(message)
             session.send_body(body)
         return True
 
@@ -215,6 +217,8 @@ class Relay:
         ):
             self.desync(doc.uri, "a didChange without a version or contentChanges")
             return
+        disk_won = doc.disk_text is not None
+        doc.disk_text = None  # the client's own edit wins again
         outcome = self.store.change(doc, version, changes)
         session = self.pool.get(doc.venv) if doc.venv is not None else None
         if session is None or session.state in (State.WAITING, State.STARTING):
@@ -222,7 +226,15 @@ class Relay:
         if outcome is ChangeOutcome.APPLIED:
             if doc.uri not in session.open_docs:
                 return
-            if doc.sync_version == doc.client_version:
+            if disk_won:  # the backend has the disk's text: an edit of the client's is not
+                session.notify(  # relative to it, so the client's whole text goes
+                    "textDocument/didChange",
+                    {
+                        "textDocument": {"uri": doc.uri, "version": doc.sync_version},
+                        "contentChanges": [{"text": doc.text}],
+                    },
+                )
+            elif doc.sync_version == doc.client_version:
                 session.send_body(body)
             else:
                 assert isinstance(document, dict)
@@ -232,6 +244,16 @@ class Relay:
             self.desync(doc.uri, "a didChange does not fit the document")
         elif outcome is ChangeOutcome.RESYNCED:
             session.open_document(doc)
+
+    def did_save(self, message: Message) -> None:
+        """The client's text is on disk now: the disk may win again (freshness)."""
+        params = message.get("params")
+        document = params.get("textDocument") if isinstance(params, dict) else None
+        uri = document.get("uri") if isinstance(document, dict) else None
+        doc = self.store.get(uri) if isinstance(uri, str) else None
+        if doc is not None:
+            text = params.get("text") if isinstance(params, dict) else None
+            doc.clean_text = text if isinstance(text, str) else doc.text
 
     def desync(self, uri: str, why: str) -> None:
         """A change could not be applied: no backend may analyse a text we cannot vouch for."""

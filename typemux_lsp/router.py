@@ -79,14 +79,20 @@ class Router:
         doc.checked_at = now
         return doc.venv
 
-    def venv_for(self, uri: str, doc: Document | None) -> Venv | NoVenv:
-        """The venv that must answer for `uri` (`doc`: its open document, if any)."""
+    def venv_for(self, uri: str, doc: Document | None, *, force: bool = False) -> Venv | NoVenv:
+        """The venv that must answer for `uri` (`doc`: its open document, if any); with
+        `force`, looked up on disk whatever was cached."""
         if doc is not None:
-            venv = self.refresh(doc)
+            venv = self.refresh(doc, force=force)
             return venv if venv is not None else NoVenv(uri, doc.path, doc.lookup)
         now = time.monotonic()
         cached = self._uncached.get(uri)
-        if cached is not None and cached[0] is not None and now - cached[2] < self.recheck:
+        if (
+            not force
+            and cached is not None
+            and cached[0] is not None
+            and now - cached[2] < self.recheck
+        ):
             return cached[0]
         path = local_path(uri)
         lookup = find_venv(path) if path is not None else None
@@ -95,3 +101,10 @@ class Router:
             self._uncached.clear()
         self._uncached[uri] = (venv, lookup, now)
         return venv if venv is not None else NoVenv(uri, path, lookup)
+
+    def forget(self, venv: Venv) -> None:
+        """`venv` is gone: every route to it is looked up again on next use."""
+        for doc in self.store:
+            if doc.venv is not None and doc.venv.path == venv.path:
+                doc.checked_at = float("-inf")
+        self._uncached = {k: v for k, v in self._uncached.items() if v[0] != venv}

@@ -53,6 +53,7 @@ from .features import (
     unsupported,
 )
 from .feedback import Feedback
+from .freshness import classify, decide, disk_text_wins, plan_watch, read_environment
 from .jsonrpc import Message
 from .ledger import Ledger, Pending
 from .plane import Plane
@@ -65,6 +66,7 @@ from .session import BackendError, BackendSession, State, Timeouts
 from .status import status
 from .tree import get_path
 from .venv import Venv, canonical, fallback_venv
+from .watcher import Change, Changes, Watcher
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ class TypemuxServer:
             "workspace/didChangeConfiguration": self.on_did_change_configuration,
             "workspace/didChangeWorkspaceFolders": self.on_did_change_workspace_folders,
             "window/workDoneProgress/cancel": self.on_progress_cancel,
+            "workspace/didChangeWatchedFiles": self.on_did_change_watched_files,
             STATUS_REQUEST: self.on_status,
             "workspace/executeCommand": self.on_execute_command,
         }
@@ -142,6 +145,8 @@ class TypemuxServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.stop_all(), 5)
             self.pool.kill_all()
+            if self.watcher is not None:
+                self.watcher.close()
             self.reaper.close()
             await loop.run_in_executor(None, self.connection.outbox.flush, 1.0)
         return code
@@ -194,6 +199,12 @@ class TypemuxServer:
             lambda: self.support,
             no_venv_diagnostic=self.settings.no_venv_diagnostic,
         )
+        self.watcher: Watcher | None = None
+        if self.settings.freshness:
+            self.watcher = Watcher(
+                lambda key, changes: plane.submit(self._disk_changed, key, changes),
+                debounce_ms=self.settings.freshness_debounce_ms,
+            )
 
     def finish(self, code: int) -> None:
         if not self.done.done():
@@ -418,6 +429,8 @@ class TypemuxServer:
         if method in BROADCAST_NOTIFICATIONS:
             self._broadcast(body)
             return
+        if method == "textDocument/didSave":
+            self.relay.did_save(message)
         uri = self.router.uri_of(method, message.get("params"))
         doc = self.store.get(uri) if uri is not None else None
         if doc is not None and doc.venv is not None:
@@ -490,6 +503,10 @@ class TypemuxServer:
         """The session that must answer for `uri`, or why there is none."""
         doc = self.store.get(uri)
         venv = self.router.venv_for(uri, doc)
+        if not isinstance(venv, NoVenv) and self.pool.get(venv) is None:
+            # A backend is about to start: the route is checked on disk now, not taken from
+            # the last second's cache (the environment may just have been deleted).
+            venv = self.router.venv_for(uri, doc, force=True)
         if isinstance(venv, NoVenv):
             self._close_everywhere(uri)
             if doc is not None:
@@ -559,6 +576,85 @@ class TypemuxServer:
         ]
         logger.info("workspace folders: %s", ", ".join(map(str, self.roots)))
 
+    def on_did_change_watched_files(
+        self, message: Message, entry: Pending | None, body: bytes
+    ) -> None:
+        """A client that watches files itself: each backend is told each change once, whether
+        the client or the proxy's own watcher saw it first."""
+        changes = get_path(message, "params", "changes")
+        if not isinstance(changes, list):
+            return
+        for session in self.pool.live():
+            if session.state in (State.WARMING, State.READY):
+                fresh = session.recent.fresh(c for c in changes if isinstance(c, dict))
+                if fresh:
+                    session.notify("workspace/didChangeWatchedFiles", {"changes": fresh})
+
+    def _disk_changed(self, key: str, changes: Changes) -> None:
+        """A settled batch of changes under what a backend's answers depend on: bring the
+        backend up to date the way measured fastest for its kind (freshness.py)."""
+        session = self.pool.get(Venv(Path(key)))
+        if session is None or session.watch_plan is None:
+            return
+        classified = classify(session.watch_plan, changes)
+        self._open_documents_changed(session, classified.sources)
+        action = decide(session.kind.name, classified, open_uris=session.open_docs)
+        if action is None:
+            return
+        if action.kind == "stop":
+            session.log.info("stopped: %s", action.cause)
+            self.pool.stop(session)
+            self.router.forget(session.venv)
+            return
+        if action.kind == "restart":
+            self.pool.restart(session, action.cause)
+            return
+        if session.state not in (State.WARMING, State.READY):
+            return  # it starts after the change: it reads the disk as it is now
+        events = session.recent.fresh(dict(e) for e in (action.params or {}).get("changes", []))
+        if events:
+            session.notify("workspace/didChangeWatchedFiles", {"changes": events})
+        if action.kind == "reconfigure":
+            session.notify(
+                "workspace/didChangeConfiguration",
+                {"settings": self.configuration.client_settings},
+            )
+        session.log.info("told of the disk's changes (%s): %s", action.kind, action.cause)
+
+    def _open_documents_changed(
+        self, session: BackendSession, sources: Sequence[tuple[Change, Path]]
+    ) -> None:
+        """An open document rewritten on disk while the client, which does not watch files,
+        has no unsaved edits (Claude Code after `sed`, a formatter, `git checkout`): the
+        backend gets the disk's text. The client's own next edit wins again."""
+        for change, path in sources:
+            if change is Change.DELETED:
+                continue
+            doc = self.store.get(path.as_uri())
+            if doc is None or doc.uri not in session.open_docs or doc.desynced:
+                continue
+            try:
+                disk = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if disk == doc.backend_text or not disk_text_wins(
+                client_text=doc.text,
+                clean_text=doc.clean_text,
+                disk_text=disk,
+                client_watches_files=self.support.watches_files,
+            ):
+                continue
+            doc.disk_text = disk
+            doc.sync_version += 1  # backends only ever see versions increase
+            session.notify(
+                "textDocument/didChange",
+                {
+                    "textDocument": {"uri": doc.uri, "version": doc.sync_version},
+                    "contentChanges": [{"text": disk}],
+                },
+            )
+            session.log.info("%s changed on disk: its backend has the new text", path)
+
     def on_progress_cancel(self, message: Message, entry: Pending | None, body: bytes) -> None:
         self.backchannel.cancel_progress(get_path(message, "params", "token"))
 
@@ -585,7 +681,13 @@ class TypemuxServer:
             problems=self.config_problems,
             roots=self.roots,
             initialize_source=self.initialize_source,
+            freshness=self._freshness_status(),
         )
+
+    def _freshness_status(self) -> dict[str, Any]:
+        if self.watcher is None:
+            return {"enabled": False}
+        return {"enabled": True, **self.watcher.status()}
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -642,6 +744,11 @@ class TypemuxServer:
         for doc in self.store:
             if doc.venv is not None and doc.venv.path == session.venv.path and not doc.desynced:
                 session.open_document(doc)
+        if self.watcher is not None:
+            # Planned again at every start: a .pth file (an editable install) may be new.
+            plan = plan_watch(read_environment(session.venv.path), session.venv.project_dir)
+            session.watch_plan = plan
+            self.watcher.watch(str(session.venv.path), plan.roots, plan.filter)
 
     def backend_body(self, session: BackendSession, body: bytes) -> None:
         self.relay.backend_body(session, body)
@@ -658,6 +765,8 @@ class TypemuxServer:
         self.diagnostics.clear(session)
         self.backchannel.forget(session, notify_client=not self.shutdown_requested)
         self.origins.forget(session)
+        if self.watcher is not None and self.pool.get(session.venv) is None:
+            self.watcher.unwatch(str(session.venv.path))  # (a restart keeps watching)
 
     def _fail_all(self, why: str, keep: Pending | None = None) -> None:
         for entry in self.ledger:

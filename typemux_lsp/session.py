@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from . import jsonrpc
 from .backends import BackendKind
 from .documents import Document
+from .freshness import RecentEvents
 from .jsonrpc import FrameDecoder, FrameError, Message, MsgId
 from .ledger import Pending, proxy_id, record_sent
 from .plane import Plane
@@ -154,6 +155,10 @@ class BackendSession:
         self.crashed = False
         #: backend settings for this venv (config `backend-settings`, per-project rules)
         self.settings: dict[str, Any] = {}
+        #: what freshness watches for it (freshness.WatchPlan), once it runs
+        self.watch_plan: Any = None
+        #: file events told to it lately, from the client or the watcher: each told once
+        self.recent = RecentEvents()
         #: capabilities it registered dynamically: method -> registerOptions
         self.registered: dict[str, Any] = {}
         #: progress tokens the proxy accepted on the client's behalf (JSON of the token)
@@ -547,7 +552,7 @@ class BackendSession:
                     "uri": doc.uri,
                     "languageId": doc.language_id,
                     "version": doc.sync_version,
-                    "text": doc.text,
+                    "text": doc.backend_text,
                 }
             },
         )

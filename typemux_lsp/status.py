@@ -31,6 +31,7 @@ def status(
     problems: Sequence[ConfigProblem],
     roots: Sequence[Path],
     initialize_source: str = "recorded",
+    freshness: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     now = time.monotonic()
     backends = []
@@ -72,6 +73,8 @@ def status(
             {"file": p.file, "line": p.line, "message": p.message, "fix": p.fix} for p in problems
         ],
         "documentsWithoutVenv": sorted(without),
+        #: what is watched so answers follow the disk, and what could not be (watch limit)
+        "freshness": freshness or {"enabled": False},
     }
 
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 StartProxy = Callable[..., Awaitable[MuxClient]]
 
 #: flip to True when the core runs the watcher (see the module docstring)
-WIRED = False
+WIRED = True
 unwired = pytest.mark.xfail(
     not WIRED, reason="issue 7: freshness is not wired into the proxy yet", strict=True
 )

@@ -74,6 +74,8 @@ LEVEL_VALUES: dict[str, tuple[Any, Any, Any, Any]] = {
     "warmup_timeout": (1.0, 3.0, 4.0, 5.0),
     "start_timeout": (11.0, 12.0, 13.0, 14.0),
     "request_timeout": (21.0, 22.0, 23.0, 24.0),
+    "freshness": (False, True, False, True),
+    "freshness_debounce_ms": (100, 200, 400, 500),
     "log_file": ("/tmp/user.log", None, "/tmp/env.log", "/tmp/flag.log"),
     "log_level": ("debug", "warning", "error", "trace"),
     "no_venv_diagnostic": (False, True, False, True),

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,9 +57,9 @@ def batches() -> Batches:
 
 
 @pytest.fixture
-def watcher(batches: Batches) -> Watcher:
+def watcher(batches: Batches) -> Iterator[Watcher]:
     w = Watcher(batches, DEBOUNCE_MS)
-    yield w  # type: ignore[misc]
+    yield w
     w.close()
 
 
