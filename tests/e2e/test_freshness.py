@@ -67,6 +67,49 @@ EXTRA = 'def grow(n: int) -> int:\n    """Grow n."""\n    return n + 1\n'
 EXTRA_FILES = {"extra/__init__.py": EXTRA, "extra/py.typed": ""}
 
 
+# -- figures -----------------------------------------------------------------------------------
+
+#: where the measured delays go, when set (bench/freshness_proxy.py sets it and tabulates them)
+FIGURES_ENV = "TYPEMUX_FRESHNESS_FIGURES"
+_FIGURES: list[dict[str, Any]] = []
+
+
+class Clock:
+    """Times one scenario from the moment the disk is settled to the right answer."""
+
+    def __init__(self, scenario: str, backend: str) -> None:
+        self.scenario = scenario
+        self.backend = backend
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+
+    def stop(self, **extra: Any) -> float:
+        seconds = time.monotonic() - self.started
+        _FIGURES.append(
+            {"scenario": self.scenario, "backend": self.backend, "seconds": seconds, **extra}
+        )
+        return seconds
+
+
+@pytest.fixture
+def clock(request: pytest.FixtureRequest, backend: str) -> Clock:
+    name = request.node.originalname.removeprefix("test_")
+    how = getattr(request.node, "callspec", None)
+    if how is not None and "how" in how.params:
+        name += f"[{how.params['how']}]"
+    return Clock(name, backend)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_figures() -> Any:
+    yield
+    target = os.environ.get(FIGURES_ENV)
+    if target:
+        Path(target).write_text(json.dumps(_FIGURES, indent=1))
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 
@@ -134,6 +177,17 @@ def unresolved(module: str) -> Callable[[list[dict[str, Any]]], bool]:
     )
 
 
+async def quiet(client: MuxClient, uri: str, seconds: float = 1.0) -> None:
+    """Until no diagnostics were published for `uri` for `seconds` (bounded): a backend has
+    no "done checking" message, so a quiet spell is the only sign."""
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        last = max((seq for seq, u, _ in client.published if u == uri), default=-1)
+        await asyncio.sleep(seconds)
+        if max((seq for seq, u, _ in client.published if u == uri), default=-1) == last:
+            return
+
+
 def error_on_line(line: int) -> Callable[[list[dict[str, Any]]], bool]:
     return lambda diags: any(
         d.get("severity", 1) == 1 and d["range"]["start"]["line"] == line for d in diags
@@ -176,7 +230,10 @@ async def open_ready(client: MuxClient, path: Path, needle: str, expect: str) ->
 
 @unwired
 async def test_package_upgraded_in_place_shows_the_new_api(
-    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+    backend: str,
+    fresh_monorepo: Monorepo,
+    start_proxy: StartProxy,
+    clock: Clock,
 ) -> None:
     site = fresh_monorepo.site_packages("alpha")
     write_dist_info(site, "shapes", "1.0", ["shapes/__init__.py"])
@@ -186,13 +243,18 @@ async def test_package_upgraded_in_place_shows_the_new_api(
     (site / "shapes" / "__init__.py").write_text(SHAPES_V2)  # `pip install -U`, in place
     shutil.rmtree(site / "shapes-1.0.dist-info")
     write_dist_info(site, "shapes", "1.1", ["shapes/__init__.py"])
+    clock.start()
 
     await hover_until(client, uri, "area(2.0)", lambda t: UPGRADED in t, "the new signature")
+    clock.stop()
 
 
 @unwired
 async def test_package_added_resolves(
-    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+    backend: str,
+    fresh_monorepo: Monorepo,
+    start_proxy: StartProxy,
+    clock: Clock,
 ) -> None:
     user = fresh_monorepo.path("alpha/grows.py")
     user.write_text("from extra import grow\n\nvalue = grow(2)\n")
@@ -201,13 +263,18 @@ async def test_package_added_resolves(
     await diagnostics_until(client, uri, unresolved("extra"), "`extra` unresolved at start")
 
     install(fresh_monorepo.site_packages("alpha"), "extra", "1.0", EXTRA_FILES)
+    clock.start()
 
     await hover_until(client, uri, "grow(2)", lambda t: "n: int" in t, "grow's signature")
+    clock.stop()
 
 
 @unwired
 async def test_package_removed_is_reported_unresolved(
-    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+    backend: str,
+    fresh_monorepo: Monorepo,
+    start_proxy: StartProxy,
+    clock: Clock,
 ) -> None:
     site = fresh_monorepo.site_packages("alpha")
     install(site, "extra", "1.0", EXTRA_FILES)
@@ -218,13 +285,15 @@ async def test_package_removed_is_reported_unresolved(
     assert not unresolved("extra")(client.latest_diagnostics(uri) or [])
 
     uninstall(site, "extra", "1.0")  # `uv remove extra`
+    clock.start()
 
     await diagnostics_until(client, uri, unresolved("extra"), "`extra` unresolved")
+    clock.stop()
 
 
 @unwired
 async def test_sync_burst_restarts_at_most_once_and_other_venvs_keep_answering(
-    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy, clock: Clock
 ) -> None:
     """A `uv sync`-like burst: 320 modules rewritten across alpha's site-packages in ~1 s.
     alpha's backend is restarted at most once (or told); beta's answers all along."""
@@ -264,12 +333,14 @@ async def test_sync_burst_restarts_at_most_once_and_other_venvs_keep_answering(
         if writer.done() and settled_at is None:
             await writer
             settled_at = time.monotonic()
+            clock.start()
         if settled_at is not None:
             text = hover_text(await client.hover(alpha, "area(2.0)"))
             done = UPGRADED in text
             if not done and time.monotonic() - settled_at > FRESH_S:
                 pytest.fail(f"stale after {FRESH_S:g} s: alpha's hover shows {text!r}")
         await asyncio.sleep(0.05)
+    clock.stop(backend_starts=len(starts), other_venv_slowest_hover_s=slowest)
     starts |= backend_children(client.pid, alpha_dir)
     assert len(starts) <= 2, f"alpha's backend started {len(starts)} times: {starts}"
     assert slowest < 5.0, f"beta waited {slowest:.1f} s for a hover during alpha's burst"
@@ -280,7 +351,10 @@ async def test_sync_burst_restarts_at_most_once_and_other_venvs_keep_answering(
 
 @unwired
 async def test_open_document_rewritten_on_disk_then_the_client_edit_wins(
-    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+    backend: str,
+    fresh_monorepo: Monorepo,
+    start_proxy: StartProxy,
+    clock: Clock,
 ) -> None:
     path = fresh_monorepo.path("alpha/app.py")
     original = path.read_text()
@@ -289,9 +363,11 @@ async def test_open_document_rewritten_on_disk_then_the_client_edit_wins(
 
     on_disk = original + '\n\ndisk_wins: int = "disk"\n'  # `sed -i`, `git checkout`
     path.write_text(on_disk)
+    clock.start()
     await diagnostics_until(
         client, uri, error_on_line(line_of(on_disk, "disk_wins")), "the disk text's error"
     )
+    clock.stop()
 
     edited = original + "\n\nclient_wins: str = 1\n"  # then Claude Code's Edit tool
     client.change(uri, [{"text": edited}])
@@ -308,7 +384,10 @@ async def test_open_document_rewritten_on_disk_then_the_client_edit_wins(
 
 @unwired
 async def test_unopened_module_change_shows_in_the_open_file(
-    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+    backend: str,
+    fresh_monorepo: Monorepo,
+    start_proxy: StartProxy,
+    clock: Clock,
 ) -> None:
     helper = fresh_monorepo.path("alpha/helper.py")
     helper.write_text("def value() -> int:\n    return 1\n")
@@ -317,15 +396,24 @@ async def test_unopened_module_change_shows_in_the_open_file(
     user.write_text(text)
     client = await start_proxy(backend, fresh_monorepo.root)
     uri = await open_ready(client, user, "value()", "int")
+    # Checked against the old helper, and done checking: pyrefly re-checks on its own a few
+    # times after opening and would read a new helper from disk itself, proving nothing.
+    await diagnostics_until(client, uri, lambda d: not error_on_line(2)(d), "no error at start")
+    await quiet(client, uri)
 
     helper.write_text('def value() -> str:\n    return "s"\n')
+    clock.start()
 
     await diagnostics_until(client, uri, error_on_line(2), "the str/int mismatch on line 3")
+    clock.stop()
 
 
 @unwired
 async def test_new_module_resolves(
-    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+    backend: str,
+    fresh_monorepo: Monorepo,
+    start_proxy: StartProxy,
+    clock: Clock,
 ) -> None:
     user = fresh_monorepo.path("alpha/consumer.py")
     user.write_text("from newmod import thing\n\nprint(thing(1))\n")
@@ -334,8 +422,10 @@ async def test_new_module_resolves(
     await diagnostics_until(client, uri, unresolved("newmod"), "`newmod` unresolved at start")
 
     fresh_monorepo.path("alpha/newmod.py").write_text("def thing(x: int) -> int:\n    return x\n")
+    clock.start()
 
     await hover_until(client, uri, "thing(1)", lambda t: "x: int" in t, "thing's signature")
+    clock.stop()
 
 
 CONFIG_SECTION = {
@@ -355,7 +445,11 @@ CONFIG_FILE = {
 @unwired
 @pytest.mark.parametrize("how", ["pyproject-section", "new-config-file"])
 async def test_checker_config_change_takes_effect(
-    backend: str, how: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+    backend: str,
+    how: str,
+    fresh_monorepo: Monorepo,
+    start_proxy: StartProxy,
+    clock: Clock,
 ) -> None:
     """An assignment error becomes a warning by the backend's own configuration."""
     user = fresh_monorepo.path("alpha/typed.py")
@@ -371,6 +465,7 @@ async def test_checker_config_change_takes_effect(
     else:
         name, content = CONFIG_FILE[backend]
         fresh_monorepo.path(f"alpha/{name}").write_text(content)
+    clock.start()
 
     await diagnostics_until(
         client,
@@ -378,6 +473,7 @@ async def test_checker_config_change_takes_effect(
         lambda d: bool(d) and not error_on_line(0)(d),
         "the assignment reported as a warning",
     )
+    clock.stop()
 
 
 async def test_a_client_that_watches_files_is_not_doubled(
