@@ -4,8 +4,12 @@ Facts measured on the real servers (see the project notes): pyright and
 basedpyright ignore `VIRTUAL_ENV` and take `python.pythonPath` from
 `workspace/configuration`, then `python` on PATH; ty and pyrefly honour
 `VIRTUAL_ENV` (ty otherwise falls back to the venv it is installed in: a
-silently wrong answer). So every backend gets the venv three ways: environment,
-PATH and its `workspace/configuration` answer.
+silently wrong answer). So every backend gets the environment three ways: environment
+variables, PATH and its `workspace/configuration` answer.
+
+A conda-style prefix (conda, mamba, pixi) is not a virtual environment: it has no
+`pyvenv.cfg`, and `VIRTUAL_ENV` pointing at it would be a lie. ty and pyrefly read
+`CONDA_PREFIX` for those, which is what an activated conda environment sets.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from .documents import Encoding
 from .venv import Venv
 
 #: Environment variables of the proxy that must not leak into a backend's interpreter lookup.
-_SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONSTARTUP")
+_SCRUBBED_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+    "PYTHONSTARTUP",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +78,7 @@ class BackendKind:
         env = {k: v for k, v in (os.environ if base is None else base).items()}
         for key in _SCRUBBED_ENV:
             env.pop(key, None)
-        env["VIRTUAL_ENV"] = str(venv.path)
+        env["VIRTUAL_ENV" if venv.is_venv else "CONDA_PREFIX"] = str(venv.path)
         env["PATH"] = os.pathsep.join(filter(None, [str(venv.bin_dir), env.get("PATH", "")]))
         # pyright's PyPI wrapper checks PyPI for a newer version on every start otherwise.
         env.setdefault("PYRIGHT_PYTHON_IGNORE_WARNINGS", "1")
@@ -94,10 +105,11 @@ class BackendKind:
         return value
 
     def interpreter_setting(self, venv: Venv) -> dict[str, Any]:
-        """The setting, inside `python_section`, that names the venv's interpreter.
+        """The setting, inside `python_section`, that names the environment's interpreter.
 
         ty reads `configuration.environment.python` (verified: a bare
-        `environment.python` is ignored); the others read `pythonPath`.
+        `environment.python` is ignored), a prefix, conda-style ones included; the others
+        read `pythonPath`, the interpreter (they ask it for its search paths).
         """
         if self.name == "ty":
             return {"configuration": {"environment": {"python": str(venv.path)}}}

@@ -51,7 +51,7 @@ class Pool:
         self._sweeper: asyncio.Task[None] | None = None
 
     def get(self, venv: Venv) -> BackendSession | None:
-        session = self.sessions.get(venv.path)
+        session = self.sessions.get(venv.key)
         return session if session is not None and session.alive else None
 
     def live(self) -> list[BackendSession]:
@@ -59,7 +59,7 @@ class Pool:
 
     def get_or_start(self, venv: Venv) -> BackendSession:
         """The venv's session, started if needed; raises `CrashLoop` while it cools down."""
-        session = self.sessions.get(venv.path)
+        session = self.sessions.get(venv.key)
         if session is not None and session.alive:
             if not session.venv_recreated():
                 return session
@@ -69,7 +69,7 @@ class Pool:
         if len(self.live()) >= self.max_backends:
             self._evict_one()
         session = self._make(venv)
-        self.sessions[venv.path] = session
+        self.sessions[venv.key] = session
         self._every.add(session)
         self._spawn(session.start())
         if self._sweeper is None and self.ttl > 0:
@@ -78,7 +78,7 @@ class Pool:
 
     def forget(self, session: BackendSession, error: BackendError) -> None:
         """A session ended: count it if it crashed, and free its slot."""
-        path = session.venv.path
+        path = session.venv.key
         self._every.discard(session)
         if self.sessions.get(path) is session:
             del self.sessions[path]
@@ -90,15 +90,15 @@ class Pool:
 
     def crash_count(self, venv: Venv) -> int:
         """How many times this venv's backend failed since the proxy started."""
-        return self._crash_totals.get(venv.path, 0)
+        return self._crash_totals.get(venv.key, 0)
 
     def _check_crash_loop(self, venv: Venv) -> None:
-        times = self._crashes.get(venv.path)
+        times = self._crashes.get(venv.key)
         if not times or len(times) < self.crash_limit:
             return
         now = time.monotonic()
         if times[-1] - times[0] <= self.crash_window and now - times[-1] < self.crash_cooldown:
-            last = self._last_error.get(venv.path)
+            last = self._last_error.get(venv.key)
             raise CrashLoop(
                 f"typemux-lsp: the backend for {venv} failed {len(times)} times within "
                 f"{self.crash_window:g} s; not restarting it for another "
@@ -113,8 +113,8 @@ class Pool:
         self._stop_in_background(victim)
 
     def _stop_in_background(self, session: BackendSession) -> None:
-        if self.sessions.get(session.venv.path) is session:
-            del self.sessions[session.venv.path]
+        if self.sessions.get(session.venv.key) is session:
+            del self.sessions[session.venv.key]
         self._spawn(session.stop())
 
     def _spawn(self, coro: object) -> None:

@@ -8,12 +8,15 @@ again on every request: a negative answer is never kept.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .documents import Document, DocumentStore
+from .environments import EnvironmentRule
 from .features import ITEM_URI_METHODS, get_path
 from .venv import Lookup, Venv, find_venv, no_venv_message, uri_to_path
 
@@ -34,10 +37,36 @@ class NoVenv:
         return no_venv_message(self.path, self.uri, self.lookup)
 
 
+def workspace_roots(params: Any) -> tuple[Path, ...]:
+    """The client's workspace folders (else rootUri, else rootPath) as paths: they bound the
+    search for a file's environment."""
+    folders = get_path(params, "workspaceFolders")
+    listed = folders if isinstance(folders, list) else []
+    uris = [f.get("uri") for f in listed if isinstance(f, dict)]
+    if not uris:
+        uris = [get_path(params, "rootUri")]
+    roots = [uri_to_path(u) for u in uris if isinstance(u, str)]
+    found = tuple(r for r in roots if r is not None)
+    root_path = get_path(params, "rootPath")
+    if not found and isinstance(root_path, str) and os.path.isabs(root_path):
+        found = (Path(root_path),)
+    return found
+
+
 class Router:
-    def __init__(self, store: DocumentStore, recheck: float = RECHECK_SECONDS) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        recheck: float = RECHECK_SECONDS,
+        *,
+        rules: Sequence[EnvironmentRule] = (),
+    ) -> None:
         self.store = store
         self.recheck = recheck
+        #: the configured project rules (an `environment` key names a project's environment)
+        self.rules = rules
+        #: the client's workspace folders
+        self.roots: Sequence[Path] = ()
         self._uncached: dict[str, tuple[Venv | None, Lookup | None, float]] = {}
 
     @staticmethod
@@ -67,7 +96,7 @@ class Router:
         if doc.path is None:
             doc.venv, doc.lookup = None, None
         else:
-            doc.lookup = find_venv(doc.path)
+            doc.lookup = find_venv(doc.path, roots=self.roots, rules=self.rules)
             doc.venv = doc.lookup.venv
         doc.checked_at = now
         return doc.venv
@@ -82,7 +111,7 @@ class Router:
         if cached is not None and cached[0] is not None and now - cached[2] < self.recheck:
             return cached[0]
         path = uri_to_path(uri)
-        lookup = find_venv(path) if path is not None else None
+        lookup = find_venv(path, roots=self.roots, rules=self.rules) if path is not None else None
         venv = lookup.venv if lookup is not None else None
         if len(self._uncached) > 4096:
             self._uncached.clear()

@@ -53,7 +53,7 @@ from .feedback import Feedback
 from .jsonrpc import Message, MsgId
 from .pool import Pool
 from .reaper import Reaper
-from .router import NoVenv, Router
+from .router import NoVenv, Router, workspace_roots
 from .session import BackendError, BackendSession, State, Timeouts
 from .stdio import open_reader, open_writer
 from .venv import Venv, canonical, fallback_venv, no_venv_message
@@ -99,7 +99,7 @@ class TypemuxServer(LanguageServer):
         self.cwd = canonical(cwd or os.getcwd())
         self.converter = get_converter()
         self.store = DocumentStore()
-        self.router = Router(self.store)
+        self.router = Router(self.store, rules=settings.projects)
         self.timeouts = Timeouts(
             start=settings.start_timeout, warmup=settings.warmup_timeout, stop=2.0
         )
@@ -170,6 +170,7 @@ class TypemuxServer(LanguageServer):
     def on_initialize(self, params: lsp.InitializeParams, call: Call) -> None:
         raw = call.message.get("params")
         self.client_params = raw if isinstance(raw, dict) else {}
+        self.router.roots = workspace_roots(self.client_params) or (self.cwd,)
         caps = self.client_params.get("capabilities")
         self.support = ClientSupport(caps if isinstance(caps, dict) else {})
         offered = (
@@ -191,7 +192,7 @@ class TypemuxServer(LanguageServer):
         )
         self.initialized = True
         self.respond(call.msg_id, result)
-        venv = fallback_venv(self.cwd)
+        venv = fallback_venv(self.cwd, rules=self.settings.projects)
         if venv is not None:
             logger.info("pre-starting the fallback venv %s", venv)
             with contextlib.suppress(BackendError):
@@ -574,7 +575,7 @@ class TypemuxServer(LanguageServer):
     def session_started(self, session: BackendSession) -> None:
         self.feedback.backend_started(session)
         for doc in self.store:
-            if doc.venv is not None and doc.venv.path == session.venv.path and not doc.desynced:
+            if doc.venv is not None and doc.venv.key == session.venv.key and not doc.desynced:
                 session.open_document(doc)
 
     def backend_response(self, session: BackendSession, msg_id: MsgId, body: bytes) -> None:
@@ -738,7 +739,7 @@ class TypemuxServer(LanguageServer):
         if session.state is State.WARMING:
             session.mark_ready("first diagnostics")
         owner = self.router.venv_for(uri, self.store.get(uri))
-        if isinstance(owner, NoVenv) or owner.path != session.venv.path:
+        if isinstance(owner, NoVenv) or owner.key != session.venv.key:
             session.log.debug("diagnostics for %s, which is not this venv's: dropped", uri)
             return
         if get_path(params, "diagnostics"):
