@@ -18,12 +18,12 @@ from envkit import fake_conda, fake_venv, site_packages
 from typemux_lsp.config import ProjectRule
 from typemux_lsp.environments import (
     Environment,
+    _fs,
     fallback_environment,
     find_environment,
     no_environment_message,
     uri_to_path,
 )
-from typemux_lsp.environments import _fs
 
 PROJECT = "[project]\nname = 'p'\n"
 
