@@ -3,9 +3,10 @@
 An editor shows little when a language server is misconfigured (Claude Code shows nothing),
 so the doctor answers the questions a user would otherwise debug by hand: which settings are in
 force and where each comes from, which backend executables would run (and their versions),
-which venvs exist under PATH and which backend each gets, which Python files have no venv, and
-every problem with its fix. Exit code 0 means the setup can work, 2 means it cannot (a needed
-backend is missing or the configuration is invalid).
+every project under PATH with its manager, its environment and how it was found (or what is
+missing and the command that creates it), the backend each environment gets, which Python
+files have no environment, and every problem with its fix. Exit code 0 means the setup can
+work, 2 means it cannot (a needed backend is missing or the configuration is invalid).
 
 The report is built once as JSON data (`collect`), stable and documented in
 docs/doctor-json.md; the text form is rendered from that same data.
@@ -27,14 +28,27 @@ from typing import Any
 from . import __version__
 from .backends import KINDS, BackendKind
 from .config import Settings, load_settings
-from .venv import VENV_DIR, Venv, canonical, find_venv, project_dir_hint
+from .environments import (
+    Environment,
+    Lookup,
+    canonical,
+    find_environment,
+    is_environment,
+    project_dir_hint,
+)
+from .environments._fs import Seen
+from .environments.project import project_at
 
-SCHEMA_VERSION = 1
+VENV_DIR = ".venv"
+ROOT = Path("/")
+SCHEMA_VERSION = 2
 #: seconds a backend gets to print its version
 VERSION_TIMEOUT = 20.0
 #: directories the walk visits at most, so the doctor stays quick on huge trees
 MAX_DIRECTORIES = 20_000
 PYTHON_SUFFIXES = (".py", ".pyi")
+#: bytes of each Python file read to recognise a PEP 723 script
+SCRIPT_SNIFF = 64 * 1024
 #: never searched: VCS metadata, caches, JavaScript dependencies, installed packages
 SKIP_DIRS = frozenset(
     {
@@ -51,6 +65,7 @@ SKIP_DIRS = frozenset(
         ".hypothesis",
         "site-packages",
         VENV_DIR,
+        ".pixi",
     }
 )
 #: the program that prints the version, when the language server itself cannot
@@ -75,44 +90,112 @@ def run(args: Any, environ: Mapping[str, str], path: Path) -> int:
 
 @dataclass(slots=True)
 class _Scan:
-    #: venv path -> Python files under PATH that it serves
-    venvs: dict[Path, int] = field(default_factory=dict)
-    #: directory -> Python files in it that have no venv
-    orphans: dict[Path, int] = field(default_factory=dict)
+    """What the walk found, looked up as the server looks files up."""
+
+    settings: Settings
+    roots: tuple[Path, ...]
+    #: environment key -> (the environment, Python files under PATH it serves)
+    environments: dict[Path, tuple[Environment, int]] = field(default_factory=dict)
+    #: project directory -> its lookup
+    projects: dict[Path, Lookup] = field(default_factory=dict)
+    #: Python files in each project (or directory) that have no environment
+    project_files: dict[Path, int] = field(default_factory=dict)
+    #: directory the files have no environment for -> (lookup, file count)
+    orphans: dict[Path, tuple[Lookup, int]] = field(default_factory=dict)
     truncated: bool = False
 
+    def lookup(self, path: Path) -> Lookup:
+        return find_environment(path, roots=self.roots, rules=self.settings.projects)
 
-def _scan(root: Path) -> _Scan:
-    """Walk `root` the way the router resolves files: each directory's nearest `.venv`."""
-    scan = _Scan()
+    def served(self, lookup: Lookup, count: int) -> None:
+        env = lookup.environment
+        if env is not None:
+            first, files = self.environments.get(env.key, (env, 0))
+            self.environments[env.key] = (first, files + count)
+        project = lookup.project_dir
+        if project is not None:
+            self.project_files[project] = self.project_files.get(project, 0) + count
+        if env is None and count:
+            where = project or project_dir_hint(lookup.searched[0] if lookup.searched else ROOT)
+            _, orphans = self.orphans.get(where, (lookup, 0))
+            self.orphans[where] = (lookup, orphans + count)
+
+
+def _scan(root: Path, settings: Settings) -> _Scan:
+    """Walk `root` the way the router resolves files: each directory's project and environment."""
+    roots = (root,) if root.is_dir() else (root.parent,)
+    scan = _Scan(settings, roots)
     if root.is_file():
-        lookup = find_venv(root)
-        if lookup.venv is not None:
-            scan.venvs[lookup.venv.path] = 1
-        elif root.suffix in PYTHON_SUFFIXES:
-            scan.orphans[root.parent] = 1
+        lookup = scan.lookup(root)
+        if lookup.project_dir is not None:
+            scan.projects[lookup.project_dir] = lookup
+        scan.served(lookup, 1 if root.suffix in PYTHON_SUFFIXES else 0)
         return scan
+    seen = Seen()
     for visited, (current, dirs, files) in enumerate(os.walk(root), start=1):
         here = Path(current)
-        if (here / VENV_DIR / "pyvenv.cfg").is_file():
-            scan.venvs.setdefault(canonical(here / VENV_DIR), 0)
-        # Any directory holding pyvenv.cfg is a venv's inside, whatever its name.
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not _is_venv(here / d))
-        count = sum(1 for name in files if name.endswith(PYTHON_SUFFIXES))
-        if count:
-            lookup = find_venv(here / "__doctor__.py")
-            if lookup.venv is not None:
-                scan.venvs[lookup.venv.path] = scan.venvs.get(lookup.venv.path, 0) + count
-            else:
-                scan.orphans[canonical(here)] = count
+        project, _ = project_at(seen, here, settings.projects)
+        if project is not None:
+            scan.projects[here] = scan.lookup(here)
+            scan.served(scan.projects[here], 0)
+        # An environment's inside (a venv whatever its name, a conda prefix) is not searched.
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not is_environment(here / d))
+        python_files = [name for name in files if name.endswith(PYTHON_SUFFIXES)]
+        scripts = [name for name in python_files if _is_script(here / name)]
+        for name in scripts:
+            scan.served(scan.lookup(here / name), 1)
+        if len(python_files) > len(scripts):
+            scan.served(scan.lookup(here / "__doctor__.py"), len(python_files) - len(scripts))
         if visited >= MAX_DIRECTORIES:
             scan.truncated = True
             break
     return scan
 
 
-def _is_venv(directory: Path) -> bool:
-    return (directory / "pyvenv.cfg").is_file()
+def _orphan_json(directory: Path, lookup: Lookup, files: int) -> Json:
+    missing = lookup.missing
+    return {
+        "directory": str(directory),
+        "pythonFiles": files,
+        "manager": missing.manager if missing else None,
+        "reason": missing.reason
+        if missing
+        else "no project and no .venv between the files and "
+        + (str(lookup.boundary) if lookup.boundary else "the filesystem root"),
+        "fix": missing.fix
+        if missing
+        else f"cd {directory} && uv sync (or `python -m venv {VENV_DIR}` and install the "
+        "dependencies)",
+    }
+
+
+def _is_script(path: Path) -> bool:
+    """A PEP 723 script (its environment is its own, so it is looked up on its own)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(SCRIPT_SNIFF)
+    except OSError:
+        return False
+    return b"# /// script" in head
+
+
+def _project_json(directory: Path, lookup: Lookup, files: int) -> Json:
+    env, missing = lookup.environment, lookup.missing
+    return {
+        "directory": str(directory),
+        "manager": env.manager if env else missing.manager if missing else None,
+        "environment": str(env.path) if env else None,
+        "foundBy": env.found_by if env else None,
+        "missing": None
+        if missing is None
+        else {
+            "manager": missing.manager,
+            "reason": missing.reason,
+            "looked": [str(p) for p in missing.looked],
+            "fix": missing.fix,
+        },
+        "pythonFiles": files,
+    }
 
 
 def _problem(severity: str, message: str, fix: str, file: str | None = None) -> Json:
@@ -196,7 +279,7 @@ def _backends(
         }
         severity = "error" if name in needed else "warning"
         why = (
-            f"{len(users)} venv(s) under the checked path need it"
+            f"{len(users)} environment(s) under the checked path need it"
             if users
             else "it is the default backend"
             if name == settings.backend
@@ -259,8 +342,9 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
         "configFiles": [],
         "settings": {},
         "backends": [],
-        "venvs": [],
-        "withoutVenv": [],
+        "projects": [],
+        "environments": [],
+        "withoutEnvironment": [],
         "truncated": False,
         "problems": [],
     }
@@ -292,21 +376,24 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
         for name in Settings.names()
     }
 
-    scan = _scan(target)
+    scan = _scan(target, settings)
     used_by: dict[str, list[str]] = {}
-    for venv_path in sorted(scan.venvs):
-        venv = Venv(venv_path)
-        kind, backend_settings = settings.backend_for(venv.project_dir)
-        match = settings.rule_for(venv.project_dir)
-        used_by.setdefault(kind, []).append(str(venv.path))
-        interpreter = venv.python.exists()
-        report["venvs"].append(
+    for _, (env, files) in sorted(scan.environments.items()):
+        kind, backend_settings = settings.backend_for(env.project_dir)
+        match = settings.rule_for(env.project_dir)
+        used_by.setdefault(kind, []).append(str(env.path))
+        interpreter = env.python.exists()
+        report["environments"].append(
             {
-                "path": str(venv.path),
-                "projectDir": str(venv.project_dir),
-                "pythonVersion": venv.python_version(),
+                "path": str(env.path),
+                "key": str(env.key),
+                "manager": env.manager,
+                "foundBy": env.found_by,
+                "projectDir": str(env.project_dir),
+                "python": str(env.python),
+                "pythonVersion": env.python_version(),
                 "interpreterFound": interpreter,
-                "pythonFiles": scan.venvs[venv_path],
+                "pythonFiles": files,
                 "backend": kind,
                 "backendSettings": backend_settings,
                 "rule": None
@@ -318,25 +405,21 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
             problems.append(
                 _problem(
                     "warning",
-                    f"{venv.path} has no working interpreter ({venv.python} is missing or a "
+                    f"{env.path} has no working interpreter ({env.python} is missing or a "
                     "broken link), so its backend cannot resolve imports.",
-                    f"recreate it: `cd {venv.project_dir} && rm -rf {VENV_DIR} && uv sync` "
-                    f"(or `python -m venv {VENV_DIR}` and reinstall the dependencies).",
+                    f"recreate it: `cd {env.project_dir} && rm -rf {VENV_DIR} && uv sync` "
+                    f"(or `python -m venv {VENV_DIR}` and reinstall the dependencies)"
+                    if env.manager == "venv"
+                    else f"recreate it with {env.manager} (it was found as: {env.found_by}).",
                 )
             )
-
-    grouped: dict[Path, int] = {}
-    for directory, count in scan.orphans.items():
-        hint = project_dir_hint(directory)
-        grouped[hint] = grouped.get(hint, 0) + count
-    report["withoutVenv"] = [
-        {
-            "directory": str(directory),
-            "pythonFiles": count,
-            "fix": f"cd {directory} && uv sync (or `python -m venv {VENV_DIR}` and install the "
-            "dependencies)",
-        }
-        for directory, count in sorted(grouped.items())
+    report["projects"] = [
+        _project_json(directory, lookup, scan.project_files.get(directory, 0))
+        for directory, lookup in sorted(scan.projects.items())
+    ]
+    report["withoutEnvironment"] = [
+        _orphan_json(directory, lookup, count)
+        for directory, (lookup, count) in sorted(scan.orphans.items())
     ]
 
     backends, backend_problems = _backends(settings, loaded.sources, used_by)
@@ -359,7 +442,8 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
         problems.append(
             _problem(
                 "warning",
-                f"stopped after {MAX_DIRECTORIES} directories; the venv list is incomplete.",
+                f"stopped after {MAX_DIRECTORIES} directories; the project and environment "
+                "lists are incomplete.",
                 "run the doctor on a smaller directory (one project or one service).",
             )
         )
@@ -427,7 +511,7 @@ def render_text(report: Json) -> str:
             mark = "ok     " if b["found"] else "MISSING"
             role = ["default"] if b["default"] else []
             if b["usedBy"]:
-                role.append(f"{len(b['usedBy'])} venv(s)")
+                role.append(f"{len(b['usedBy'])} environment(s)")
             version = b["version"] or (b["versionError"] if b["found"] else "")
             add(
                 f"  {mark} {b['kind']:<13} {b['executable'] or 'not found':<40} "
@@ -435,22 +519,42 @@ def render_text(report: Json) -> str:
             )
 
     add("")
-    add(f"Venvs ({len(report['venvs'])})")
-    for v in report["venvs"]:
+    add(f"Projects ({len(report['projects'])})")
+    for proj in report["projects"]:
+        missing = proj["missing"]
+        state = (
+            f"-> {_rel(proj['environment'], base)}"
+            if proj["environment"]
+            else "NO ENVIRONMENT"
+            if missing
+            else "-"
+        )
+        add(f"  {_rel(proj['directory'], base):<28} {proj['manager'] or '?':<13} {state}")
+        if missing:
+            add(f"      {missing['reason']}")
+            add(f"      fix: {missing['fix']}")
+    if not report["projects"]:
+        add("  none found")
+
+    add("")
+    add(f"Environments ({len(report['environments'])})")
+    for v in report["environments"]:
         rule = v["rule"]
         why = "default" if rule is None else f"rule {rule['index'] + 1} ({rule['path']})"
         broken = "" if v["interpreterFound"] else "  INTERPRETER MISSING"
         add(
-            f"  {_rel(v['path'], base):<28} Python {v['pythonVersion'] or '?':<8} "
-            f"{v['backend']:<12} {why:<24} {v['pythonFiles']} file(s){broken}"
+            f"  {_rel(v['path'], base):<28} {v['manager']:<13} Python "
+            f"{v['pythonVersion'] or '?':<8} {v['backend']:<12} {why:<24} "
+            f"{v['pythonFiles']} file(s){broken}"
         )
-    if not report["venvs"]:
+        add(f"      found: {v['foundBy']}")
+    if not report["environments"]:
         add("  none found")
 
-    if report["withoutVenv"]:
+    if report["withoutEnvironment"]:
         add("")
-        add(f"Python files without a .venv ({len(report['withoutVenv'])})")
-        for item in report["withoutVenv"]:
+        add(f"Python files without an environment ({len(report['withoutEnvironment'])})")
+        for item in report["withoutEnvironment"]:
             add(f"  {_rel(item['directory'], base):<28} {item['pythonFiles']} file(s)")
             add(f"      fix: {item['fix']}")
 
