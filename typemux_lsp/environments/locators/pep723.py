@@ -57,13 +57,14 @@ def has_script_block(text: str) -> bool:
 
 
 def uv_executable(boundary: Path | None) -> Path | None:
-    """uv next to typemux-lsp's interpreter, else the first on PATH outside `boundary`."""
+    """uv next to typemux-lsp's interpreter (trusted as its backends are), else the first uv
+    on PATH outside `boundary`."""
     own = Path(sys.executable).parent / _UV
-    candidates = [own] + [
-        Path(entry) / _UV for entry in os.environ.get("PATH", "").split(os.pathsep) if entry
-    ]
-    for candidate in candidates:
-        if not (candidate.is_file() and os.access(candidate, os.X_OK)):
+    if own.is_file() and os.access(own, os.X_OK):
+        return own
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(entry) / _UV
+        if not entry or not (candidate.is_file() and os.access(candidate, os.X_OK)):
             continue
         if boundary is not None and within_canonical(candidate, boundary):
             continue  # a uv the repository ships (its .venv/bin on PATH) never runs
