@@ -127,8 +127,19 @@ class Seen:
         self.racy = self.racy or other.racy
 
     def unchanged(self) -> bool:
-        """Whether every observed path still has the stamp it had."""
-        return all(stamp(path) == observed for path, observed in self.stamps.items())
+        """Whether every observed path still has the stamp it had (the request path: one
+        stat() per path, nothing else)."""
+        stat = os.stat
+        for path, observed in self.stamps.items():
+            try:
+                st = stat(path)
+            except (OSError, ValueError):
+                if observed is not None:
+                    return False
+                continue
+            if observed != (st.st_ino, st.st_size, st.st_mtime_ns):
+                return False
+        return True
 
     # -- observations ----------------------------------------------------------------------
 

@@ -81,11 +81,12 @@ def find_environment(
     `roots` are the client's workspace folders; `rules` the configured project rules
     (`config.ProjectRule`), whose `environment` key names an environment explicitly.
     """
-    path = absolute(file_path)
-    key = (os.fspath(path), tuple(os.fspath(absolute(r)) for r in roots), _rules_key(rules))
+    spelled = os.path.abspath(file_path)
+    key = (spelled, tuple(map(os.fspath, roots)), _rules_key(rules))
     cached = _lookups.get(key)
     if cached is not None and cached.seen.unchanged():
         return cached.lookup
+    path = Path(spelled)
     seen = Seen()
     lookup = _Finder([absolute(r) for r in roots], rules, seen).find(path)
     if lookup.environment is not None and not seen.racy:
