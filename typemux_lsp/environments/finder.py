@@ -82,7 +82,7 @@ def find_environment(
     (`config.ProjectRule`), whose `environment` key names an environment explicitly.
     """
     spelled = os.path.abspath(file_path)
-    key = (spelled, tuple(map(os.fspath, roots)), _rules_key(rules))
+    key = (spelled, tuple(str(r) for r in roots), _rules_key(rules))
     cached = _lookups.get(key)
     if cached is not None and cached.seen.unchanged():
         return cached.lookup
