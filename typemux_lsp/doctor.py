@@ -34,10 +34,9 @@ from .environments import (
     canonical,
     find_environment,
     is_environment,
+    is_project,
     project_dir_hint,
 )
-from .environments._fs import Seen
-from .environments.project import project_at
 
 VENV_DIR = ".venv"
 ROOT = Path("/")
@@ -131,11 +130,9 @@ def _scan(root: Path, settings: Settings) -> _Scan:
             scan.projects[lookup.project_dir] = lookup
         scan.served(lookup, 1 if root.suffix in PYTHON_SUFFIXES else 0)
         return scan
-    seen = Seen()
     for visited, (current, dirs, files) in enumerate(os.walk(root), start=1):
         here = Path(current)
-        project, _ = project_at(seen, here, settings.projects)
-        if project is not None:
+        if is_project(here, settings.projects):
             scan.projects[here] = scan.lookup(here)
             scan.served(scan.projects[here], 0)
         # An environment's inside (a venv whatever its name, a conda prefix) is not searched.

@@ -21,7 +21,7 @@ from .finder import (
 )
 from .locators import LOCATORS, Locator
 from .model import Environment, Lookup, Missing, is_environment
-from .project import Context, EnvironmentRule, Project
+from .project import Context, EnvironmentRule, Project, is_project
 
 __all__ = [
     "LOCATORS",
@@ -39,6 +39,7 @@ __all__ = [
     "find_environment",
     "git_toplevel",
     "is_environment",
+    "is_project",
     "no_environment_message",
     "project_dir_hint",
     "uri_to_path",

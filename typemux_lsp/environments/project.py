@@ -139,6 +139,13 @@ def project_at(
     return None, markers
 
 
+def is_project(directory: Path, rules: Sequence[EnvironmentRule] = ()) -> bool:
+    """Whether `directory` declares a project (the rule above), for listings such as
+    --doctor's."""
+    project, _ = project_at(Seen(), directory, rules)
+    return project is not None
+
+
 @dataclass(slots=True)
 class Context:
     """What a locator is given: the file, its project, and the means to look at the disk."""
