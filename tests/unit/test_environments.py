@@ -445,3 +445,19 @@ def test_site_packages_include_directories_named_by_pth_files(tmp_path: Path) ->
     (site / "a.pth").write_text(f"# comment\n{tmp_path / 'src'}\nimport os; print(1)\nmissing\n")
     found = Environment(prefix)
     assert found.site_packages() == (site, tmp_path / "src")
+
+
+def test_a_library_file_in_a_pixi_environment_belongs_to_the_pixi_project(repo: Path) -> None:
+    prefix = fake_conda(repo / ".pixi" / "envs" / "default")
+    (repo / "pixi.toml").write_text("[workspace]\nname = 'p'\n")
+    library = site_packages(prefix) / "numpy"
+    library.mkdir()
+    found = env_of(library / "__init__.py")
+    assert (found.path, found.project_dir, found.manager) == (prefix, repo, "pixi")
+    assert found.key == env_of(repo / "app.py").key  # the project's own backend answers
+
+
+def test_lib64_linked_to_lib_is_one_site_packages(tmp_path: Path) -> None:
+    prefix = fake_venv(tmp_path / "env")
+    (prefix / "lib64").symlink_to("lib")
+    assert Environment(prefix).site_packages() == (site_packages(prefix),)

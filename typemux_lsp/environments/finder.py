@@ -137,7 +137,8 @@ class _Finder:
                 break
         found = tuple(searched)
         if inside is not None:
-            return Lookup(_inside_environment(inside), found, boundary, None, inside.parent)
+            env = _inside_environment(inside)
+            return Lookup(env, found, boundary, None, env.project_dir)
         if project is not None and boundary is not None:
             escape = _escape(project.directory, boundary)
             if escape is not None:
@@ -177,6 +178,8 @@ def _inside_environment(prefix: Path) -> Environment:
     """A file inside an environment (a library opened from site-packages) belongs to it."""
     manager = "venv" if (prefix / PYVENV_CFG).is_file() else "conda"
     project = prefix.parent
+    if prefix.parent.name == "envs" and prefix.parent.parent.name == ".pixi":
+        project, manager = prefix.parents[2], "pixi"  # <project>/.pixi/envs/<name>
     return Environment(
         prefix, None, project, None, manager, f"the file is inside the environment {prefix}"
     )

@@ -141,9 +141,11 @@ class Environment:
         else:
             roots = sorted(self.path.glob("lib*/python3*/site-packages"))
         found: list[Path] = []
+        real: set[Path] = set()
         for site in roots:
-            if not site.is_dir() or site in found:
-                continue
+            if not site.is_dir() or canonical(site) in real:
+                continue  # lib64 is often a link to lib
+            real.add(canonical(site))
             found.append(site)
             for extra in pth_paths(site):
                 if extra not in found:
