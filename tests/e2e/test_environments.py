@@ -164,6 +164,11 @@ def build(base: Path) -> EnvRepo:
     _venv(member / ".venv", 1)  # stale: from before the workspace; uv never uses it
     case("uv-workspace member", file, 2, ws_env, "uv-workspace")
 
+    linked = root / "linked-app"
+    file = _project(linked, 2)
+    (linked / ".venv").symlink_to(_venv(tools / "linked-env", 2))  # the project stays put
+    case("symlinked .venv", file, 2, tools / "linked-env", "venv")
+
     redirect = root / "redirect-app"
     file = _project(redirect, 1, **{".venv": ".envs/dev\n"})
     case("pep832", file, 1, _venv(redirect / ".envs" / "dev", 1), "pep832")
@@ -251,6 +256,7 @@ CASES = [
     "pixi",
     "uv-workspace member",
     "pep832",
+    "symlinked .venv",
     "config",
     "outer's plain subdirectory",
     "pep723",
@@ -274,6 +280,8 @@ async def test_each_file_is_answered_from_its_own_environment(
     assert targets, f"{name}: no definition"
     paths = {uri_path(target).resolve() for target, _ in targets}
     assert all(p.is_relative_to(case.prefix) for p in paths), (name, case.prefix, paths)
+    # the import resolved, and the backend's diagnostics reach the file as the client spells it
+    assert await env_proxy.wait_for_diagnostics(uri, lambda d: d == [], timeout=30) == []
 
 
 async def test_a_nested_project_without_environment_gets_the_error_not_the_outer_one(
