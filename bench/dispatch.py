@@ -45,7 +45,7 @@ async def main(n: int = 20000) -> None:
         server.router.refresh(doc, force=True)
         assert doc.venv is not None
         session = server.pool._make(doc.venv)  # not started: we feed it by hand
-        server.pool.sessions[doc.venv.path] = session
+        server.pool.sessions[doc.venv.key] = session
         session.state = State.READY
         session.open_docs.add(uri)
         sent: list[bytes] = []
