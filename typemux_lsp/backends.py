@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .documents import Encoding
-from .venv import Venv
+from .tree import deep_merge, lookup
+from .venv import Venv, canonical, git_toplevel
 
 #: Environment variables of the proxy that must not leak into a backend's interpreter lookup.
 _SCRUBBED_ENV = (
@@ -71,15 +72,31 @@ class BackendKind:
             f"or put `{self.executable}` on PATH"
         )
 
-    def command(self, executable: Path) -> list[str]:
+    def command(self, executable: Path, path: str | None = None) -> list[str]:
+        """How to run `executable`: a `#!/usr/bin/env X` script gets X by absolute path from
+        `path` (the backend's PATH), so no `node` found first elsewhere runs."""
+        interpreter = _env_shebang(executable)
+        if interpreter is not None:
+            found = shutil.which(interpreter, path=path)
+            if found is not None:
+                return [found, str(executable), *self.args]
         return [str(executable), *self.args]
 
     def environment(self, venv: Venv, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The backend's environment: the proxy's own, with the environment selected by
+        VIRTUAL_ENV (CONDA_PREFIX for a conda-style prefix) and a PATH that holds nothing of
+        the project's repository.
+
+        Opening a repository must not run a binary it ships: a `node`, `git` or `sh` in its
+        `.venv/bin` (or anywhere in it) must not shadow the real ones. The interpreter
+        reaches the backend by absolute path (VIRTUAL_ENV and the workspace/configuration
+        answer); running it to read its search paths is the one thing a backend may run.
+        """
         env = {k: v for k, v in (os.environ if base is None else base).items()}
         for key in _SCRUBBED_ENV:
             env.pop(key, None)
         env["VIRTUAL_ENV" if venv.is_venv else "CONDA_PREFIX"] = str(venv.path)
-        env["PATH"] = os.pathsep.join(filter(None, [str(venv.bin_dir), env.get("PATH", "")]))
+        env["PATH"] = safe_path(env.get("PATH", ""), venv.project_dir)
         # pyright's PyPI wrapper checks PyPI for a newer version on every start otherwise.
         env.setdefault("PYRIGHT_PYTHON_IGNORE_WARNINGS", "1")
         return env
@@ -99,9 +116,11 @@ class BackendKind:
         user's backend settings, as one nested mapping; the interpreter path always
         wins, because it is the one thing this proxy exists to get right.
         """
-        value = _lookup(settings, section)
+        value = lookup(settings, section)
         if section == self.python_section:
-            value = _merged(value, self.interpreter_setting(venv))
+            value = deep_merge(
+                value if isinstance(value, dict) else {}, self.interpreter_setting(venv)
+            )
         return value
 
     def interpreter_setting(self, venv: Venv) -> dict[str, Any]:
@@ -144,23 +163,36 @@ def _load_profile(name: str) -> dict[str, Any]:
     return profile
 
 
-def _merged(base: Any, over: dict[str, Any]) -> dict[str, Any]:
-    """`over` merged into a copy of `base`, recursively; `over` wins."""
-    merged: dict[str, Any] = dict(base) if isinstance(base, dict) else {}
-    for key, value in over.items():
-        merged[key] = _merged(merged.get(key), value) if isinstance(value, dict) else value
-    return merged
+def safe_path(path: str, project: Path) -> str:
+    """`path` without the entries a repository could plant a program in: relative ones
+    (they are relative to the backend's cwd, the project) and any inside the project's
+    repository (an activated `.venv/bin`, a `bin/` it ships)."""
+    top = git_toplevel(project) or canonical(project)
+    kept: list[str] = []
+    for entry in path.split(os.pathsep):
+        if not entry or not os.path.isabs(entry):
+            continue
+        real = canonical(entry)
+        if real == top or top in real.parents:
+            continue
+        kept.append(entry)
+    return os.pathsep.join(kept)
 
 
-def _lookup(settings: Any, section: str | None) -> Any:
-    if section is None or section == "":
-        return settings if settings else None
-    node = settings
-    for part in section.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+def _env_shebang(executable: Path) -> str | None:
+    """X of a `#!/usr/bin/env X` first line, if `executable` is such a script."""
+    try:
+        with open(executable, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    parts = first[2:].decode(errors="replace").split()
+    if len(parts) >= 2 and os.path.basename(parts[0]) == "env":
+        name = parts[2] if parts[1] == "-S" and len(parts) > 2 else parts[1]
+        return name if "/" not in name else None
+    return None
 
 
 KINDS: dict[str, BackendKind] = {

@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=flag_type("start_timeout"),
         metavar="S",
     )
+    setting(
+        "request_timeout",
+        "seconds a backend has to answer a request, 0 = no deadline",
+        type=flag_type("request_timeout"),
+        metavar="S",
+    )
     setting("log_file", "log to this file instead of stderr", metavar="PATH")
     setting("log_level", "log level; trace shows message bodies", choices=list(LOG_LEVELS))
     setting(

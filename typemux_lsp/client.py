@@ -39,7 +39,7 @@ class LspClient:
         self._answer = answer
         self._ids = itertools.count(1)
         self._pending: dict[MsgId, asyncio.Future[Any]] = {}
-        self._channel = jsonrpc.Channel(self._write, self._on_message, self._on_bad)
+        self._decoder = jsonrpc.FrameDecoder()
         self._transport: asyncio.SubprocessTransport | None = None
         self._stdin: asyncio.WriteTransport | None = None
         self._exited: asyncio.Future[int | None] | None = None
@@ -82,14 +82,24 @@ class LspClient:
         if self._stdin is not None and not self._stdin.is_closing():
             self._stdin.write(data)
 
-    def _on_bad(self, code: int, reason: str) -> None:
-        raise RuntimeError(f"the server wrote something that is not LSP: {reason}")
+    def _send(self, message: Message) -> None:
+        self._write(jsonrpc.frame(jsonrpc.dumps(message)))
+
+    def _data_received(self, data: bytes) -> None:
+        for item in self._decoder.feed(data):
+            if isinstance(item, jsonrpc.FrameError):
+                raise RuntimeError(f"the server wrote something that is not LSP: {item.reason}")
+            decoded = jsonrpc.decode(item)
+            if isinstance(decoded, jsonrpc.BadMessage):
+                raise RuntimeError(f"the server wrote something that is not LSP: {decoded.reason}")
+            message, body = decoded
+            self._on_message(body, message)
 
     def _on_message(self, body: bytes, message: Message) -> None:
         if "method" in message:
             if "id" in message:
                 self.server_requests.append(message)
-                self._channel.send(jsonrpc.response(message["id"], self._answer(message)))
+                self._send(jsonrpc.response(message["id"], self._answer(message)))
                 return
             self.notifications.append(message)
             if message["method"] == "textDocument/publishDiagnostics":
@@ -115,14 +125,14 @@ class LspClient:
         self.sent_ids.append(rid)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        self._channel.send(jsonrpc.request(rid, method, params))
+        self._send(jsonrpc.request(rid, method, params))
         return fut
 
     async def request(self, method: str, params: Any, timeout: float = 60.0) -> Any:
         return await asyncio.wait_for(self.send_request(method, params), timeout)
 
     def notify(self, method: str, params: Any) -> None:
-        self._channel.send(jsonrpc.notification(method, params))
+        self._send(jsonrpc.notification(method, params))
 
     def send_raw(self, data: bytes) -> None:
         """Bytes as they are, framing included: for feeding malformed input."""
@@ -212,7 +222,7 @@ class _Protocol(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
-            self._client._channel.data_received(data)
+            self._client._data_received(data)
         else:
             self._client.stderr += data[-65536:]
 

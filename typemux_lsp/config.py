@@ -113,6 +113,8 @@ class Settings:
     warmup_timeout: float = 2.0
     #: seconds a backend has to answer initialize
     start_timeout: float = 30.0
+    #: seconds a backend has to answer a request (0 = no deadline); below Claude Code's 60 s
+    request_timeout: float = 45.0
     #: log file (default: stderr)
     log_file: str | None = None
     #: log level: trace, debug, info, warning, error
@@ -265,6 +267,7 @@ _SPECS: dict[str, _Spec] = {
     "backend_ttl": _Spec("float", minimum=0),
     "warmup_timeout": _Spec("float", minimum=0),
     "start_timeout": _Spec("float", minimum=0, exclusive=True),
+    "request_timeout": _Spec("float", minimum=0),
     "log_file": _Spec("str", optional=True, not_in_project=_NOT_IN_PROJECT),
     "log_level": _Spec("str", choices=LOG_LEVELS),
     "no_venv_diagnostic": _Spec("bool"),

@@ -21,52 +21,20 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, projects
 from .backends import KINDS, BackendKind
 from .config import Settings, load_settings
-from .environments import (
-    Environment,
-    Lookup,
-    canonical,
-    find_environment,
-    is_environment,
-    is_project,
-    project_dir_hint,
-)
+from .environments import Lookup, canonical
+from .projects import MAX_DIRECTORIES
 
 VENV_DIR = ".venv"
 ROOT = Path("/")
 SCHEMA_VERSION = 2
 #: seconds a backend gets to print its version
 VERSION_TIMEOUT = 20.0
-#: directories the walk visits at most, so the doctor stays quick on huge trees
-MAX_DIRECTORIES = 20_000
-PYTHON_SUFFIXES = (".py", ".pyi")
-#: bytes of each Python file read to recognise a PEP 723 script
-SCRIPT_SNIFF = 64 * 1024
-#: never searched: VCS metadata, caches, JavaScript dependencies, installed packages
-SKIP_DIRS = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".svn",
-        "node_modules",
-        "__pycache__",
-        ".tox",
-        ".nox",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".hypothesis",
-        "site-packages",
-        VENV_DIR,
-        ".pixi",
-    }
-)
 #: the program that prints the version, when the language server itself cannot
 _VERSION_PROGRAM = {"pyright": "pyright", "basedpyright": "basedpyright"}
 
@@ -87,68 +55,6 @@ def run(args: Any, environ: Mapping[str, str], path: Path) -> int:
 # -- collecting --------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Scan:
-    """What the walk found, looked up as the server looks files up."""
-
-    settings: Settings
-    roots: tuple[Path, ...]
-    #: environment key -> (the environment, Python files under PATH it serves)
-    environments: dict[Path, tuple[Environment, int]] = field(default_factory=dict)
-    #: project directory -> its lookup
-    projects: dict[Path, Lookup] = field(default_factory=dict)
-    #: Python files in each project (or directory) that have no environment
-    project_files: dict[Path, int] = field(default_factory=dict)
-    #: directory the files have no environment for -> (lookup, file count)
-    orphans: dict[Path, tuple[Lookup, int]] = field(default_factory=dict)
-    truncated: bool = False
-
-    def lookup(self, path: Path) -> Lookup:
-        return find_environment(path, roots=self.roots, rules=self.settings.projects)
-
-    def served(self, lookup: Lookup, count: int) -> None:
-        env = lookup.environment
-        if env is not None:
-            first, files = self.environments.get(env.key, (env, 0))
-            self.environments[env.key] = (first, files + count)
-        project = lookup.project_dir
-        if project is not None:
-            self.project_files[project] = self.project_files.get(project, 0) + count
-        if env is None and count:
-            where = project or project_dir_hint(lookup.searched[0] if lookup.searched else ROOT)
-            _, orphans = self.orphans.get(where, (lookup, 0))
-            self.orphans[where] = (lookup, orphans + count)
-
-
-def _scan(root: Path, settings: Settings) -> _Scan:
-    """Walk `root` the way the router resolves files: each directory's project and environment."""
-    roots = (root,) if root.is_dir() else (root.parent,)
-    scan = _Scan(settings, roots)
-    if root.is_file():
-        lookup = scan.lookup(root)
-        if lookup.project_dir is not None:
-            scan.projects[lookup.project_dir] = lookup
-        scan.served(lookup, 1 if root.suffix in PYTHON_SUFFIXES else 0)
-        return scan
-    for visited, (current, dirs, files) in enumerate(os.walk(root), start=1):
-        here = Path(current)
-        if is_project(here, settings.projects):
-            scan.projects[here] = scan.lookup(here)
-            scan.served(scan.projects[here], 0)
-        # An environment's inside (a venv whatever its name, a conda prefix) is not searched.
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not is_environment(here / d))
-        python_files = [name for name in files if name.endswith(PYTHON_SUFFIXES)]
-        scripts = [name for name in python_files if _is_script(here / name)]
-        for name in scripts:
-            scan.served(scan.lookup(here / name), 1)
-        if len(python_files) > len(scripts):
-            scan.served(scan.lookup(here / "__doctor__.py"), len(python_files) - len(scripts))
-        if visited >= MAX_DIRECTORIES:
-            scan.truncated = True
-            break
-    return scan
-
-
 def _orphan_json(directory: Path, lookup: Lookup, files: int) -> Json:
     missing = lookup.missing
     return {
@@ -164,16 +70,6 @@ def _orphan_json(directory: Path, lookup: Lookup, files: int) -> Json:
         else f"cd {directory} && uv sync (or `python -m venv {VENV_DIR}` and install the "
         "dependencies)",
     }
-
-
-def _is_script(path: Path) -> bool:
-    """A PEP 723 script (its environment is its own, so it is looked up on its own)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(SCRIPT_SNIFF)
-    except OSError:
-        return False
-    return b"# /// script" in head
 
 
 def _project_json(directory: Path, lookup: Lookup, files: int) -> Json:
@@ -373,7 +269,7 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
         for name in Settings.names()
     }
 
-    scan = _scan(target, settings)
+    scan = projects.scan(target, rules=settings.projects)
     used_by: dict[str, list[str]] = {}
     for _, (env, files) in sorted(scan.environments.items()):
         kind, backend_settings = settings.backend_for(env.project_dir)

@@ -13,10 +13,10 @@ import enum
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from lsprotocol import types as lsp
-
-from .venv import Lookup, Venv, uri_to_path
+from .uris import BadUri, local_path
+from .venv import Lookup, Venv
 
 
 class InvalidChange(ValueError):
@@ -60,7 +60,10 @@ class Document:
         #: The version backends see: the client's while it increases, else one more than
         #: the last (Claude Code sends version 1 with every change).
         self.sync_version = sync_version
-        self.path: Path | None = uri_to_path(uri)
+        try:
+            self.path: Path | None = local_path(uri)
+        except BadUri:
+            self.path = None
         self.venv: Venv | None = None
         self.lookup: Lookup | None = None
         #: monotonic time of the last venv lookup; negative lookups are always redone
@@ -110,11 +113,11 @@ class DocumentStore:
     def get(self, uri: str) -> Document | None:
         return self._docs.get(uri)
 
-    def open(self, item: lsp.TextDocumentItem) -> Document:
-        old = self._docs.get(item.uri)
-        sync = item.version if old is None else max(item.version, old.sync_version + 1)
-        doc = Document(item.uri, item.language_id, item.text, item.version, sync)
-        self._docs[item.uri] = doc
+    def open(self, uri: str, language_id: str, version: int, text: str) -> Document:
+        old = self._docs.get(uri)
+        sync = version if old is None else max(version, old.sync_version + 1)
+        doc = Document(uri, language_id, text, version, sync)
+        self._docs[uri] = doc
         return doc
 
     def close(self, uri: str) -> Document | None:
@@ -124,15 +127,17 @@ class DocumentStore:
         self,
         doc: Document,
         version: int,
-        changes: Sequence[lsp.TextDocumentContentChangeEvent],
+        changes: Sequence[Any],
     ) -> ChangeOutcome:
-        """Apply the changes in order; all or nothing."""
+        """Apply the changes (`TextDocumentContentChangeEvent` JSON) in order; all or nothing."""
         lines = doc._lines
         copied = False
         resynced = False
         for change in changes:
-            if isinstance(change, lsp.TextDocumentContentChangeWholeDocument):
-                lines, copied = split_lines(change.text), True
+            text = change.get("text") if isinstance(change, dict) else None
+            rng = change.get("range") if isinstance(change, dict) else None
+            if isinstance(text, str) and rng is None:
+                lines, copied = split_lines(text), True
                 resynced = resynced or doc.desynced
                 continue
             if doc.desynced and not resynced:
@@ -140,7 +145,9 @@ class DocumentStore:
             if not copied and len(changes) > 1:
                 lines, copied = list(lines), True  # all or nothing: edit a copy
             try:
-                edit_lines(lines, change.range, change.text, self.encoding)
+                if not isinstance(text, str):
+                    raise InvalidChange(f"a content change without text: {change!r:.80}")
+                edit_lines(lines, _range(rng), text, self.encoding)
             except InvalidChange:
                 doc.desynced = True
                 doc.next_version(version)
@@ -162,27 +169,43 @@ def split_lines(text: str) -> list[str]:
     return _SPLIT.split(text)
 
 
-def edit_lines(lines: list[str], rng: lsp.Range, new_text: str, encoding: Encoding) -> None:
+Range = tuple[int, int, int, int]
+"""start line, start character, end line, end character"""
+
+
+def _range(rng: Any) -> Range:
+    """A JSON `Range` as four non-negative integers, or InvalidChange."""
+    try:
+        start, end = rng["start"], rng["end"]
+        values = (start["line"], start["character"], end["line"], end["character"])
+    except (TypeError, KeyError):
+        raise InvalidChange(f"not a range: {rng!r:.80}") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise InvalidChange(f"not a range: {rng!r:.80}")
+    return values
+
+
+def edit_lines(lines: list[str], rng: Range, new_text: str, encoding: Encoding) -> None:
     """Replace `rng` in place; only the lines it spans are touched.
 
     A character past the end of its line means the end of the line (as the LSP
     specification says); a line past the last line, or a reversed range, is an error.
     """
-    start, end = rng.start, rng.end
-    if start.line >= len(lines) or end.line >= len(lines):
+    start_line, start_char, end_line, end_char = rng
+    if start_line >= len(lines) or end_line >= len(lines):
         raise InvalidChange(f"range {rng} is past the end ({len(lines)} lines)")
-    first, last = lines[start.line], lines[end.line]
-    c1 = _column(_content(first), start.character, encoding)
-    c2 = _column(_content(last), end.character, encoding)
-    if (end.line, c2) < (start.line, c1):
+    first, last = lines[start_line], lines[end_line]
+    c1 = _column(_content(first), start_char, encoding)
+    c2 = _column(_content(last), end_char, encoding)
+    if (end_line, c2) < (start_line, c1):
         raise InvalidChange(f"reversed range {rng}")
     pieces = split_lines(first[:c1] + new_text + last[c2:])
-    if pieces[-1] == "" and end.line + 1 < len(lines):
+    if pieces[-1] == "" and end_line + 1 < len(lines):
         pieces.pop()  # the segment ended with its own line end; the next line follows
-    lines[start.line : end.line + 1] = pieces
+    lines[start_line : end_line + 1] = pieces
     # A lone "\r" now followed by "\n" is one line end, not two: re-split around it.
-    after = start.line + len(pieces)
-    if (start.line > 0 and lines[start.line - 1].endswith("\r") and pieces[0].startswith("\n")) or (
+    after = start_line + len(pieces)
+    if (start_line > 0 and lines[start_line - 1].endswith("\r") and pieces[0].startswith("\n")) or (
         after < len(lines) and pieces[-1].endswith("\r") and lines[after].startswith("\n")
     ):
         lines[:] = split_lines("".join(lines))
@@ -196,10 +219,10 @@ def _content(line: str) -> str:
     return line
 
 
-def apply_edit(text: str, rng: lsp.Range, new_text: str, encoding: Encoding) -> str:
-    """`text` with one edit applied (for callers that hold a whole string)."""
+def apply_edit(text: str, rng: Any, new_text: str, encoding: Encoding) -> str:
+    """`text` with one edit (a JSON `Range`) applied, for callers that hold a whole string."""
     lines = split_lines(text)
-    edit_lines(lines, rng, new_text, encoding)
+    edit_lines(lines, _range(rng), new_text, encoding)
     return "".join(lines)
 
 

@@ -16,12 +16,124 @@ from typing import Any
 
 from pygls.uris import from_fs_path
 
-from .backends import BackendKind
+from .backends import KINDS, BackendKind
 from .documents import Encoding
+from .tree import get_path
 from .venv import Venv
 
 STATUS_COMMAND = "typemux.status"
 STATUS_REQUEST = "typemux/status"
+
+#: Every LSP notification method (lsprotocol 2025.0.0; tests/unit/test_features.py keeps
+#: these three tables equal to lsprotocol's, which costs ~0.4 s to import at start-up).
+NOTIFICATIONS = frozenset(
+    {
+        "$/cancelRequest",
+        "$/logTrace",
+        "$/progress",
+        "$/setTrace",
+        "exit",
+        "initialized",
+        "notebookDocument/didChange",
+        "notebookDocument/didClose",
+        "notebookDocument/didOpen",
+        "notebookDocument/didSave",
+        "telemetry/event",
+        "textDocument/didChange",
+        "textDocument/didClose",
+        "textDocument/didOpen",
+        "textDocument/didSave",
+        "textDocument/publishDiagnostics",
+        "textDocument/willSave",
+        "window/logMessage",
+        "window/showMessage",
+        "window/workDoneProgress/cancel",
+        "workspace/didChangeConfiguration",
+        "workspace/didChangeWatchedFiles",
+        "workspace/didChangeWorkspaceFolders",
+        "workspace/didCreateFiles",
+        "workspace/didDeleteFiles",
+        "workspace/didRenameFiles",
+    }
+)
+
+#: Every LSP request method.
+REQUESTS = frozenset(
+    {
+        "callHierarchy/incomingCalls",
+        "callHierarchy/outgoingCalls",
+        "client/registerCapability",
+        "client/unregisterCapability",
+        "codeAction/resolve",
+        "codeLens/resolve",
+        "completionItem/resolve",
+        "documentLink/resolve",
+        "initialize",
+        "inlayHint/resolve",
+        "shutdown",
+        "textDocument/codeAction",
+        "textDocument/codeLens",
+        "textDocument/colorPresentation",
+        "textDocument/completion",
+        "textDocument/declaration",
+        "textDocument/definition",
+        "textDocument/diagnostic",
+        "textDocument/documentColor",
+        "textDocument/documentHighlight",
+        "textDocument/documentLink",
+        "textDocument/documentSymbol",
+        "textDocument/foldingRange",
+        "textDocument/formatting",
+        "textDocument/hover",
+        "textDocument/implementation",
+        "textDocument/inlayHint",
+        "textDocument/inlineCompletion",
+        "textDocument/inlineValue",
+        "textDocument/linkedEditingRange",
+        "textDocument/moniker",
+        "textDocument/onTypeFormatting",
+        "textDocument/prepareCallHierarchy",
+        "textDocument/prepareRename",
+        "textDocument/prepareTypeHierarchy",
+        "textDocument/rangeFormatting",
+        "textDocument/rangesFormatting",
+        "textDocument/references",
+        "textDocument/rename",
+        "textDocument/selectionRange",
+        "textDocument/semanticTokens/full",
+        "textDocument/semanticTokens/full/delta",
+        "textDocument/semanticTokens/range",
+        "textDocument/signatureHelp",
+        "textDocument/typeDefinition",
+        "textDocument/willSaveWaitUntil",
+        "typeHierarchy/subtypes",
+        "typeHierarchy/supertypes",
+        "window/showDocument",
+        "window/showMessageRequest",
+        "window/workDoneProgress/create",
+        "workspace/applyEdit",
+        "workspace/codeLens/refresh",
+        "workspace/configuration",
+        "workspace/diagnostic",
+        "workspace/diagnostic/refresh",
+        "workspace/executeCommand",
+        "workspace/foldingRange/refresh",
+        "workspace/inlayHint/refresh",
+        "workspace/inlineValue/refresh",
+        "workspace/semanticTokens/refresh",
+        "workspace/symbol",
+        "workspace/textDocumentContent",
+        "workspace/textDocumentContent/refresh",
+        "workspace/willCreateFiles",
+        "workspace/willDeleteFiles",
+        "workspace/willRenameFiles",
+        "workspace/workspaceFolders",
+        "workspaceSymbol/resolve",
+    }
+)
+
+#: Requests whose params carry a `textDocument`: without one they are InvalidParams.
+DOCUMENT_REQUESTS = frozenset(m for m in REQUESTS if m.startswith("textDocument/"))
 
 #: Methods routed by a URI that is not `textDocument.uri`.
 ITEM_URI_METHODS = frozenset(
@@ -57,14 +169,6 @@ BROADCAST_NOTIFICATIONS = frozenset(
         "$/setTrace",
     }
 )
-
-
-def get_path(obj: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
 def client_initialize_result(
@@ -201,3 +305,51 @@ def merge_symbols(results: Iterable[Any]) -> Any:
                 seen.add(key)
                 merged.append(item)
     return merged if any_list else None
+
+
+#: Requests a backend serves only if its initialize answer declares the capability (none of
+#: these is registered dynamically by any of the four backends).
+_PROVIDERS = {
+    "textDocument/implementation": ("implementationProvider", "go to implementation"),
+    "textDocument/typeDefinition": ("typeDefinitionProvider", "go to type definition"),
+    "textDocument/declaration": ("declarationProvider", "go to declaration"),
+    "textDocument/prepareCallHierarchy": ("callHierarchyProvider", "call hierarchy"),
+    "textDocument/prepareTypeHierarchy": ("typeHierarchyProvider", "type hierarchy"),
+    "textDocument/inlayHint": ("inlayHintProvider", "inlay hints"),
+    "textDocument/codeLens": ("codeLensProvider", "code lenses"),
+    "textDocument/foldingRange": ("foldingRangeProvider", "folding ranges"),
+    "textDocument/selectionRange": ("selectionRangeProvider", "selection ranges"),
+    "textDocument/onTypeFormatting": ("documentOnTypeFormattingProvider", "on-type formatting"),
+    "textDocument/formatting": ("documentFormattingProvider", "formatting"),
+    "textDocument/rangeFormatting": ("documentRangeFormattingProvider", "range formatting"),
+    "textDocument/documentLink": ("documentLinkProvider", "document links"),
+    "textDocument/linkedEditingRange": ("linkedEditingRangeProvider", "linked editing"),
+    "textDocument/moniker": ("monikerProvider", "monikers"),
+    "textDocument/inlineValue": ("inlineValueProvider", "inline values"),
+    "textDocument/documentColor": ("colorProvider", "document colors"),
+}
+
+
+def unsupported(kind: BackendKind, method: str, capabilities: dict[str, Any]) -> str | None:
+    """Why `kind` cannot answer `method` (a backend's bare "Unhandled method" tells the user
+    nothing), or None if it can — or may."""
+    provider = _PROVIDERS.get(method)
+    if provider is None:
+        return None
+    key, what = provider
+    caps = capabilities or kind.initialize_profile().get("capabilities", {})
+    if caps.get(key):
+        return None
+    others = [
+        name
+        for name, other in KINDS.items()
+        if other.initialize_profile().get("capabilities", {}).get(key)
+    ]
+    fix = f"{', '.join(others[:-1])} and {others[-1]}" if len(others) > 1 else "".join(others)
+    return f"typemux-lsp: {kind.name} does not support {method} ({what})" + (
+        f"; {fix} do{'es' if len(others) == 1 else ''}. Fix: choose one of them with "
+        "--backend / TYPEMUX_LSP_BACKEND, or for some projects with a "
+        "[[tool.typemux-lsp.projects]] rule."
+        if others
+        else "; none of the backends typemux-lsp runs does."
+    )

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lsprotocol import types as lsp
-
 from . import jsonrpc
 from .documents import Document
 from .features import ClientSupport
@@ -24,6 +22,12 @@ from .venv import project_dir_hint
 logger = logging.getLogger(__name__)
 
 NO_VENV_CODE = "no-venv"
+_PUBLISH = "textDocument/publishDiagnostics"
+_SHOW_MESSAGE = "window/showMessage"
+_PROGRESS = "$/progress"
+_CREATE_PROGRESS = "window/workDoneProgress/create"
+_INFORMATION = 3  # DiagnosticSeverity.Information
+_WARNING = 2  # MessageType.Warning
 
 Send = Callable[[jsonrpc.Message], None]
 ClientRequest = Callable[[str, Any, Callable[[jsonrpc.Message], None] | None], None]
@@ -56,7 +60,7 @@ class Feedback:
             self._flagged.add(doc.uri)
             self._send(
                 jsonrpc.notification(
-                    lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS,
+                    _PUBLISH,
                     {
                         "uri": doc.uri,
                         "diagnostics": [
@@ -65,7 +69,7 @@ class Feedback:
                                     "start": {"line": 0, "character": 0},
                                     "end": {"line": 0, "character": 0},
                                 },
-                                "severity": lsp.DiagnosticSeverity.Information.value,
+                                "severity": _INFORMATION,
                                 "source": "typemux-lsp",
                                 "code": NO_VENV_CODE,
                                 "message": message,
@@ -82,8 +86,8 @@ class Feedback:
             self._warned_projects.add(project)
             self._send(
                 jsonrpc.notification(
-                    lsp.WINDOW_SHOW_MESSAGE,
-                    {"type": lsp.MessageType.Warning.value, "message": message},
+                    _SHOW_MESSAGE,
+                    {"type": _WARNING, "message": message},
                 )
             )
 
@@ -91,11 +95,7 @@ class Feedback:
         """Withdraw the no-venv diagnostic; the backend publishes its own."""
         if uri in self._flagged:
             self._flagged.discard(uri)
-            self._send(
-                jsonrpc.notification(
-                    lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, {"uri": uri, "diagnostics": []}
-                )
-            )
+            self._send(jsonrpc.notification(_PUBLISH, {"uri": uri, "diagnostics": []}))
 
     def closed(self, uri: str) -> None:
         self.venv_found(uri)
@@ -121,7 +121,7 @@ class Feedback:
             self._progress[session.id] = token
             self._send(
                 jsonrpc.notification(
-                    lsp.PROGRESS,
+                    _PROGRESS,
                     {
                         "token": token,
                         "value": {
@@ -136,7 +136,7 @@ class Feedback:
             if outcome is not None:
                 self._end(session.id, outcome)
 
-        self._request(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE, {"token": token}, created)
+        self._request(_CREATE_PROGRESS, {"token": token}, created)
 
     def backend_started(self, session: BackendSession, error: str | None = None) -> None:
         if session.id not in self._starting:
@@ -152,6 +152,6 @@ class Feedback:
         token = self._progress.pop(session_id)
         self._send(
             jsonrpc.notification(
-                lsp.PROGRESS, {"token": token, "value": {"kind": "end", "message": outcome}}
+                _PROGRESS, {"token": token, "value": {"kind": "end", "message": outcome}}
             )
         )

@@ -1,51 +1,47 @@
-"""JSON-RPC over LSP's Content-Length framing, on asyncio pipes.
+"""JSON-RPC over LSP's Content-Length framing: bytes in, messages or errors out.
 
-The relay sits on the hot path of every message, so the wire layer is built on
-`asyncio.Protocol` callbacks: a frame is decoded and dispatched inside
-`data_received`, with no task, future or thread hop per message. pygls's own
-`start_io` reads stdin through a thread pool and its typed round trip re-serialises
-every payload; both cost several times the relay's latency budget (see
-`bench/relay.py`). Bodies are kept as the original bytes so a message the proxy
-does not need to change is forwarded byte for byte.
+This layer knows no LSP. It never raises on input: a frame that cannot be decoded
+becomes a `FrameError` (the caller answers ParseError with id null) and the decoder
+resynchronises at the next valid header, wherever that is — even inside what a wrong
+Content-Length made it take for a body. That is safe because a JSON body can never
+hold `Content-Length: N` followed by a raw line end: outside strings JSON has no
+letters, and inside strings line ends are escaped.
+
+Bodies are kept as the original bytes so a message the proxy does not change is
+forwarded byte for byte; `peek_response` reads a response's id without parsing a
+possibly huge result.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pygls.exceptions import (
-    JsonRpcInternalError,
-    JsonRpcInvalidParams,
-    JsonRpcInvalidRequest,
-    JsonRpcMethodNotFound,
-    JsonRpcParseError,
-    JsonRpcRequestCancelled,
-)
-
-logger = logging.getLogger(__name__)
-
-# JSON-RPC and LSP error codes, named once; pygls's exception classes carry the same numbers.
-PARSE_ERROR: Final = JsonRpcParseError.CODE
-INVALID_REQUEST: Final = JsonRpcInvalidRequest.CODE
-METHOD_NOT_FOUND: Final = JsonRpcMethodNotFound.CODE
-INVALID_PARAMS: Final = JsonRpcInvalidParams.CODE
-INTERNAL_ERROR: Final = JsonRpcInternalError.CODE
-REQUEST_CANCELLED: Final = JsonRpcRequestCancelled.CODE
+# JSON-RPC and LSP error codes. pygls's exception classes carry the same numbers, but
+# importing pygls.exceptions loads lsprotocol: ~0.4 s of start-up.
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+METHOD_NOT_FOUND: Final = -32601
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
 SERVER_NOT_INITIALIZED: Final = -32002
-CONTENT_MODIFIED: Final = -32801
 REQUEST_FAILED: Final = -32803
+SERVER_CANCELLED: Final = -32802
+CONTENT_MODIFIED: Final = -32801
+REQUEST_CANCELLED: Final = -32800
 
 #: Below DEBUG: every message body is logged (document text included), nothing else is.
 TRACE: Final = 5
-logging.addLevelName(TRACE, "TRACE")
 
 #: A single message larger than this is refused (and skipped) rather than buffered.
 MAX_MESSAGE_BYTES: Final = 256 * 1024 * 1024
+#: Header bytes without a blank line beyond this are garbage.
+MAX_HEADER_BYTES: Final = 4096
+#: Nesting deeper than this is refused: no LSP message comes close, and the Rust
+#: backends (serde_json stops at 128) would fail on what Python's parser accepts.
+MAX_DEPTH: Final = 100
 
 MsgId = int | str
 Message = dict[str, Any]
@@ -58,81 +54,268 @@ class FrameError:
     reason: str
 
 
-class FrameDecoder:
-    """Incremental decoder of Content-Length frames.
+_PLAIN_HEADER: Final = re.compile(rb"Content-Length: (\d{1,9})\r\n\r\n")
+#: The header field that starts a frame: where the decoder resynchronises.
+_LENGTH_FIELD: Final = re.compile(rb"content-length[ \t]*:", re.IGNORECASE)
+#: `Content-Length: N` and a raw line end: never inside a JSON body, so a body holding
+#: it was cut short (its Content-Length was too large) and the next frame starts there.
+_HEADER_IN_BODY: Final = re.compile(rb"content-length[ \t]*:[ \t]*\d+[ \t]*\r?\n", re.IGNORECASE)
+#: The end of a header block: CRLF CRLF, or a malformed variant with bare LFs.
+_BLANK_LINE: Final = re.compile(rb"\r?\n\r?\n")
+#: The start of a header cut off by the end of a body: any prefix of `Content-Length: N`.
+_HEADER_STARTS_AT_END: Final = re.compile(
+    b"con"
+    + b"".join(b"(?:" + re.escape(bytes([c])) for c in b"tent-length")
+    + rb"(?:[ \t]*:[ \t]*\d*[ \t]*\r?)?"
+    + b")?" * len(b"tent-length")
+    + rb"\Z",
+    re.IGNORECASE,
+)
 
-    Never raises on bad input: a header block without a usable Content-Length is
-    reported as a `FrameError` and skipped, so one bad frame cannot take down the
-    connection (the reference tool exits on it).
+
+class FrameDecoder:
+    """Incremental decoder of Content-Length frames that always resynchronises.
+
+    - A header block without a usable Content-Length (missing, negative, not a number,
+      too large) is one error; the bytes after it are skipped until a header starts.
+    - A header with a usable length but bare-LF line ends is one error; its body is
+      skipped.
+    - A body that holds the start of the next frame (its Content-Length was too large)
+      is one error, and decoding restarts at that frame at once.
+    - Garbage right after an error belongs to that error: it is not reported again.
     """
 
-    __slots__ = ("_buf", "_need")
+    __slots__ = ("_buf", "_keep", "_need", "_quiet", "_scanned")
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self._need = -1  # body length once the header is parsed, else -1
+        #: body bytes still to read (or to skip); -1 while reading a header
+        self._need = -1
+        #: whether the body being read is kept (False: skipping a malformed frame's body)
+        self._keep = True
+        #: how much of the pending body was already searched for a header
+        self._scanned = 0
+        self._quiet = False
 
     def feed(self, data: bytes) -> list[bytes | FrameError]:
-        buf = self._buf
-        if not buf and self._need < 0:
+        if not self._buf and self._need < 0:
             # The common case: exactly one whole frame with the usual header, no copy.
             match = _PLAIN_HEADER.match(data)
             if match is not None and len(data) - match.end() == int(match[1]):
-                return [data[match.end() :]]
-        buf += data
+                body = data[match.end() :]
+                if b"\n" not in body or _HEADER_IN_BODY.search(body) is None:
+                    self._quiet = False
+                    return [body]
+        self._buf += data
         out: list[bytes | FrameError] = []
         pos = 0
         while True:
-            if self._need < 0:
-                end = buf.find(b"\r\n\r\n", pos)
-                if end < 0:
-                    if len(buf) - pos > 64 * 1024:  # a "header" this long is garbage
-                        out.append(FrameError("header too long, no blank line"))
-                        pos = len(buf)
-                    break
-                length = _content_length(bytes(buf[pos:end]))
-                pos = end + 4
-                if isinstance(length, FrameError):
-                    out.append(length)
-                    continue
-                self._need = length
-            if len(buf) - pos < self._need:
+            step = self._body(pos, out) if self._need >= 0 else self._header(pos, out)
+            if step is None:
                 break
-            out.append(bytes(buf[pos : pos + self._need]))
-            pos += self._need
-            self._need = -1
+            pos = step
         if pos:
-            del buf[:pos]
+            del self._buf[:pos]
         return out
 
+    def pending(self) -> int:
+        """Bytes buffered and not decoded yet."""
+        return len(self._buf)
 
-_PLAIN_HEADER = re.compile(rb"Content-Length: (\d{1,9})\r\n\r\n")
+    def _error(self, out: list[bytes | FrameError], reason: str) -> None:
+        if not self._quiet:
+            out.append(FrameError(reason))
+        self._quiet = True
+
+    def _header(self, pos: int, out: list[bytes | FrameError]) -> int | None:
+        """Decode the header block at `pos`; the new position, or None for more input."""
+        buf = self._buf
+        blank = _BLANK_LINE.search(buf, pos)
+        if blank is None:
+            if len(buf) - pos <= MAX_HEADER_BYTES:
+                return None
+            self._error(out, f"{len(buf) - pos} bytes that are not a message header")
+            starts = [m.start() for m in _LENGTH_FIELD.finditer(buf, pos)]
+            # Keep what may still start a header: the last field name, or a cut-off one.
+            keep_from = starts[-1] if starts else len(buf) - 20
+            return keep_from if keep_from > pos else None
+        block = bytes(buf[pos : blank.start()])
+        clean_end = blank.group() == b"\r\n\r\n"
+        length = _content_length(block)
+        if isinstance(length, int) and clean_end:
+            return self._start_body(blank.end(), length, keep=True)
+        # A valid header may start later in the block: the bytes before it are garbage.
+        starts = [m.start() for m in _LENGTH_FIELD.finditer(block, 1)]
+        if starts and clean_end:
+            tail_length = _content_length(block[starts[-1] :])
+            if isinstance(tail_length, int):
+                self._error(out, f"bytes that are not a message: {block[:60]!r}")
+                return self._start_body(blank.end(), tail_length, keep=True)
+        if isinstance(length, int):
+            self._error(out, "header lines must end with CRLF (\\r\\n)")
+            return self._start_body(blank.end(), length, keep=False)
+        self._error(out, length.reason)
+        return blank.end()
+
+    def _start_body(self, pos: int, length: int, *, keep: bool) -> int:
+        self._need = length
+        self._keep = keep
+        self._scanned = 0
+        if keep:
+            self._quiet = False
+        return pos
+
+    def _body(self, pos: int, out: list[bytes | FrameError]) -> int | None:
+        buf = self._buf
+        end = pos + self._need
+        have = min(len(buf), end)
+        scan_from = max(pos, pos + self._scanned - 40)
+        if buf.find(b"\n", scan_from, have) >= 0:
+            cut = _HEADER_IN_BODY.search(buf, scan_from, have)
+            if cut is not None:
+                if self._keep:
+                    self._error(
+                        out,
+                        f"a body shorter than its Content-Length ({self._need} bytes): the "
+                        "next message starts inside it",
+                    )
+                self._need = -1
+                self._quiet = False
+                return cut.start()
+        if len(buf) < end:
+            self._scanned = have - pos
+            return None
+        body = bytes(buf[pos:end])
+        if self._keep and not body.rstrip().endswith((b"}", b"]")):
+            # Not a JSON-RPC message; if it ends with the start of a header, the next frame
+            # was cut into it: resynchronise there rather than lose that frame too.
+            cut_at = _HEADER_STARTS_AT_END.search(body)
+            if cut_at is not None:
+                self._error(out, f"a body shorter than its Content-Length ({self._need} bytes)")
+                self._need = -1
+                self._quiet = False
+                return pos + cut_at.start()
+        if self._keep:
+            out.append(body)
+        self._need = -1
+        self._quiet = False
+        return end
 
 
 def _content_length(header: bytes) -> int | FrameError:
+    """The Content-Length of a header block whose fields are well formed, else why not."""
     if header.startswith(b"Content-Length: ") and header[16:].isdigit():
         length = int(header[16:])
         if length <= MAX_MESSAGE_BYTES:
             return length
-    for line in header.split(b"\r\n"):
+        return FrameError(f"Content-Length {length} is larger than {MAX_MESSAGE_BYTES}")
+    found: int | FrameError = FrameError(f"no Content-Length in header {header[:80]!r}")
+    for line in header.replace(b"\r\n", b"\n").split(b"\n"):
         name, sep, value = line.partition(b":")
-        if sep and name.strip().lower() == b"content-length":
-            try:
-                length = int(value.strip())
-            except ValueError:
-                return FrameError(f"bad Content-Length {value.strip()[:40]!r}")
-            if length < 0 or length > MAX_MESSAGE_BYTES:
-                return FrameError(f"Content-Length {length} out of range")
-            return length
-    return FrameError(f"no Content-Length in header {header[:80]!r}")
+        if not sep or not name.strip():
+            return FrameError(f"not a header line: {line[:80]!r}")
+        if name.strip().lower() == b"content-length":
+            text = value.strip()
+            if not text.isdigit():
+                return FrameError(f"Content-Length {text[:40]!r} is not a number")
+            length = int(text)
+            if length > MAX_MESSAGE_BYTES:
+                return FrameError(f"Content-Length {length} is larger than {MAX_MESSAGE_BYTES}")
+            found = length
+    return found
+
+
+# -- bodies ------------------------------------------------------------------------------------
+
+#: json.loads without its per-call encoding sniffing: LSP bodies are UTF-8.
+_decode = json.JSONDecoder().decode
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class BadMessage:
+    """A body that is not a usable JSON-RPC message: the error to answer with id null."""
+
+    code: int
+    reason: str
+
+
+def decode(body: bytes) -> tuple[Message, bytes] | BadMessage:
+    """The message in `body`, and the body to forward (a new one if it had to be repaired).
+
+    Unpaired UTF-16 surrogates (`"\\ud800"` is valid JSON, but no UTF-8 text) are replaced
+    by U+FFFD everywhere but in the id: an edit is never lost to an encoding error, and
+    positions do not move (both are one UTF-16 unit, three UTF-8 bytes).
+    """
+    try:
+        message = _decode(body.decode("utf-8"))
+    except RecursionError:
+        return BadMessage(PARSE_ERROR, f"JSON nested more than {MAX_DEPTH} levels deep")
+    except ValueError as exc:  # UnicodeDecodeError is one too
+        return BadMessage(PARSE_ERROR, f"body is not JSON ({exc})")
+    if (body.count(b"[") + body.count(b"{") > MAX_DEPTH) and _too_deep(message):
+        return BadMessage(PARSE_ERROR, f"JSON nested more than {MAX_DEPTH} levels deep")
+    if not isinstance(message, dict):
+        return BadMessage(INVALID_REQUEST, f"JSON but not a JSON-RPC message: {body[:80]!r}")
+    if b"\\ud" in body or b"\\uD" in body:
+        repaired = _repair_surrogates(message)
+        if repaired:
+            return message, dumps(message)
+    return message, body
+
+
+def _too_deep(obj: Any, limit: int = MAX_DEPTH) -> bool:
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+    return False
+
+
+def _repair_surrogates(message: Message) -> bool:
+    """Replace unpaired surrogates in every string except the id; whether any was found."""
+    found = False
+
+    def fix(node: Any) -> Any:
+        nonlocal found
+        if isinstance(node, str):
+            if _LONE_SURROGATE.search(node):
+                found = True
+                return _LONE_SURROGATE.sub("\ufffd", node)
+            return node
+        if isinstance(node, dict):
+            return {fix(k): fix(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    for key in list(message):
+        if key != "id":
+            value = fix(message.pop(key))
+            message[fix(key)] = value
+    return found
+
+
+def dumps(message: Message) -> bytes:
+    """Compact UTF-8 JSON; strings that cannot be UTF-8 (a client's id holding a lone
+    surrogate) are written as JSON escapes, so an answer can always be encoded."""
+    try:
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        return json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def frame_header(body: bytes) -> bytes:
+    return b"Content-Length: %d\r\n\r\n" % len(body)
 
 
 def frame(body: bytes) -> bytes:
     return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-
-
-def dumps(message: Message) -> bytes:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def response(msg_id: MsgId | None, result: Any) -> Message:
@@ -154,92 +337,49 @@ def request(msg_id: MsgId, method: str, params: Any) -> Message:
     return {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}
 
 
-#: json.loads without its per-call encoding sniffing: LSP bodies are UTF-8.
-_decode = json.JSONDecoder().decode
+def valid_id(msg_id: Any) -> bool:
+    return isinstance(msg_id, int | str) and not isinstance(msg_id, bool)
+
+
+# -- responses, unparsed -----------------------------------------------------------------------
 
 _RESPONSE_PREFIX: Final = b'{"jsonrpc":"2.0","id":'
+_ID_START: Final = len(_RESPONSE_PREFIX)
 
 
-def peek_response_id(body: bytes) -> MsgId | None:
-    """The id of a compact response body, without parsing the (possibly huge) result.
+def peek_response(body: bytes) -> tuple[MsgId, int] | None:
+    """The id of a compact response body and where its token ends, without parsing the
+    (possibly huge) result.
 
-    Backends serialise responses as ``{"jsonrpc":"2.0","id":N,"result"|"error":...}``.
-    Recognising that prefix lets the relay forward a 1 MB completion list without
-    decoding it; any other shape returns None and the caller parses the body.
+    All four backends write responses as ``{"jsonrpc":"2.0","id":N,"result"|"error":...}``.
+    Recognising that prefix lets the relay forward a 1 MB completion list without decoding
+    it, and put the client's own id in place of the one the backend saw by splicing
+    ``body[:_ID_START] + client_id + body[end:]``. Any other shape returns None: the caller
+    parses the body.
     """
     if not body.startswith(_RESPONSE_PREFIX):
         return None
-    start = len(_RESPONSE_PREFIX)
-    comma = body.find(b",", start, start + 80)
+    comma = body.find(b",", _ID_START, _ID_START + 80)
     if comma < 0:
         return None
-    rest = body[comma + 1 : comma + 10]
+    rest = body[comma + 1 : comma + 9]
     if not (rest.startswith(b'"result"') or rest.startswith(b'"error"')):
         return None
-    token = body[start:comma]
+    token = body[_ID_START:comma]
     if token[:1] == b'"':
         if len(token) < 2 or token[-1:] != b'"' or b"\\" in token:
             return None
-        return token[1:-1].decode()
+        return token[1:-1].decode(errors="replace"), comma
     try:
-        return int(token)
+        return int(token), comma
     except ValueError:
         return None
 
 
-class Channel:
-    """One LSP peer on a pair of byte streams: decode frames in, encode frames out.
+def splice_id(body: bytes, id_end: int, msg_id: MsgId) -> bytes:
+    """`body` (a response `peek_response` read) with `msg_id` in place of its id."""
+    return b"%s%s%s" % (body[:_ID_START], dumps_id(msg_id), body[id_end:])
 
-    `on_message(body, message)` gets each body with its decoded JSON. With
-    `on_response`, a response whose id `peek_response_id` can read goes there as
-    `(body, id)` undecoded: the relay forwards it without parsing the result.
-    `on_bad_frame(code, reason)` gets undecodable frames (ParseError) and bodies that
-    are JSON but not a JSON-RPC object (InvalidRequest).
-    """
 
-    __slots__ = ("_decoder", "_on_bad", "_on_message", "_on_response", "_write", "closed")
-
-    def __init__(
-        self,
-        write: Callable[[bytes], None],
-        on_message: Callable[[bytes, Message], None],
-        on_bad_frame: Callable[[int, str], None],
-        *,
-        on_response: Callable[[bytes, MsgId], bool] | None = None,
-    ) -> None:
-        self._decoder = FrameDecoder()
-        self._write = write
-        self._on_message = on_message
-        self._on_response = on_response
-        self._on_bad = on_bad_frame
-        self.closed = False
-
-    def data_received(self, data: bytes) -> None:
-        on_response = self._on_response
-        for item in self._decoder.feed(data):
-            if isinstance(item, FrameError):
-                self._on_bad(PARSE_ERROR, item.reason)
-                continue
-            if on_response is not None:
-                msg_id = peek_response_id(item)
-                if msg_id is not None and on_response(item, msg_id):
-                    continue
-            try:
-                message = _decode(item.decode())
-            except ValueError as exc:  # UnicodeDecodeError is one too
-                self._on_bad(PARSE_ERROR, f"body is not JSON ({exc})")
-                continue
-            if not isinstance(message, dict):
-                self._on_bad(INVALID_REQUEST, f"JSON but not a JSON-RPC message: {item[:80]!r}")
-                continue
-            try:
-                self._on_message(item, message)
-            except Exception:  # a handler bug must not kill the connection
-                logger.exception("error handling message %.200r", item)
-
-    def send_raw(self, body: bytes) -> None:
-        if not self.closed:
-            self._write(frame(body))
-
-    def send(self, message: Message) -> None:
-        self.send_raw(dumps(message))
+def dumps_id(msg_id: MsgId | None) -> bytes:
+    return json.dumps(msg_id).encode()

@@ -10,10 +10,12 @@ still listed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
+import os
+import subprocess
 import sys
+import threading
 
 logger = logging.getLogger(__name__)
 
@@ -34,29 +36,28 @@ for pgid in groups:
 
 class Reaper:
     def __init__(self) -> None:
-        self._stdin: asyncio.StreamWriter | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
 
-    async def start(self) -> None:
+    def start(self) -> None:
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                "-c",
-                _SCRIPT,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", _SCRIPT],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,
+                bufsize=0,
             )
         except OSError as exc:
             logger.warning("no reaper process (%s): a SIGKILLed proxy may leave backends", exc)
-            return
-        self._stdin = self._proc.stdin
 
     def _send(self, line: str) -> None:
-        if self._stdin is not None and not self._stdin.is_closing():
-            self._stdin.write(line.encode())
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            os.write(proc.stdin.fileno(), line.encode())
 
     def add(self, pgid: int) -> None:
         self._send(f"+ {pgid}\n")
@@ -64,10 +65,13 @@ class Reaper:
     def remove(self, pgid: int) -> None:
         self._send(f"- {pgid}\n")
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Normal exit: the groups still listed are killed and the reaper ends."""
-        if self._stdin is not None:
-            self._stdin.close()
-        if self._proc is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._proc.wait(), 2)
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(2)

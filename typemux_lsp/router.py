@@ -1,24 +1,29 @@
-"""From a message to the venv that must answer it.
+"""From a message to the environment that must answer it.
 
-A document's venv is looked up when it opens and re-checked at most once a
-second while it is used, so a `.venv` created, deleted or recreated under an
-open file takes effect on the next request. A file with no venv is looked up
-again on every request: a negative answer is never kept.
+A document's environment is looked up when it opens and re-checked at most once a
+second while it is used, so an environment created, deleted or recreated under an
+open file takes effect on the next request. A file with none is looked up again on
+every request: a negative answer is never kept. The lookup (`environments`) is bounded
+by the client's workspace folders and uses the configured project rules.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .documents import Document, DocumentStore
 from .environments import EnvironmentRule
-from .features import ITEM_URI_METHODS, get_path
-from .venv import Lookup, Venv, find_venv, no_venv_message, uri_to_path
+from .features import ITEM_URI_METHODS
+from .tree import get_path
+from .uris import BadUri, local_path
+from .venv import Lookup, Venv, find_venv, no_venv_message
+
+__all__ = ["BadUri", "NoVenv", "Router", "local_path"]
+
 
 #: seconds a positive venv lookup is trusted before the filesystem is asked again
 RECHECK_SECONDS = 1.0
@@ -37,22 +42,6 @@ class NoVenv:
         return no_venv_message(self.path, self.uri, self.lookup)
 
 
-def workspace_roots(params: Any) -> tuple[Path, ...]:
-    """The client's workspace folders (else rootUri, else rootPath) as paths: they bound the
-    search for a file's environment."""
-    folders = get_path(params, "workspaceFolders")
-    listed = folders if isinstance(folders, list) else []
-    uris = [f.get("uri") for f in listed if isinstance(f, dict)]
-    if not uris:
-        uris = [get_path(params, "rootUri")]
-    roots = [uri_to_path(u) for u in uris if isinstance(u, str)]
-    found = tuple(r for r in roots if r is not None)
-    root_path = get_path(params, "rootPath")
-    if not found and isinstance(root_path, str) and os.path.isabs(root_path):
-        found = (Path(root_path),)
-    return found
-
-
 class Router:
     def __init__(
         self,
@@ -60,13 +49,14 @@ class Router:
         recheck: float = RECHECK_SECONDS,
         *,
         rules: Sequence[EnvironmentRule] = (),
+        roots: Callable[[], Sequence[Path]] = tuple,
     ) -> None:
         self.store = store
         self.recheck = recheck
-        #: the configured project rules (an `environment` key names a project's environment)
+        #: the configured project rules (`environment` names a project's environment)
         self.rules = rules
-        #: the client's workspace folders
-        self.roots: Sequence[Path] = ()
+        #: the client's workspace folders, which bound every lookup
+        self.roots = roots
         self._uncached: dict[str, tuple[Venv | None, Lookup | None, float]] = {}
 
     @staticmethod
@@ -96,7 +86,7 @@ class Router:
         if doc.path is None:
             doc.venv, doc.lookup = None, None
         else:
-            doc.lookup = find_venv(doc.path, roots=self.roots, rules=self.rules)
+            doc.lookup = find_venv(doc.path, roots=self.roots(), rules=self.rules)
             doc.venv = doc.lookup.venv
         doc.checked_at = now
         return doc.venv
@@ -110,8 +100,8 @@ class Router:
         cached = self._uncached.get(uri)
         if cached is not None and cached[0] is not None and now - cached[2] < self.recheck:
             return cached[0]
-        path = uri_to_path(uri)
-        lookup = find_venv(path, roots=self.roots, rules=self.rules) if path is not None else None
+        path = local_path(uri)
+        lookup = find_venv(path, roots=self.roots(), rules=self.rules) if path is not None else None
         venv = lookup.venv if lookup is not None else None
         if len(self._uncached) > 4096:
             self._uncached.clear()

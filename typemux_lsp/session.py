@@ -1,11 +1,15 @@
-"""One backend process for one venv, and the LSP session with it.
+"""One backend process for one environment, and the LSP session with it.
 
-A session owns the process (in its own process group, so a backend's children
-die with it), the handshake, the table of requests in flight, and the warmup
-queue. It knows nothing of the client: what the backend sends that is not an
-answer to the proxy's own requests goes up through `Upstream`, which the server
-implements. Requests are forwarded with the client's own ids, so a backend's
-response is relayed as the very bytes it wrote.
+A session owns the process (in its own process group, so a backend's children die
+with it), its pipes (a reader thread on stdout, one draining stderr, one waiting for
+the exit), the handshake, the table of requests in flight and the warm-up queue.
+
+It knows nothing of the client. What the backend writes goes, frame by frame, to
+`Upstream.backend_body` on the reader thread (the relay answers the common case
+there); its lifecycle is reported through `Upstream` on the control plane. States:
+
+    WAITING -> STARTING -> WARMING -> READY -> STOPPING -> STOPPED
+    (for a pool slot) (handshake) (index)                   (any state can fail to STOPPED)
 """
 
 from __future__ import annotations
@@ -13,21 +17,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import itertools
 import logging
 import os
 import signal
+import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from . import jsonrpc
 from .backends import BackendKind
 from .documents import Document
-from .jsonrpc import Message, MsgId
+from .jsonrpc import FrameDecoder, FrameError, Message, MsgId
+from .ledger import Pending, proxy_id, record_sent
+from .plane import Plane
 from .reaper import Reaper
+from .transport import Outbox, Reader
 from .venv import Venv
 
 logger = logging.getLogger(__name__)
@@ -47,15 +55,20 @@ WARMUP_METHODS = frozenset(
 )
 
 _STDERR_TAIL_BYTES = 8 * 1024
-_ids = itertools.count(1)
+_session_ids = iter(range(1, 1 << 62))
 
 
 class State(enum.Enum):
+    WAITING = "waiting"
     STARTING = "starting"
     WARMING = "warming"
     READY = "ready"
     STOPPING = "stopping"
     STOPPED = "stopped"
+
+
+#: States in which the session takes requests (sends them or queues them).
+ALIVE = frozenset({State.WAITING, State.STARTING, State.WARMING, State.READY})
 
 
 class BackendError(Exception):
@@ -70,30 +83,27 @@ class Timeouts:
 
 
 class Upstream(Protocol):
-    """What a session needs from the client side of the proxy."""
+    """What a session needs from the rest of the proxy."""
 
     def initialize_params(self, session: BackendSession) -> Message: ...
 
     def session_started(self, session: BackendSession) -> None:
-        """Handshake done: replay the session's documents."""
+        """Handshake done (control plane): replay the session's documents."""
 
-    def backend_response(self, session: BackendSession, msg_id: MsgId, body: bytes) -> None:
-        """The answer to a client request forwarded with `forward`."""
+    def backend_body(self, session: BackendSession, body: bytes) -> None:
+        """One frame from the backend (reader thread)."""
 
-    def backend_request(self, session: BackendSession, message: Message) -> None: ...
+    def backend_bad_frame(self, session: BackendSession, error: FrameError) -> None:
+        """Output that is not LSP (reader thread)."""
 
-    def backend_notification(
-        self, session: BackendSession, body: bytes, message: Message
-    ) -> None: ...
-
-    def session_lost(self, session: BackendSession, error: BackendError) -> None:
-        """The session stopped (crash, failed start or stop); fail what it still held."""
+    def session_ended(self, session: BackendSession, error: BackendError) -> None:
+        """The session stopped (control plane): fail what it still held."""
 
 
 @dataclass(slots=True)
 class Queued:
-    msg_id: MsgId
-    method: str
+    entry: Pending
+    message: Message
     body: bytes
 
 
@@ -103,27 +113,33 @@ class BackendSession:
         kind: BackendKind,
         venv: Venv,
         upstream: Upstream,
+        plane: Plane,
         timeouts: Timeouts,
         command: list[str] | None = None,
         reaper: Reaper | None = None,
     ) -> None:
-        self.id = next(_ids)
+        self.id = next(_session_ids)
         self.kind = kind
         self.venv = venv
         self.upstream = upstream
+        self.plane = plane
         self.timeouts = timeouts
         #: overrides the kind's command (`--backend-command`)
         self.command = command
         self._reaper = reaper
-        self.state = State.STARTING
-        self.started_at = time.monotonic()
-        self.last_used = time.monotonic()
+        self.state = State.WAITING
+        self.created_at = time.monotonic()
+        self.started_at = self.created_at
+        #: last client traffic (idle TTL and LRU eviction)
+        self.last_used = self.created_at
+        #: last byte from the backend (a frozen backend hears nothing)
+        self.last_heard = self.created_at
         self.pid: int | None = None
         self.capabilities: dict[str, Any] = {}
         self.venv_identity = venv.identity()
-        self._identity_checked_at = time.monotonic()
-        #: client requests sent to the backend: id -> method
-        self.inflight: dict[MsgId, str] = {}
+        self.identity_checked_at = self.created_at
+        #: client requests sent to the backend: wire id -> entry
+        self.inflight: dict[MsgId, Pending] = {}
         #: client requests held until the backend is started (all) or warm (index-dependent)
         self.queue: deque[Queued] = deque()
         #: uris of the documents this backend has open
@@ -136,114 +152,165 @@ class BackendSession:
         self.settings: dict[str, Any] = {}
         #: progress tokens the proxy accepted on the client's behalf (JSON of the token)
         self.local_tokens: set[str] = set()
-        #: progress tokens forwarded to the client: JSON of the token -> renamed token
-        self.remote_tokens: dict[str, str] = {}
-        self._internal: dict[str, asyncio.Future[Any]] = {}
-        self._internal_ids = itertools.count(1)
-        self._transport: asyncio.SubprocessTransport | None = None
-        self._stdin: asyncio.WriteTransport | None = None
-        self._channel = jsonrpc.Channel(
-            self._write, self._on_message, self._on_bad_frame, on_response=self._on_response
-        )
+        #: progress tokens forwarded to the client: JSON of the token -> the client's token
+        self.remote_tokens: dict[str, Any] = {}
+        #: requests of the proxy's own: wire id -> future of the result
+        self.internal: dict[int, asyncio.Future[Any]] = {}
+        #: frames handed to the control plane and not handled yet: while there are any,
+        #: the reader thread hands off every frame, so the backend's order is kept
+        self.handoffs = 0
+        #: why the session ended, once it has
+        self.error: BackendError | None = None
+        self.tag = f"{kind.name}#{self.id}"
+        self.log = _SessionLog(logger, f"[{self.tag} {venv}]")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._outbox: Outbox | None = None
+        self._decoder = FrameDecoder()
+        self._stdout_reader: Reader | None = None
+        self._stderr_reader: Reader | None = None
         self._stderr_tail = bytearray()
         self._stderr_line = bytearray()
-        self._exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        #: resolved once the backend can take requests, or has failed to start
-        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._warmup_timer: asyncio.TimerHandle | None = None
-        self._ready_waiters: list[Callable[[], None]] = []
-        self.tag = f"{kind.name}#{self.id}"
+        self._stop_error: BackendError | None = None
         self._tracing = logger.isEnabledFor(jsonrpc.TRACE)
-        self.log = _SessionLog(logger, f"[{self.tag} {venv}]")
+        loop = plane.loop
+        #: resolved once the backend can take requests, or has failed to start
+        self.started: asyncio.Future[None] = loop.create_future()
+        #: resolved (with the exit code) once the process group is gone, or was never there
+        self.gone: asyncio.Future[int | None] = loop.create_future()
+        self._gone_listeners: list[Callable[[BackendSession], None]] = []
+        self._end_listeners: list[Callable[[BackendSession, BackendError], None]] = []
+
+    # -- observers (the pool listens; data still flows pool -> session) --------------------
+
+    def on_end(self, listener: Callable[[BackendSession, BackendError], None]) -> None:
+        self._end_listeners.append(listener)
+
+    def on_gone(self, listener: Callable[[BackendSession], None]) -> None:
+        self._gone_listeners.append(listener)
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def venv_recreated(self) -> bool:
-        """Whether pyvenv.cfg changed since the start; the filesystem is asked once a second."""
-        now = time.monotonic()
-        if now - self._identity_checked_at < 1.0:
-            return False
-        self._identity_checked_at = now
-        return self.venv.identity() != self.venv_identity
-
     @property
     def alive(self) -> bool:
-        return self.state in (State.STARTING, State.WARMING, State.READY)
+        return self.state in ALIVE
 
-    async def start(self) -> None:
-        """Spawn, handshake, replay documents; on failure the session ends `STOPPED`."""
+    @property
+    def has_process(self) -> bool:
+        """Whether a process exists or may still exist: what the pool's cap counts."""
+        return self._proc is not None and not self.gone.done()
+
+    def venv_recreated(self, now: float) -> bool:
+        """Whether pyvenv.cfg changed since the start; the filesystem is asked once a second."""
+        if now - self.identity_checked_at < 1.0:
+            return False
+        self.identity_checked_at = now
+        return self.venv.identity() != self.venv_identity
+
+    def accepts(self, method: str) -> bool:
+        """Whether a request for `method` goes to the backend now (else it is queued)."""
+        return not self.queue and (
+            self.state is State.READY
+            or (self.state is State.WARMING and method not in WARMUP_METHODS)
+        )
+
+    def launch(self) -> None:
+        """Spawn the backend and begin the handshake (the pool calls this once it has a slot).
+        A failure to spawn ends the session at once."""
+        if self.state is not State.WAITING:
+            return
         try:
-            await self._spawn()
-            params = self.upstream.initialize_params(self)
+            self._spawn()
+        except BackendError as exc:
+            self.fail(exc)
+            return
+        answer = self.request("initialize", self.upstream.initialize_params(self))
+        self.plane.spawn(self._handshake(answer))
+
+    async def _handshake(self, answer: asyncio.Future[Any]) -> None:
+        try:
             try:
-                result = await asyncio.wait_for(
-                    self.request("initialize", params), self.timeouts.start
-                )
+                result = await asyncio.wait_for(answer, self.timeouts.start)
             except TimeoutError:
                 raise BackendError(
                     f"typemux-lsp: {self.kind.name} for {self.venv} did not answer initialize "
                     f"within {self.timeouts.start:g} s.{self._stderr_hint()} Fix: check the "
                     "backend runs by hand, or raise --start-timeout."
                 ) from None
-            if not self.alive:
-                return
-            caps = result.get("capabilities") if isinstance(result, dict) else None
-            self.capabilities = caps if isinstance(caps, dict) else {}
-            self.notify("initialized", {})
-            self.state = State.WARMING
-            self.upstream.session_started(self)
-            if self.timeouts.warmup > 0:
-                loop = asyncio.get_running_loop()
-                self._warmup_timer = loop.call_later(
-                    self.timeouts.warmup, self.mark_ready, "timeout"
-                )
-            else:
-                self.mark_ready("warmup disabled")
-            self._flush()
-            if not self.started.done():
-                self.started.set_result(None)
+            with self.plane.lock:
+                if self.state is not State.STARTING:
+                    return
+                caps = result.get("capabilities") if isinstance(result, dict) else None
+                self.capabilities = caps if isinstance(caps, dict) else {}
+                self.notify("initialized", {})
+                self.state = State.WARMING
+                self.upstream.session_started(self)
+                if self.timeouts.warmup > 0:
+                    self._warmup_timer = self.plane.later(
+                        self.timeouts.warmup, self.mark_ready, "timeout"
+                    )
+                else:
+                    self.mark_ready("warm-up disabled")
+                self._flush()
+                if not self.started.done():
+                    self.started.set_result(None)
         except BackendError as exc:
-            self._fail(exc)
+            with self.plane.lock:
+                self.fail(exc)
         except Exception as exc:
             self.log.exception("backend start failed")
-            self._fail(BackendError(f"typemux-lsp: {self.kind.name} for {self.venv}: {exc}"))
+            with self.plane.lock:
+                self.fail(BackendError(f"typemux-lsp: {self.kind.name} for {self.venv}: {exc}"))
 
-    async def _spawn(self) -> None:
-        if self.command:
-            cmd = list(self.command)
-        else:
-            executable = self.kind.resolve_executable()
-            if executable is None:
-                raise BackendError(
-                    f"typemux-lsp: cannot start {self.kind.name} for {self.venv}: the executable "
-                    f"`{self.kind.executable}` was not found next to typemux-lsp or on PATH. "
-                    f"Fix: {self.kind.install_hint()}."
-                )
-            cmd = self.kind.command(executable)
-        loop = asyncio.get_running_loop()
+    def _spawn(self) -> None:
+        env = self.kind.environment(self.venv)
+        cmd = list(self.command) if self.command else self._kind_command(env["PATH"])
         try:
-            transport, _ = await loop.subprocess_exec(
-                lambda: _ProcessProtocol(self),
-                *cmd,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 cwd=self.venv.project_dir,
-                env=self.kind.environment(self.venv),
+                env=env,
                 start_new_session=True,
+                bufsize=0,
             )
         except OSError as exc:
             raise BackendError(
                 f"typemux-lsp: cannot start {self.kind.name} ({' '.join(cmd)}) for {self.venv}: "
                 f"{exc}. Fix: {self.kind.install_hint()}."
             ) from exc
-        self._transport = transport
-        # uvloop's pipe transports are not asyncio.WriteTransport subclasses: cast, not assert.
-        self._stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
-        self.pid = transport.get_pid()
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        self._proc = proc
+        self.pid = proc.pid
+        self.state = State.STARTING
+        self.started_at = self.last_heard = time.monotonic()
         if self._reaper is not None:
-            self._reaper.add(self.pid)
-        self.log.info("started %s (pid %s) in %s", " ".join(cmd), self.pid, self.venv.project_dir)
+            self._reaper.add(proc.pid)
+        self._outbox = Outbox(
+            proc.stdin.fileno(), f"{self.tag}-stdin", limit=1 << 62, on_closed=self._stdin_closed
+        )
+        self._stdout_reader = Reader(
+            proc.stdout.fileno(), self._on_stdout, lambda: None, f"{self.tag}-stdout"
+        )
+        self._stdout_reader.start()
+        self._stderr_reader = Reader(
+            proc.stderr.fileno(), self._on_stderr, lambda: None, f"{self.tag}-stderr"
+        )
+        self._stderr_reader.start()
+        threading.Thread(target=self._wait, name=f"{self.tag}-wait", daemon=True).start()
+        self.log.info("started %s (pid %s) in %s", " ".join(cmd), proc.pid, self.venv.project_dir)
+
+    def _kind_command(self, path: str) -> list[str]:
+        executable = self.kind.resolve_executable()
+        if executable is None:
+            raise BackendError(
+                f"typemux-lsp: cannot start {self.kind.name} for {self.venv}: the executable "
+                f"`{self.kind.executable}` was not found next to typemux-lsp or on PATH. "
+                f"Fix: {self.kind.install_hint()}."
+            )
+        return self.kind.command(executable, path)
 
     def mark_ready(self, reason: str) -> None:
         if self.state is not State.WARMING:
@@ -257,42 +324,64 @@ class BackendSession:
             self._warmup_timer = None
         self._flush()
 
-    async def stop(self) -> None:
-        """shutdown, exit, then the process group is killed after a bounded wait."""
+    def begin_stop(
+        self, *, graceful: bool = True, error: BackendError | None = None
+    ) -> asyncio.Future[Any] | None:
+        """Start stopping now: a running backend is asked to shut down (the shutdown answer
+        is returned), anything else is killed at once. What the session holds is failed
+        with `error` when it ends."""
         if self.state in (State.STOPPING, State.STOPPED):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._exited), 2 * self.timeouts.stop)
-            return
-        was_running = self.state in (State.WARMING, State.READY)
+            return None
+        running = self.state in (State.WARMING, State.READY)
         self.state = State.STOPPING
+        self._stop_error = error
         if self._warmup_timer is not None:
             self._warmup_timer.cancel()
-        if was_running and self._stdin is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.request("shutdown", None), self.timeouts.stop)
-            self.notify("exit", None)
-        if self._transport is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._exited), self.timeouts.stop)
+        if self._proc is None:  # still waiting for a slot: nothing runs
+            self._finish(error or self._stopped_error())
+            return None
+        if graceful and running:
+            return self.request("shutdown", None)
         self.kill()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._exited), self.timeouts.stop)
-        self._finish(
-            BackendError(f"typemux-lsp: the {self.kind.name} backend for {self.venv} was stopped.")
+        return None
+
+    async def stop(self, *, graceful: bool = True, error: BackendError | None = None) -> None:
+        """Stop and wait (bounded) until the process group is gone: shutdown and exit when the
+        backend is up, then the group is killed whatever it did."""
+        with self.plane.lock:
+            shutdown = self.begin_stop(graceful=graceful, error=error)
+        await self.finish_stop(shutdown)
+
+    async def finish_stop(self, shutdown: asyncio.Future[Any] | None) -> None:
+        """The waiting half of `stop`, after `begin_stop`."""
+        if shutdown is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(shutdown, self.timeouts.stop)
+            with self.plane.lock:
+                self.notify("exit", None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.gone), self.timeouts.stop)
+        with self.plane.lock:
+            self.kill()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.gone), self.timeouts.stop)
+        with self.plane.lock:
+            self._finish(self._stop_error or self._stopped_error())
+
+    def _stopped_error(self) -> BackendError:
+        return BackendError(
+            f"typemux-lsp: the {self.kind.name} backend for {self.venv} was stopped."
         )
 
     def kill(self) -> None:
         """Kill the backend's whole process group (basedpyright's wrapper leaves node behind)."""
-        if self.pid is not None:
+        if self._proc is not None and not self.gone.done():
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
-        if self._transport is not None:
-            with contextlib.suppress(Exception):
-                self._transport.close()
+                os.killpg(self._proc.pid, signal.SIGKILL)
 
-    def _fail(self, error: BackendError) -> None:
-        """The one way a session ends badly (failed start, exit, garbage): it counts as a
-        crash for the pool's crash-loop guard."""
+    def fail(self, error: BackendError) -> None:
+        """The one way a session ends badly (failed start, exit, garbage, frozen): it counts as
+        a crash for the pool's crash-loop guard."""
         if self.state is State.STOPPED:
             return
         self.log.error("%s", error)
@@ -303,90 +392,137 @@ class BackendSession:
         if self.state is State.STOPPED:
             return
         self.state = State.STOPPED
+        self.error = error
         if self._warmup_timer is not None:
             self._warmup_timer.cancel()
         if not self.started.done():
             self.started.set_result(None)
-        if self._transport is None and not self._exited.done():
-            self._exited.set_result(None)  # never spawned: nothing to wait for
-        self._channel.closed = True
-        self.kill()  # the whole group, whatever the leader did
-        if self._reaper is not None and self.pid is not None:
-            self._reaper.remove(self.pid)
-        for fut in self._internal.values():
+        if self._outbox is not None:
+            self._outbox.close()
+        self.kill()
+        if self._proc is None and not self.gone.done():
+            self._gone(None)  # never spawned: nothing to wait for
+        for fut in self.internal.values():
             if not fut.done():
                 fut.set_exception(error)
-        self._internal.clear()
-        self.upstream.session_lost(self, error)
+        self.internal.clear()
+        self.upstream.session_ended(self, error)
         self.inflight.clear()
         self.queue.clear()
+        for listener in self._end_listeners:
+            listener(self, error)
 
-    def _process_exited(self, returncode: int | None) -> None:
-        if not self._exited.done():
-            self._exited.set_result(returncode)
-        if self.state in (State.STOPPING, State.STOPPED):
-            return
-        self._fail(
-            BackendError(
-                f"typemux-lsp: the {self.kind.name} backend for {self.venv} exited "
-                f"(code {returncode}) while handling requests.{self._stderr_hint()} "
-                "The next request for this venv starts a fresh backend."
+    def _wait(self) -> None:
+        """Waiter thread: the exit, after stdout is drained (a last answer is not lost),
+        then the whole group gone."""
+        proc = self._proc
+        assert proc is not None
+        code = proc.wait()
+        # What it wrote last (an answer, why it died) is read before the exit is reported;
+        # a child still holding the pipes open dies with the group first.
+        readers = [r for r in (self._stdout_reader, self._stderr_reader) if r is not None]
+        for reader in readers:
+            reader.join(0.2)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for reader in readers:
+            reader.join(0.5)
+        deadline = time.monotonic() + 2.0
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.plane.submit(self._exited, code)
+
+    def _exited(self, code: int | None) -> None:
+        if self.state is State.STOPPING:
+            self._finish(self._stop_error or self._stopped_error())
+        elif self.state is not State.STOPPED:
+            self.fail(
+                BackendError(
+                    f"typemux-lsp: the {self.kind.name} backend for {self.venv} exited "
+                    f"(code {code}) while handling requests.{self._stderr_hint()} "
+                    "The next request for this environment starts a fresh backend."
+                )
             )
-        )
+        if self._reaper is not None and self.pid is not None:
+            self._reaper.remove(self.pid)
+        self._gone(code)
+
+    def _gone(self, code: int | None) -> None:
+        if not self.gone.done():
+            self.gone.set_result(code)
+        for listener in self._gone_listeners:
+            listener(self)
+
+    def _stdin_closed(self, exc: OSError) -> None:
+        """The backend stopped reading its stdin: it is exiting; its exit is reported."""
+        self.log.debug("stdin closed: %s", exc)
 
     # -- traffic to the backend ----------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        if self._stdin is not None and not self._stdin.is_closing():
+    def send_body(self, body: bytes) -> None:
+        if self._outbox is not None:
             if self._tracing:
-                self.log.log(jsonrpc.TRACE, "proxy -> backend: %s", data.decode(errors="replace"))
-            self._stdin.write(data)
+                self.log.log(jsonrpc.TRACE, "proxy -> backend: %s", body.decode(errors="replace"))
+            self._outbox.send_frame(jsonrpc.frame_header(body), body)
 
-    def forward(self, msg_id: MsgId, method: str, body: bytes) -> None:
+    def send(self, message: Message) -> None:
+        self.send_body(jsonrpc.dumps(message))
+
+    def notify(self, method: str, params: Any) -> None:
+        self.send(jsonrpc.notification(method, params))
+
+    def request(self, method: str, params: Any) -> asyncio.Future[Any]:
+        """A request of the proxy's own (a negative id no client request is sent with)."""
+        msg_id = proxy_id()
+        fut: asyncio.Future[Any] = self.plane.loop.create_future()
+        self.internal[msg_id] = fut
+        self.send(jsonrpc.request(msg_id, method, params))
+        return fut
+
+    def cancel_internal(self, fut: asyncio.Future[Any]) -> None:
+        """Withdraw a request of the proxy's own (a fan-out the client cancelled)."""
+        for msg_id, known in list(self.internal.items()):
+            if known is fut:
+                del self.internal[msg_id]
+                if self.alive:
+                    self.notify("$/cancelRequest", {"id": msg_id})
+        fut.cancel()
+
+    def forward(self, entry: Pending, message: Message, body: bytes) -> None:
         """Send a client request, or hold it until the backend can answer it well."""
         self.last_used = time.monotonic()
-        if self.state is State.READY or (
-            self.state is State.WARMING and method not in WARMUP_METHODS
-        ):
-            self.inflight[msg_id] = method
-            self._channel.send_raw(body)
+        if self.accepts(entry.method):
+            self._send_request(entry, message, body)
         else:
-            self.queue.append(Queued(msg_id, method, body))
+            entry.session = self
+            self.queue.append(Queued(entry, message, body))
 
-    def cancel_queued(self, msg_id: MsgId) -> bool:
+    def _send_request(self, entry: Pending, message: Message, body: bytes) -> None:
+        wire = record_sent(entry, self)
+        if wire != entry.client_id:
+            message = dict(message)
+            message["id"] = wire
+            body = jsonrpc.dumps(message)
+        self.send_body(body)
+
+    def cancel_queued(self, entry: Pending) -> bool:
         for item in self.queue:
-            if item.msg_id == msg_id:
+            if item.entry is entry:
                 self.queue.remove(item)
                 return True
         return False
 
     def _flush(self) -> None:
         held: deque[Queued] = deque()
-        while self.queue:
-            item = self.queue.popleft()
-            if self.state is State.WARMING and item.method in WARMUP_METHODS:
+        queue, self.queue = self.queue, held
+        while queue:
+            item = queue.popleft()
+            if self.state is State.WARMING and item.entry.method in WARMUP_METHODS:
                 held.append(item)
                 continue
-            self.inflight[item.msg_id] = item.method
-            self._channel.send_raw(item.body)
-        self.queue = held
-
-    def send_raw(self, body: bytes) -> None:
-        self._channel.send_raw(body)
-
-    def send(self, message: Message) -> None:
-        self._channel.send(message)
-
-    def notify(self, method: str, params: Any) -> None:
-        self._channel.send(jsonrpc.notification(method, params))
-
-    def request(self, method: str, params: Any) -> asyncio.Future[Any]:
-        """A request of the proxy's own; its ids never collide with the client's numbers."""
-        msg_id = f"typemux-lsp:{next(self._internal_ids)}"
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._internal[msg_id] = fut
-        self._channel.send(jsonrpc.request(msg_id, method, params))
-        return fut
+            self._send_request(item.entry, item.message, item.body)
 
     def open_document(self, doc: Document) -> None:
         self.open_docs.add(doc.uri)
@@ -407,55 +543,42 @@ class BackendSession:
             self.open_docs.discard(uri)
             self.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
 
-    # -- traffic from the backend ---------------------------------------------------------
+    # -- traffic from the backend (reader threads) -------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def _on_stdout(self, data: bytes) -> None:
+        self.last_heard = time.monotonic()
         if self._tracing:
             self.log.log(jsonrpc.TRACE, "backend -> proxy: %s", data.decode(errors="replace"))
-        self._channel.data_received(data)
-
-    def _on_response(self, body: bytes, msg_id: MsgId) -> bool:
-        """The hot path: a client request's answer, relayed without being parsed."""
-        if msg_id in self.inflight:
-            del self.inflight[msg_id]
-            self.upstream.backend_response(self, msg_id, body)
-            return True
-        return False  # one of the proxy's own: parse it
-
-    def _on_message(self, body: bytes, message: Message) -> None:
-        if "method" in message:
-            if "id" in message:
-                self.upstream.backend_request(self, message)
+        for item in self._decoder.feed(data):
+            if isinstance(item, FrameError):
+                self.upstream.backend_bad_frame(self, item)
             else:
-                self.upstream.backend_notification(self, body, message)
-            return
+                self.upstream.backend_body(self, item)
+
+    def resolve_internal(self, message: Message) -> bool:
+        """An answer to a request of the proxy's own (control plane); False if it is not."""
         msg_id = message.get("id")
-        if isinstance(msg_id, str) and msg_id in self._internal:
-            fut = self._internal.pop(msg_id)
-            if fut.done():
-                return
+        fut = self.internal.pop(msg_id, None) if isinstance(msg_id, int) else None
+        if fut is None:
+            return False
+        if not fut.done():
             if "error" in message:
-                err = message["error"] or {}
+                err = message["error"] if isinstance(message["error"], dict) else {}
                 fut.set_exception(BackendError(f"{err.get('code')}: {err.get('message')}"))
             else:
                 fut.set_result(message.get("result"))
-        elif isinstance(msg_id, (int, str)) and msg_id in self.inflight:
-            del self.inflight[msg_id]
-            self.upstream.backend_response(self, msg_id, body)
-        else:
-            self.log.debug("dropping response to unknown id %r", msg_id)
+        return True
 
-    def _on_bad_frame(self, code: int, reason: str) -> None:
+    def output_not_lsp(self, reason: str) -> None:
         """A backend whose output is not LSP cannot be trusted with another request."""
-        if not self.alive:
-            return
-        self._fail(
-            BackendError(
-                f"typemux-lsp: the {self.kind.name} backend for {self.venv} wrote output that is "
-                f"not LSP ({reason}), so it was stopped.{self._stderr_hint()} The next request "
-                "for this venv starts a fresh backend."
+        if self.alive:
+            self.fail(
+                BackendError(
+                    f"typemux-lsp: the {self.kind.name} backend for {self.venv} wrote output "
+                    f"that is not LSP ({reason}), so it was stopped.{self._stderr_hint()} The "
+                    "next request for this environment starts a fresh backend."
+                )
             )
-        )
 
     def _on_stderr(self, data: bytes) -> None:
         """Drained always; logged at debug (pyrefly writes two lines per request); the tail is
@@ -464,6 +587,8 @@ class BackendSession:
         tail += data
         if len(tail) > _STDERR_TAIL_BYTES:
             del tail[: len(tail) - _STDERR_TAIL_BYTES]
+        if not self.log.isEnabledFor(logging.DEBUG):
+            return
         line = self._stderr_line
         line += data
         while (nl := line.find(b"\n")) >= 0:
@@ -476,7 +601,7 @@ class BackendSession:
             line.clear()
 
     def stderr_tail(self, max_chars: int = 800) -> str:
-        return self._stderr_tail.decode(errors="replace")[-max_chars:].strip()
+        return bytes(self._stderr_tail).decode(errors="replace")[-max_chars:].strip()
 
     def _stderr_hint(self) -> str:
         tail = self.stderr_tail()
@@ -484,6 +609,30 @@ class BackendSession:
 
     def __repr__(self) -> str:
         return f"<BackendSession {self.tag} {self.state.value} {self.venv}>"
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs. Zombies do not count: an orphaned child
+    (basedpyright's node) is reaped by whatever init the machine has, maybe never."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    if not os.path.isdir("/proc/self"):
+        return True
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 class _SessionLog(logging.LoggerAdapter[logging.Logger]):
@@ -495,43 +644,3 @@ class _SessionLog(logging.LoggerAdapter[logging.Logger]):
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         return f"{self.prefix} {msg}", kwargs
-
-
-class _ProcessProtocol(asyncio.SubprocessProtocol):
-    """Feeds stdout to the session's decoder and drains stderr, so a backend never
-    blocks on a full pipe. The exit is reported once stdout is drained too (a last
-    response written just before exiting is not lost), or shortly after the exit if
-    a child process still holds the pipe open."""
-
-    def __init__(self, session: BackendSession) -> None:
-        self._session = session
-        self._stdout_closed = False
-        self._exited = False
-        self._reported = False
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if fd == 1:
-            self._session.data_received(data)
-        else:
-            self._session._on_stderr(data)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1:
-            self._stdout_closed = True
-            if self._exited:
-                self._report()
-
-    def process_exited(self) -> None:
-        self._exited = True
-        if self._stdout_closed:
-            self._report()
-        else:
-            asyncio.get_running_loop().call_later(0.2, self._report)
-
-    def _report(self) -> None:
-        if self._reported:
-            return
-        self._reported = True
-        transport = self._session._transport
-        code = transport.get_returncode() if transport is not None else None
-        self._session._process_exited(code)

@@ -308,3 +308,18 @@ async def test_a_declared_manager_without_environment_gets_the_error_with_its_fi
     assert caught.value.code == REQUEST_FAILED
     assert "Poetry project" in message and f"`cd {project} && poetry install`" in message
     assert "poetry-cache/virtualenvs/nothing-" in message  # where it looked
+
+
+async def test_status_shows_each_backends_environment_kind(
+    env_proxy: MuxClient, envrepo: EnvRepo
+) -> None:
+    for name in ("pixi", "poetry"):
+        uri = env_proxy.open(envrepo.root / envrepo.cases[name].file)
+        await env_proxy.hover(uri, "Circle" if envrepo.cases[name].api == 2 else "area(2.0)")
+    state = await env_proxy.request(
+        "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+    )
+    kinds = {b["manager"]: b for b in state["backends"]}
+    assert {"pixi", "poetry"} <= set(kinds), state["backends"]
+    assert kinds["pixi"]["foundBy"].startswith("pixi project (pixi.toml)")
+    assert kinds["poetry"]["venv"].endswith(envrepo.cases["poetry"].prefix.name)

@@ -237,7 +237,7 @@ async def test_cancelling_a_queued_request_answers_it_once_at_once(start_proxy: 
 
 
 async def test_cancelling_a_forwarded_request_relays_the_backends_answer(start_proxy: Any) -> None:
-    proxy: Proxy = await start_proxy(fake="delay=1")
+    proxy: Proxy = await start_proxy(fake="delay=0.2")
     proxy.open("a")
     await proxy.pid_of("a")
     fut = proxy.hover_future("a")
@@ -246,6 +246,22 @@ async def test_cancelling_a_forwarded_request_relays_the_backends_answer(start_p
     with pytest.raises(ResponseError) as err:
         await fut
     assert err.value.code == REQUEST_CANCELLED and "by the client" in err.value.message
+    assert len(proxy.responses_for(msg_id)) == 1
+
+
+async def test_a_cancelled_request_the_backend_never_answers_is_answered_promptly(
+    start_proxy: Any,
+) -> None:
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "hang_on=textDocument/hover")
+    proxy.open("a")
+    await proxy.backend_text("a")  # the backend is up: the hover is forwarded, not queued
+    fut = proxy.hover_future("a")
+    msg_id = proxy.client.last_id
+    proxy.client.notify("$/cancelRequest", {"id": msg_id})
+    with pytest.raises(ResponseError) as err:
+        await asyncio.wait_for(fut, 3.0)
+    assert err.value.code == REQUEST_CANCELLED
     assert len(proxy.responses_for(msg_id)) == 1
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from typemux_lsp.backends import KINDS
+from typemux_lsp.backends import KINDS, safe_path
 from typemux_lsp.documents import Encoding
 from typemux_lsp.environments import Environment
 from typemux_lsp.venv import Venv
@@ -53,7 +53,7 @@ def test_environment_points_at_the_venv_and_drops_the_proxys_python_settings(
     (prefix / "pyvenv.cfg").write_text("version = 3.11.7\n")
     env = KINDS["ty"].environment(Environment(prefix), PROXY_ENV)
     assert env["VIRTUAL_ENV"] == str(prefix)
-    assert env["PATH"].split(":")[0] == str(prefix / "bin")
+    assert env["PATH"] == "/usr/bin"
     assert not {"PYTHONPATH", "PYTHONHOME", "CONDA_PREFIX", "CONDA_DEFAULT_ENV"} & set(env)
 
 
@@ -66,10 +66,40 @@ def test_a_conda_prefix_is_not_passed_off_as_a_virtualenv(tmp_path: Path, kind: 
     env = KINDS[kind].environment(found, PROXY_ENV)
     assert env["CONDA_PREFIX"] == str(prefix)
     assert "VIRTUAL_ENV" not in env and "CONDA_DEFAULT_ENV" not in env
-    assert env["PATH"].split(":")[0] == str(prefix / "bin")
+    assert env["PATH"] == "/usr/bin"
     setting = KINDS[kind].interpreter_setting(found)
     expected = str(prefix) if kind == "ty" else str(prefix / "bin" / "python")
     assert expected in str(setting)
+
+
+def test_path_holds_nothing_of_the_project(tmp_path: Path) -> None:
+    """An activated venv, a repository's bin/, an empty or relative entry (= the backend's
+    cwd, the project): none may stay on a backend's PATH."""
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    project = tmp_path / "repo" / "api"
+    project.mkdir()
+    path = ":".join(
+        [
+            str(project / ".venv" / "bin"),
+            "",
+            "bin",
+            str(tmp_path / "repo" / "tools"),
+            "/usr/local/bin",
+            "/usr/bin",
+        ]
+    )
+    assert safe_path(path, project) == "/usr/local/bin:/usr/bin"
+
+
+def test_an_env_shebang_script_gets_its_interpreter_by_absolute_path(tmp_path: Path) -> None:
+    script = tmp_path / "pyright-langserver"
+    script.write_text("#!/usr/bin/env node\nrequire('x')\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    node = bin_dir / "node"
+    node.write_text("#!/bin/sh\n")
+    node.chmod(0o755)
+    assert KINDS["pyright"].command(script, str(bin_dir)) == [str(node), str(script), "--stdio"]
 
 
 def test_encoding_choice_matches_what_each_backend_picks() -> None:

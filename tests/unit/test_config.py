@@ -73,6 +73,7 @@ LEVEL_VALUES: dict[str, tuple[Any, Any, Any, Any]] = {
     "backend_ttl": (10.0, 20.0, 30.0, 40.0),
     "warmup_timeout": (1.0, 3.0, 4.0, 5.0),
     "start_timeout": (11.0, 12.0, 13.0, 14.0),
+    "request_timeout": (21.0, 22.0, 23.0, 24.0),
     "log_file": ("/tmp/user.log", None, "/tmp/env.log", "/tmp/flag.log"),
     "log_level": ("debug", "warning", "error", "trace"),
     "no_venv_diagnostic": (False, True, False, True),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from lsprotocol import types as lsp
 
 from typemux_lsp.documents import (
     ChangeOutcome,
@@ -19,16 +20,29 @@ from typemux_lsp.documents import (
 URI = "file:///p/a.py"
 
 
-def rng(l1: int, c1: int, l2: int, c2: int) -> lsp.Range:
-    return lsp.Range(lsp.Position(l1, c1), lsp.Position(l2, c2))
+class Pos(NamedTuple):
+    line: int
+    character: int
 
 
-def partial(r: lsp.Range, text: str) -> lsp.TextDocumentContentChangePartial:
-    return lsp.TextDocumentContentChangePartial(range=r, text=text)
+def span(start: Pos, end: Pos) -> dict[str, Any]:
+    return rng(start.line, start.character, end.line, end.character)
+
+
+def rng(l1: int, c1: int, l2: int, c2: int) -> dict[str, Any]:
+    return {"start": {"line": l1, "character": c1}, "end": {"line": l2, "character": c2}}
+
+
+def partial(r: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"range": r, "text": text}
+
+
+def whole(text: str) -> dict[str, Any]:
+    return {"text": text}
 
 
 def open_doc(store: DocumentStore, text: str, version: int = 1) -> None:
-    store.open(lsp.TextDocumentItem(uri=URI, language_id="python", version=version, text=text))
+    store.open(URI, "python", version, text)
 
 
 def test_astral_characters_count_two_utf16_units() -> None:
@@ -61,7 +75,7 @@ def test_crlf_and_cr_line_endings() -> None:
 @pytest.mark.parametrize(
     "bad", [rng(5, 0, 5, 0), rng(0, 2, 0, 1), rng(1, 0, 0, 0), rng(2, 0, 2, 0)]
 )
-def test_invalid_ranges_raise(bad: lsp.Range) -> None:
+def test_invalid_ranges_raise(bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidChange):
         apply_edit("ab\ncd", bad, "x", Encoding.UTF16)
 
@@ -74,8 +88,7 @@ def test_a_bad_edit_desyncs_until_full_text_arrives() -> None:
     assert store.change(doc, 2, [partial(rng(9, 0, 9, 0), "x")]) is ChangeOutcome.DESYNCED
     assert doc.desynced and doc.text == "one\n"
     assert store.change(doc, 3, [partial(rng(0, 0, 0, 0), "y")]) is ChangeOutcome.IGNORED
-    whole = lsp.TextDocumentContentChangeWholeDocument(text="two\n")
-    assert store.change(doc, 4, [whole]) is ChangeOutcome.RESYNCED
+    assert store.change(doc, 4, [whole("two\n")]) is ChangeOutcome.RESYNCED
     assert not doc.desynced and doc.text == "two\n"
 
 
@@ -86,10 +99,10 @@ def test_versions_seen_by_backends_increase_even_when_the_client_repeats_one() -
     assert doc is not None
     seen = [doc.sync_version]
     for _ in range(3):  # Claude Code: full text, version 1, every time
-        store.change(doc, 1, [lsp.TextDocumentContentChangeWholeDocument(text="b")])
+        store.change(doc, 1, [whole("b")])
         seen.append(doc.sync_version)
     assert seen == [1, 2, 3, 4]
-    store.change(doc, 10, [lsp.TextDocumentContentChangeWholeDocument(text="c")])
+    store.change(doc, 10, [whole("c")])
     assert doc.sync_version == 10  # the client's own version is kept while it increases
 
 
@@ -111,10 +124,10 @@ def test_edits_match_a_utf16_reference_model(text: str, a: int, b: int, insert: 
     n = len(units) // 2
     start, end = sorted((min(a, n), min(b, n)))
 
-    def to_pos(unit: int) -> lsp.Position:
+    def to_pos(unit: int) -> Pos:
         before = units[: unit * 2].decode("utf-16-le", errors="ignore")
         lines = before.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        return lsp.Position(len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2)
+        return Pos(len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2)
 
     # only test offsets on character boundaries and not inside a CRLF pair
     for unit in (start, end):
@@ -128,14 +141,14 @@ def test_edits_match_a_utf16_reference_model(text: str, a: int, b: int, insert: 
     expected = (
         units[: start * 2].decode("utf-16-le") + insert + units[end * 2 :].decode("utf-16-le")
     )
-    got = apply_edit(text, lsp.Range(to_pos(start), to_pos(end)), insert, Encoding.UTF16)
+    got = apply_edit(text, span(to_pos(start), to_pos(end)), insert, Encoding.UTF16)
     assert got == expected
 
 
-def reference_apply(text: str, r: lsp.Range, new: str) -> str:
+def reference_apply(text: str, r: tuple[Pos, Pos], new: str) -> str:
     """An independent model: offsets found by scanning the whole text (UTF-16 units)."""
 
-    def offset(pos: lsp.Position) -> int:
+    def offset(pos: Pos) -> int:
         line_starts = [0]
         i = 0
         while i < len(text):
@@ -158,13 +171,13 @@ def reference_apply(text: str, r: lsp.Range, new: str) -> str:
             units += 2 if ord(char) > 0xFFFF else 1
         return start + len(line)
 
-    a, b = offset(r.start), offset(r.end)
+    a, b = offset(r[0]), offset(r[1])
     if b < a:
         raise InvalidChange("reversed")
     return text[:a] + new + text[b:]
 
 
-_pos = st.builds(lsp.Position, st.integers(0, 6), st.integers(0, 8))
+_pos = st.builds(Pos, st.integers(0, 6), st.integers(0, 8))
 
 
 @given(
@@ -172,7 +185,7 @@ _pos = st.builds(lsp.Position, st.integers(0, 6), st.integers(0, 8))
     st.lists(st.tuples(_pos, _pos, _text), min_size=1, max_size=6),
 )
 def test_line_edits_agree_with_a_whole_text_model(
-    text: str, edits: list[tuple[lsp.Position, lsp.Position, str]]
+    text: str, edits: list[tuple[Pos, Pos, str]]
 ) -> None:
     store = DocumentStore(Encoding.UTF16)
     open_doc(store, text)
@@ -180,9 +193,9 @@ def test_line_edits_agree_with_a_whole_text_model(
     assert doc is not None
     expected = text
     for version, (start, end, new) in enumerate(edits, start=2):
-        change = partial(lsp.Range(start, end), new)
+        change = partial(span(start, end), new)
         try:
-            expected = reference_apply(expected, change.range, new)
+            expected = reference_apply(expected, (start, end), new)
         except InvalidChange:
             assert store.change(doc, version, [change]) is ChangeOutcome.DESYNCED
             return

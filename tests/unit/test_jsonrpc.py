@@ -1,13 +1,39 @@
-"""Framing: every byte sequence a client can send gives messages or errors, never a crash."""
+"""Framing and JSON: every byte sequence a client can send gives messages or errors, never a
+crash, and after any malformed frame the next valid one comes through."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from typemux_lsp.jsonrpc import FrameDecoder, FrameError, frame, peek_response_id
+from typemux_lsp.jsonrpc import (
+    INVALID_REQUEST,
+    MAX_DEPTH,
+    PARSE_ERROR,
+    BadMessage,
+    FrameDecoder,
+    FrameError,
+    decode,
+    dumps,
+    frame,
+    peek_response,
+    splice_id,
+)
+
+GOOD = b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}'
+
+
+def feed(*chunks: bytes) -> list[bytes | str]:
+    """Decode `chunks` in order: bodies as bytes, errors as "ERROR"."""
+    decoder = FrameDecoder()
+    out: list[bytes | str] = []
+    for chunk in chunks:
+        out += [o if isinstance(o, bytes) else "ERROR" for o in decoder.feed(chunk)]
+    return out
 
 
 def test_frames_split_at_every_byte_boundary() -> None:
@@ -24,41 +50,143 @@ def test_header_names_are_case_insensitive_and_extra_headers_allowed() -> None:
     assert FrameDecoder().feed(data) == [b"{}"]
 
 
-def test_bad_headers_are_reported_and_the_stream_recovers() -> None:
-    dec = FrameDecoder()
-    out = dec.feed(b"Content-Length: x\r\n\r\n" + b"Nope: 1\r\n\r\n" + frame(b"{}"))
-    assert [type(o) for o in out] == [FrameError, FrameError, bytes]
-    assert out[-1] == b"{}"
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(b"Content-Length: 99999999999\r\n\r\n{}", id="too large"),
+        pytest.param(b"Content-Length: -5\r\n\r\n{}", id="negative"),
+        pytest.param(b"Content-Length: five\r\n\r\n{}", id="not a number"),
+        pytest.param(b"Content-Type: text/plain\r\n\r\n{}", id="missing"),
+        pytest.param(b"Content-Length: 2\n\n{}", id="bare LF line ends"),
+        pytest.param(b"Content-Length: 2\r\n\n{}", id="mixed line ends"),
+        pytest.param(b"Content-Length: 400\r\n\r\n{}", id="body shorter than declared"),
+        pytest.param(b"Content-Length: 9\r\n\r\n{}", id="body a little shorter"),
+        pytest.param(b"garbage" * 2000, id="no header at all"),
+        pytest.param(b"\r\n\r\n", id="empty header"),
+    ],
+)
+def test_one_error_for_a_malformed_frame_then_the_next_frame(bad: bytes) -> None:
+    """The valid frame after any malformed one is decoded, in one feed or byte by byte."""
+    stream = bad + frame(GOOD)
+    assert feed(stream) == ["ERROR", GOOD]
+    assert feed(*(stream[i : i + 1] for i in range(len(stream)))) == ["ERROR", GOOD]
 
 
-def test_oversized_length_is_refused() -> None:
-    out = FrameDecoder().feed(b"Content-Length: 999999999999\r\n\r\n")
-    assert isinstance(out[0], FrameError)
+def test_a_truncated_body_is_reported_as_soon_as_the_next_header_arrives() -> None:
+    decoder = FrameDecoder()
+    assert decoder.feed(b"Content-Length: 1000\r\n\r\n{") == []
+    # The client waits for an answer; its next request is not swallowed by the first.
+    out = decoder.feed(frame(GOOD))
+    assert [type(o) for o in out] == [FrameError, bytes]
+
+
+def test_two_malformed_frames_in_a_row_are_two_errors() -> None:
+    assert feed(b"Content-Length: 2\n\n{}" + b"Content-Length: 2\n\n{}" + frame(GOOD)) == [
+        "ERROR",
+        "ERROR",
+        GOOD,
+    ]
+
+
+def test_a_body_that_is_not_json_still_comes_out_as_a_body() -> None:
+    # (the caller answers ParseError for it; framing was fine)
+    assert feed(frame(b"{nope") + frame(GOOD)) == [b"{nope", GOOD]
 
 
 @given(st.binary(max_size=300), st.lists(st.binary(max_size=50), max_size=5))
-def test_random_bytes_never_raise_and_valid_frames_after_garbage_survive(
+def test_random_bytes_never_raise_and_a_valid_frame_after_them_survives(
     garbage: bytes, bodies: list[bytes]
 ) -> None:
     dec = FrameDecoder()
     dec.feed(garbage)
-    # After a blank line any decoder state is reset or waiting for a body: a well-formed
-    # frame sent once the garbage is flushed comes through (possibly after a FrameError).
-    out = dec.feed(b"\r\n\r\n" + b"".join(frame(b) for b in bodies))
-    assert all(isinstance(o, (bytes, FrameError)) for o in out)
+    out = dec.feed(b"\r\n\r\n" + frame(GOOD))
+    assert all(isinstance(o, bytes | FrameError) for o in out)
+
+
+@given(st.binary(max_size=200))
+def test_whatever_came_before_a_valid_frame_in_one_read_it_comes_through(garbage: bytes) -> None:
+    """Bytes that are not a frame (no `\\n` to start a header in) never hide the next one."""
+    garbage = garbage.replace(b"\n", b" ").replace(b"\r", b" ")
+    out = FrameDecoder().feed(garbage + b"\r\n\r\n" + frame(GOOD))
+    assert out[-1:] == [GOOD]
+
+
+# -- bodies --------------------------------------------------------------------------------------
+
+
+def test_deep_nesting_is_a_parse_error_not_a_crash() -> None:
+    for depth in (MAX_DEPTH + 1, 5000, 100_000):
+        result = decode(b"[" * depth + b"]" * depth)
+        assert isinstance(result, BadMessage) and result.code == PARSE_ERROR
+        nested = b'{"id":1,"params":' + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
+        result = decode(nested)
+        assert isinstance(result, BadMessage) and result.code == PARSE_ERROR
+
+
+def test_nesting_within_the_limit_is_fine() -> None:
+    depth = MAX_DEPTH - 2
+    body = b'{"id":1,"params":' + b"[" * depth + b"]" * depth + b"}"
+    assert not isinstance(decode(body), BadMessage)
+
+
+def test_json_that_is_not_an_object_is_an_invalid_request() -> None:
+    for body in (b"[]", b"42", b'"x"', b"null"):
+        result = decode(body)
+        assert isinstance(result, BadMessage) and result.code == INVALID_REQUEST
+
+
+def test_invalid_utf8_is_a_parse_error() -> None:
+    result = decode(b'{"a":"\xff"}')
+    assert isinstance(result, BadMessage) and result.code == PARSE_ERROR
+
+
+def test_unpaired_surrogates_are_replaced_outside_the_id() -> None:
+    body = b'{"id":"\\ud800x","method":"m","params":{"text":"a\\udc00b","k\\ud801":1}}'
+    result = decode(body)
+    assert not isinstance(result, BadMessage)
+    message, forwarded = result
+    assert message["id"] == "\ud800x"  # an id is echoed exactly
+    assert message["params"] == {"text": "a\ufffdb", "k\ufffd": 1}
+    json.loads(forwarded)  # valid JSON, and UTF-8: the backend can read it
+    forwarded.decode("utf-8")
+
+
+def test_a_valid_surrogate_pair_is_kept() -> None:
+    body = b'{"id":1,"params":{"text":"\\ud83d\\ude80"}}'
+    result = decode(body)
+    assert not isinstance(result, BadMessage)
+    assert result[0]["params"]["text"] == "🚀"
+    assert result[1] == body  # nothing to repair: forwarded byte for byte
+
+
+def test_dumps_never_fails_on_a_lone_surrogate() -> None:
+    data = dumps({"jsonrpc": "2.0", "id": "\ud800", "error": {"code": 1, "message": "\udfff"}})
+    assert json.loads(data)["id"] == "\ud800"
+
+
+# -- responses read without parsing ----------------------------------------------------------------
 
 
 @given(st.one_of(st.integers(-(2**53), 2**53), st.text(max_size=20)))
-def test_peek_response_id_agrees_with_json(msg_id: int | str) -> None:
+def test_peek_response_agrees_with_json(msg_id: int | str) -> None:
     body = json.dumps(
         {"jsonrpc": "2.0", "id": msg_id, "result": None}, separators=(",", ":")
     ).encode()
-    peeked = peek_response_id(body)
-    assert peeked is None or peeked == json.loads(body)["id"]
+    peeked = peek_response(body)
+    assert peeked is None or peeked[0] == json.loads(body)["id"]
 
 
 def test_peek_refuses_requests_and_other_shapes() -> None:
-    assert peek_response_id(b'{"jsonrpc":"2.0","id":1,"method":"x"}') is None
-    assert peek_response_id(b'{"id":1,"jsonrpc":"2.0","result":null}') is None
-    assert peek_response_id(b'{"jsonrpc":"2.0","id":7,"result":null}') == 7
-    assert peek_response_id(b'{"jsonrpc":"2.0","id":"a","error":{}}') == "a"
+    assert peek_response(b'{"jsonrpc":"2.0","id":1,"method":"x"}') is None
+    assert peek_response(b'{"id":1,"jsonrpc":"2.0","result":null}') is None
+    assert peek_response(b'{"jsonrpc":"2.0","id":7,"result":null}') == (7, 23)
+    assert peek_response(b'{"jsonrpc":"2.0","id":"a","error":{}}') == ("a", 25)
+
+
+@pytest.mark.parametrize("client_id", [0, -1, 2**31, 2**53 + 1, 10**30, "x", "\ud800", 'é"\\'])
+def test_splice_puts_any_client_id_back_exactly(client_id: Any) -> None:
+    body = b'{"jsonrpc":"2.0","id":-17,"result":{"contents":"x"}}'
+    peeked = peek_response(body)
+    assert peeked is not None
+    answer = json.loads(splice_id(body, peeked[1], client_id))
+    assert answer == {"jsonrpc": "2.0", "id": client_id, "result": {"contents": "x"}}

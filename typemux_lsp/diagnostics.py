@@ -1,0 +1,80 @@
+"""Diagnostics a backend publishes, as the client must see them.
+
+A backend may publish for a file that is not its environment's (a module it followed an
+import into): only the backend of the file's own environment speaks for it, so such
+diagnostics are dropped. Versions are given back in the client's numbering (the proxy
+renumbers when a client repeats versions, see documents.py). A backend that goes away
+has its diagnostics cleared: they describe a text nobody analyses any more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from . import jsonrpc
+from .connection import ClientConnection
+from .documents import DocumentStore
+from .router import RECHECK_SECONDS, NoVenv, Router
+from .session import BackendSession, State
+
+logger = logging.getLogger(__name__)
+
+PUBLISH = "textDocument/publishDiagnostics"
+
+
+class Diagnostics:
+    def __init__(self, connection: ClientConnection, store: DocumentStore, router: Router) -> None:
+        self._connection = connection
+        self._store = store
+        self._router = router
+
+    def publish_fast(self, session: BackendSession, body: bytes, params: Any) -> bool:
+        """On a backend's reader thread: publish for a document open in this backend's
+        environment, routed recently; False to leave it to the control plane."""
+        uri = params.get("uri") if isinstance(params, dict) else None
+        doc = self._store.get(uri) if isinstance(uri, str) else None
+        if (
+            doc is None
+            or doc.venv is None
+            or doc.venv.key != session.venv.key
+            or session.state is not State.READY
+            or time.monotonic() - doc.checked_at >= RECHECK_SECONDS
+        ):
+            return False
+        self._forward(session, body, params)
+        return True
+
+    def publish(self, session: BackendSession, body: bytes, params: Any) -> None:
+        uri = params.get("uri") if isinstance(params, dict) else None
+        if not isinstance(uri, str):
+            return
+        if session.state is State.WARMING:
+            session.mark_ready("first diagnostics")
+        owner = self._router.venv_for(uri, self._store.get(uri))
+        if isinstance(owner, NoVenv) or owner.key != session.venv.key:
+            session.log.debug("diagnostics for %s, which is not this venv's: dropped", uri)
+            return
+        self._forward(session, body, params)
+
+    def _forward(self, session: BackendSession, body: bytes, params: dict[str, Any]) -> None:
+        uri = params["uri"]
+        if params.get("diagnostics"):
+            session.diagnosed.add(uri)
+        else:
+            session.diagnosed.discard(uri)
+        doc = self._store.get(uri)
+        version = params.get("version")
+        if doc is not None and version == doc.sync_version != doc.client_version:
+            self._connection.send(
+                jsonrpc.notification(PUBLISH, {**params, "version": doc.client_version})
+            )
+            return
+        self._connection.send_body(body)
+
+    def clear(self, session: BackendSession) -> None:
+        """The session is gone: withdraw what it published."""
+        for uri in sorted(session.diagnosed):
+            self._connection.send(jsonrpc.notification(PUBLISH, {"uri": uri, "diagnostics": []}))
+        session.diagnosed.clear()

@@ -1,0 +1,156 @@
+"""Every client request gets exactly one response: the ledger of those not answered yet.
+
+A request is entered when it is read and leaves the ledger exactly once, through
+`take` — whoever takes it (the backend's answer on the hot path, an error from the
+control plane, a cancellation, a deadline) writes the one response. All access holds
+the plane's lock.
+
+Ids. A client may use any id JSON-RPC allows; a backend may not echo them all (ty treats
+an id beyond 32 bits as a notification, node rounds 2^53+1, pyrefly exits). So the id a
+backend sees — the *wire id* — is the client's own only when every backend echoes it
+exactly (a non-negative 31-bit integer, or a short plain ASCII string); any other id is
+sent as a fresh negative integer and the client's id is put back into the answer. The
+proxy's own requests use negative integers from the same counter, so they never collide
+with a client's id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from . import jsonrpc
+from .jsonrpc import MsgId
+
+if TYPE_CHECKING:
+    from .session import BackendSession
+
+_SAFE_STRING: Final = re.compile(r"[A-Za-z0-9_.:/+=-]{1,64}\Z")
+_INT31: Final = 2**31
+
+_wire_ids = itertools.count(1)
+
+
+def proxy_id() -> int:
+    """A fresh id of the proxy's own: negative, within 32 bits, never a forwarded client id."""
+    return -(next(_wire_ids) % (_INT31 - 1)) - 1
+
+
+def wire_id_for(client_id: MsgId) -> MsgId:
+    """The id a backend sees for a client request."""
+    if isinstance(client_id, int):
+        if 0 <= client_id < _INT31:
+            return client_id
+    elif _SAFE_STRING.match(client_id):
+        return client_id
+    return proxy_id()
+
+
+@dataclass(slots=True, eq=False)
+class Pending:
+    """One client request not answered yet."""
+
+    client_id: MsgId
+    method: str
+    #: the backend it was forwarded to or queued at
+    session: BackendSession | None = None
+    #: the id the backend sees (`wire_id_for`); set when it is sent
+    wire_id: MsgId | None = None
+    #: monotonic time it was sent to a backend (for its deadline)
+    sent_at: float = 0.0
+    #: monotonic time the client cancelled it
+    cancelled_at: float | None = None
+    #: control-plane work answering it (a fan-out), cancelled with it
+    task: Any = None
+
+
+def record_sent(entry: Pending, session: BackendSession) -> MsgId:
+    """Record that `entry` goes to `session` now; the wire id to send it with."""
+    wire = wire_id_for(entry.client_id)
+    entry.session = session
+    entry.wire_id = wire
+    entry.sent_at = time.monotonic()
+    session.inflight[wire] = entry
+    return wire
+
+
+class Ledger:
+    """The pending requests, and the one place that writes responses to the client."""
+
+    def __init__(self, send_body: Callable[[bytes], None]) -> None:
+        self._pending: dict[MsgId, Pending] = {}
+        self._send_body = send_body
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, client_id: object) -> bool:
+        return client_id in self._pending
+
+    def __iter__(self) -> Iterator[Pending]:
+        return iter(list(self._pending.values()))
+
+    def open(self, client_id: MsgId, method: str) -> Pending | None:
+        """Enter a request; None when a request with this id is still pending."""
+        if client_id in self._pending:
+            return None
+        entry = Pending(client_id, method)
+        self._pending[client_id] = entry
+        return entry
+
+    def get(self, client_id: MsgId) -> Pending | None:
+        return self._pending.get(client_id)
+
+    def take(self, entry: Pending) -> bool:
+        """Remove `entry`: True exactly once, for whoever must now write its response."""
+        if self._pending.get(entry.client_id) is entry:
+            del self._pending[entry.client_id]
+            if entry.session is not None and entry.wire_id is not None:
+                entry.session.inflight.pop(entry.wire_id, None)
+            return True
+        return False
+
+    def answer(self, entry: Pending, result: object) -> bool:
+        """Answer `entry` with `result`, unless it was answered already."""
+        if not self.take(entry):
+            return False
+        self._send_body(jsonrpc.dumps(jsonrpc.response(entry.client_id, result)))
+        return True
+
+    def fail(self, entry: Pending, code: int, message: str) -> bool:
+        """Answer `entry` with an error, unless it was answered already."""
+        if not self.take(entry):
+            return False
+        self._send_body(jsonrpc.dumps(jsonrpc.error_response(entry.client_id, code, message)))
+        return True
+
+    def relay(self, entry: Pending, body: bytes, id_end: int | None) -> bool:
+        """Answer `entry` with a backend's response body: the very bytes it wrote, with the
+        client's id put back if the backend saw another (`id_end`: where its id ends, from
+        `jsonrpc.peek_response`; None if the body was not read that way)."""
+        if not self.take(entry):
+            return False
+        if entry.wire_id != entry.client_id:
+            if id_end is not None:
+                body = jsonrpc.splice_id(body, id_end, entry.client_id)
+            else:
+                message = jsonrpc.decode(body)
+                if isinstance(message, jsonrpc.BadMessage):
+                    return True  # unreachable: the caller decoded it already
+                answer = dict(message[0])
+                answer["id"] = entry.client_id
+                body = jsonrpc.dumps(answer)
+        self._send_body(body)
+        return True
+
+    def overdue(self, now: float, deadline: float) -> list[Pending]:
+        """Requests a backend has held for longer than `deadline` seconds."""
+        return [
+            e
+            for e in self._pending.values()
+            if e.wire_id is not None and e.sent_at and now - e.sent_at >= deadline
+        ]

@@ -1,0 +1,83 @@
+"""`typemux/status`: what the proxy is doing, as JSON a user (or a test) can read.
+
+Built from the live objects on demand; it never fails because one document or backend is
+odd (a URI that is no path, a process that just exited): that part says so instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .backends import BackendKind
+from .config import ConfigProblem
+from .documents import DocumentStore, Encoding
+from .pool import Pool
+from .router import Router
+
+
+def status(
+    *,
+    version: str,
+    kind: BackendKind,
+    encoding: Encoding,
+    pool: Pool,
+    store: DocumentStore,
+    router: Router,
+    problems: Sequence[ConfigProblem],
+    roots: Sequence[Path],
+) -> dict[str, Any]:
+    now = time.monotonic()
+    backends = []
+    for session in pool.live():
+        backends.append(
+            {
+                "venv": str(session.venv.path),
+                "project": str(session.venv.project_dir),
+                # the kind of environment ("venv", "poetry", "pixi", ...) and how it was found
+                "manager": session.venv.manager,
+                "foundBy": session.venv.found_by,
+                "kind": session.kind.name,
+                "pid": session.pid,
+                "state": session.state.value,
+                "uptime": round(now - session.started_at, 3),
+                "memory": _rss_bytes(session.pid),
+                "openDocuments": sorted(session.open_docs),
+                "requestsInFlight": len(session.inflight) + len(session.queue),
+                "crashes": pool.crash_count(session.venv),
+            }
+        )
+    without: list[str] = []
+    for doc in store:
+        try:
+            if router.refresh(doc) is None:
+                without.append(doc.uri)
+        except (OSError, ValueError):
+            without.append(doc.uri)
+    return {
+        "version": version,
+        "backend": kind.name,
+        "positionEncoding": encoding.value,
+        "workspaceFolders": [str(r) for r in roots],
+        "maxBackends": pool.max_backends,
+        "backendProcesses": pool.processes(),
+        "backends": backends,
+        "configProblems": [
+            {"file": p.file, "line": p.line, "message": p.message, "fix": p.fix} for p in problems
+        ],
+        "documentsWithoutVenv": sorted(without),
+    }
+
+
+def _rss_bytes(pid: int | None) -> int | None:
+    if pid is None or not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
