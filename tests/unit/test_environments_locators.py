@@ -422,9 +422,9 @@ def test_a_script_answer_is_cached_until_the_file_changes(
     runs: list[Path] = []
     real = pep723._run_uv
 
-    def counted(uv: Path, file: Path) -> tuple[Path | None, str]:
+    def counted(uv: Path, file: Path, boundary: Path | None) -> tuple[Path | None, str]:
         runs.append(file)
-        return real(uv, file)
+        return real(uv, file, boundary)
 
     monkeypatch.setattr(pep723, "_run_uv", counted)
     for _ in range(3):
@@ -446,6 +446,26 @@ def test_uv_shipped_by_the_repository_is_never_run(
     monkeypatch.setenv("PATH", str(fake_uv.parent))
     assert pep723.uv_executable(repo) is None
     assert pep723.uv_executable(None) == fake_uv  # outside any repository it would be a uv
+
+
+def test_asking_uv_about_a_script_runs_nothing_of_the_repository(
+    tmp_path: Path, repo: Path, uv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uv tries the interpreters it finds while looking for a fallback; started in the
+    repository it would run the repository's .venv/bin/python (seen with uv 0.13)."""
+    marker = tmp_path / "ran"
+    fake = repo / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    fake.chmod(0o755)
+    (repo / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 3.11.7\n")
+    monkeypatch.delenv("UV_PYTHON")
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("VIRTUAL_ENV", str(repo / ".venv"))
+    script = repo / "tool.py"
+    script.write_text(SCRIPT)
+    missing(script, "pep723", "uv sync --script")
+    assert not marker.exists()
 
 
 def test_a_script_block_must_be_well_formed() -> None:

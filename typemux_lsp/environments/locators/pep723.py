@@ -8,7 +8,10 @@ ships). The answer is cached per file until the file or that environment changes
 without an environment is asked about again at most every `RETRY_SECONDS`.
 
 uv answers with some interpreter even when the script has no environment yet; only an
-interpreter inside uv's `environments-v*` cache directory is the script's own.
+interpreter inside uv's `environments-v*` cache directory is the script's own. Looking for that
+fallback, uv runs the interpreters it considers, so it is started where it finds none of the
+repository's: in the filesystem root (no `.venv` above), without `VIRTUAL_ENV`/`CONDA_PREFIX`,
+and with a PATH that holds nothing inside the repository.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def locate(ctx: Context) -> Found:
     uv = uv_executable(ctx.boundary)
     if uv is None:
         return None
-    python, detail = _ask(uv, file, ctx.seen.note(file))
+    python, detail = _ask(uv, file, ctx.seen.note(file), ctx.boundary)
     if python is not None:
         prefix = prefix_of(python)
         found = ctx.environment(
@@ -104,21 +107,21 @@ def locate(ctx: Context) -> Found:
     )
 
 
-def _ask(uv: Path, file: Path, file_stamp: Stamp) -> tuple[Path | None, str]:
+def _ask(uv: Path, file: Path, file_stamp: Stamp, boundary: Path | None) -> tuple[Path | None, str]:
     key = os.fspath(file)
     known = _answers.get(key)
     now = time.monotonic()
     fresh = known is not None and known.file == file_stamp
     if known is not None and fresh and (known.python or now - known.at < RETRY_SECONDS):
         return known.python, known.detail
-    python, detail = _run_uv(uv, file)
+    python, detail = _run_uv(uv, file, boundary)
     if len(_answers) > 1024:
         _answers.clear()
     _answers[key] = _Answer(file_stamp, python, detail, now)
     return python, detail
 
 
-def _run_uv(uv: Path, file: Path) -> tuple[Path | None, str]:
+def _run_uv(uv: Path, file: Path, boundary: Path | None) -> tuple[Path | None, str]:
     command = [
         str(uv),
         "--offline",
@@ -131,7 +134,8 @@ def _run_uv(uv: Path, file: Path) -> tuple[Path | None, str]:
     try:
         done = subprocess.run(
             command,
-            cwd=file.parent,
+            cwd=os.path.abspath(os.sep),
+            env=_uv_environment(boundary),
             capture_output=True,
             text=True,
             errors="replace",
@@ -152,6 +156,17 @@ def _run_uv(uv: Path, file: Path) -> tuple[Path | None, str]:
     if not prefix_of(python).parent.name.startswith("environments-v"):
         return None, ""  # uv's fallback interpreter, not the script's environment
     return python, ""
+
+
+def _uv_environment(boundary: Path | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
+    entries = env.get("PATH", "").split(os.pathsep)
+    env["PATH"] = os.pathsep.join(
+        e
+        for e in entries
+        if e and os.path.isabs(e) and not (boundary and within_canonical(Path(e), boundary))
+    )
+    return env
 
 
 def clear() -> None:
