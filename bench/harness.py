@@ -135,19 +135,21 @@ async def start_proxy(
 
 
 async def start_direct(
-    root: Path, kind: BackendKind, venv: Venv, *, via_byte_relay: bool = False
+    root: Path, kind: BackendKind, venv: Venv, *, via_relay: str | None = None
 ) -> tuple[CountingClient, Any]:
     """The backend alone, started and initialized as the proxy starts it for `venv`.
 
-    With `via_byte_relay`, behind `byte_relay.py`: what any asyncio hop costs, with no
-    LSP logic. Returns the client and the backend's initialize answer.
+    With `via_relay` ("threads" or "asyncio"), behind `thread_relay.py` or `byte_relay.py`:
+    what any hop costs, with no LSP logic. Returns the client and the backend's initialize
+    answer.
     """
     executable = kind.resolve_executable()
     if executable is None:
         raise SystemExit(f"bench: {kind.executable} not found: {kind.install_hint()}")
     cmd = kind.command(executable)
-    if via_byte_relay:
-        cmd = [sys.executable, str(Path(__file__).with_name("byte_relay.py")), *cmd]
+    if via_relay is not None:
+        script = "thread_relay.py" if via_relay == "threads" else "byte_relay.py"
+        cmd = [sys.executable, str(Path(__file__).with_name(script)), *cmd]
     client = CountingClient(configuration_answer(kind, venv))
     await client.start(cmd, cwd=venv.project_dir, env=kind.environment(venv))
     offered = CLAUDE_CODE_CAPABILITIES["general"]["positionEncodings"]
@@ -200,10 +202,14 @@ def rss_kib(pid: int | None) -> int:
 
 
 def cpu_ns(pid: int | None) -> int:
-    """CPU time a process has used, in ns (schedstat: finer than the 10 ms ticks of stat)."""
+    """CPU time a process has used, in ns, all its threads (schedstat: finer than the 10 ms
+    ticks of stat; per thread, so summed over /proc/PID/task)."""
     assert pid is not None
     try:
-        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        return sum(
+            int((task / "schedstat").read_text().split()[0])
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        )
     except (OSError, ValueError, IndexError):
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")

@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -346,6 +346,8 @@ class MuxClient(pytest_lsp.LanguageClient):
         self.active_tokens: set[str] = set()
         self.token_problems: list[str] = []
         self._changed = asyncio.Event()
+        #: when set, awaited before each window/workDoneProgress/create is answered
+        self.progress_gate: Callable[[Any], Awaitable[None]] | None = None
         self._register_handlers()
 
     # -- handlers --------------------------------------------------------------------------
@@ -382,13 +384,15 @@ class MuxClient(pytest_lsp.LanguageClient):
             for unregistration in params.unregisterations:
                 self.events.append(ServerEvent(seq, "unregister", json.dumps(unregistration.id)))
 
-        def create_progress(params: types.WorkDoneProgressCreateParams) -> None:
+        async def create_progress(params: types.WorkDoneProgressCreateParams) -> None:
             self.server_requests.append(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
             token = json.dumps(params.token)
             if token in self.active_tokens:
                 self.token_problems.append(f"progress token {token} created while in use")
             self.active_tokens.add(token)
             self.events.append(ServerEvent(self._bump(), "progress/create", token))
+            if self.progress_gate is not None:
+                await self.progress_gate(params.token)  # a test holds (or refuses) the answer
 
         def progress(params: types.ProgressParams) -> None:
             token = json.dumps(params.token)

@@ -184,10 +184,14 @@ async def launch_proxy(
     *,
     args: tuple[str, ...] = (),
     initialize: bool = True,
+    env: dict[str, str] | None = None,
 ) -> MuxClient:
     client = MuxClient(profile, backend=backend)
     await client.start_io(
-        *proxy_command(backend, *args), cwd=root, env=proxy_env(), start_new_session=True
+        *proxy_command(backend, *args),
+        cwd=root,
+        env=proxy_env() if env is None else env,
+        start_new_session=True,
     )
     if initialize:
         await client.start_session(root)
@@ -199,7 +203,8 @@ StartProxy = Callable[..., Awaitable[MuxClient]]
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def start_proxy(reaper: Reaper) -> AsyncIterator[StartProxy]:
-    """``await start_proxy(backend, root, profile=CLAUDE_CODE, args=(), initialize=True)``."""
+    """``await start_proxy(backend, root, profile=CLAUDE_CODE, args=(), initialize=True,
+    env=None)``."""
     started: list[MuxClient] = []
 
     async def start(

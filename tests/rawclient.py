@@ -35,7 +35,10 @@ class ProtocolError(Exception):
 
 def encode_message(message: Message) -> bytes:
     """Frame one message: ``Content-Length`` counts bytes of the UTF-8 body."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate: valid JSON only as an escape
+        body = json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode()
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 

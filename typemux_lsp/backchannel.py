@@ -96,10 +96,10 @@ class BackChannel:
 
     def client_response(self, message: Message) -> None:
         msg_id = message.get("id")
-        entry = self._requests.pop(msg_id, None) if isinstance(msg_id, int) else None
-        if entry is None:
+        if not isinstance(msg_id, int) or msg_id not in self._requests:
             logger.warning("response to an unknown server request %r: dropped", msg_id)
             return
+        entry = self._requests.pop(msg_id)
         if not isinstance(entry, tuple):
             if "error" in message:
                 logger.info("the client refused a request of the proxy: %s", message["error"])

@@ -53,8 +53,9 @@ class BackendKind:
     #: encodings this kind picks from a client's offer, in its order of preference
     encodings: tuple[Encoding, ...]
 
-    def resolve_executable(self) -> Path | None:
-        """The backend from the proxy's own environment first, then PATH.
+    def resolve_executable(self, path: str | None = None) -> Path | None:
+        """The backend from the proxy's own environment first, then `path` (the backend's
+        PATH, which holds nothing of its project: see `environment`).
 
         Never from the project's `.venv/bin`: opening a repository must not run a
         binary the repository ships.
@@ -62,7 +63,7 @@ class BackendKind:
         own = Path(sys.executable).parent / self.executable
         if own.is_file() and os.access(own, os.X_OK):
             return own
-        found = shutil.which(self.executable)
+        found = shutil.which(self.executable, path=path)
         return Path(found) if found else None
 
     def install_hint(self) -> str:

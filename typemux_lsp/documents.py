@@ -48,6 +48,7 @@ class Document:
         "path",
         "sync_version",
         "uri",
+        "uri_error",
         "venv",
     )
 
@@ -60,10 +61,13 @@ class Document:
         #: The version backends see: the client's while it increases, else one more than
         #: the last (Claude Code sends version 1 with every change).
         self.sync_version = sync_version
+        #: why the URI cannot be a path, if it cannot (requests on it are InvalidParams)
+        self.uri_error: str | None = None
         try:
             self.path: Path | None = local_path(uri)
-        except BadUri:
+        except BadUri as exc:
             self.path = None
+            self.uri_error = str(exc)
         self.venv: Venv | None = None
         self.lookup: Lookup | None = None
         #: monotonic time of the last venv lookup; negative lookups are always redone

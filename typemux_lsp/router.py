@@ -83,6 +83,8 @@ class Router:
         now = time.monotonic()
         if not force and doc.venv is not None and now - doc.checked_at < self.recheck:
             return doc.venv
+        if doc.uri_error is not None:
+            raise BadUri(doc.uri_error)
         if doc.path is None:
             doc.venv, doc.lookup = None, None
         else:

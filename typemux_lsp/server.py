@@ -117,6 +117,29 @@ class TypemuxServer:
     async def serve(self, stdin: int = 0, stdout: int = 1) -> int:
         """Serve one client over the given file descriptors until exit or end of input."""
         loop = asyncio.get_running_loop()
+        self.connect(loop, stdin, stdout)
+        plane = self.plane
+        self.reaper.start()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.finish, 128 + sig)
+        self.connection.start()
+        self._deadlines = plane.later(DEADLINE_TICK, self._check_deadlines)
+        try:
+            code = await self.done
+        finally:
+            with plane.lock:
+                self._deadlines.cancel()
+                self._fail_all("typemux-lsp: the server is exiting.")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.stop_all(), 5)
+            self.pool.kill_all()
+            self.reaper.close()
+            await loop.run_in_executor(None, self.connection.outbox.flush, 1.0)
+        return code
+
+    def connect(self, loop: asyncio.AbstractEventLoop, stdin: int, stdout: int) -> None:
+        """Build the proxy's parts around a client on `stdin`/`stdout` (nothing runs yet)."""
         self.plane = plane = Plane(loop)
         self.done: asyncio.Future[int] = loop.create_future()
         self.connection = ClientConnection(
@@ -157,24 +180,6 @@ class TypemuxServer:
             lambda: self.support,
             no_venv_diagnostic=self.settings.no_venv_diagnostic,
         )
-        self.reaper.start()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self.finish, 128 + sig)
-        self.connection.start()
-        self._deadlines = plane.later(DEADLINE_TICK, self._check_deadlines)
-        try:
-            code = await self.done
-        finally:
-            with plane.lock:
-                self._deadlines.cancel()
-                self._fail_all("typemux-lsp: the server is exiting.")
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.pool.stop_all(), 5)
-            self.pool.kill_all()
-            self.reaper.close()
-            await loop.run_in_executor(None, self.connection.outbox.flush, 1.0)
-        return code
 
     def finish(self, code: int) -> None:
         if not self.done.done():
@@ -331,6 +336,9 @@ class TypemuxServer:
         if self.store.get(uri) is not None:
             self._close_everywhere(uri)
         doc = self.store.open(uri, str(fields[1]), version, str(fields[2]))
+        if doc.uri_error is not None:
+            logger.warning("didOpen: %s", doc.uri_error)
+            return
         venv = self.router.refresh(doc, force=True)
         if venv is None:
             logger.info("no venv for %s", uri)

@@ -303,7 +303,7 @@ class BackendSession:
         self.log.info("started %s (pid %s) in %s", " ".join(cmd), proc.pid, self.venv.project_dir)
 
     def _kind_command(self, path: str) -> list[str]:
-        executable = self.kind.resolve_executable()
+        executable = self.kind.resolve_executable(path)
         if executable is None:
             raise BackendError(
                 f"typemux-lsp: cannot start {self.kind.name} for {self.venv}: the executable "
@@ -547,12 +547,14 @@ class BackendSession:
 
     def _on_stdout(self, data: bytes) -> None:
         self.last_heard = time.monotonic()
-        if self._tracing:
-            self.log.log(jsonrpc.TRACE, "backend -> proxy: %s", data.decode(errors="replace"))
         for item in self._decoder.feed(data):
             if isinstance(item, FrameError):
                 self.upstream.backend_bad_frame(self, item)
             else:
+                if self._tracing:
+                    self.log.log(
+                        jsonrpc.TRACE, "backend -> proxy: %s", item.decode(errors="replace")
+                    )
                 self.upstream.backend_body(self, item)
 
     def resolve_internal(self, message: Message) -> bool:

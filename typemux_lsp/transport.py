@@ -111,7 +111,9 @@ class Outbox:
         self.name = name
         self.limit = limit
         self._on_closed = on_closed
-        self._cond = threading.Condition(threading.Lock())
+        # The hot path takes `_lock` itself (a C-level lock); `_cond` shares it for waiting.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queue: deque[memoryview] = deque()
         self._queued = 0
         self._closed = False
@@ -136,11 +138,14 @@ class Outbox:
         self.send_parts(data)
 
     def send_frame(self, header: bytes, body: bytes) -> None:
-        """A header and a body in one write, without joining them (a body may be megabytes)."""
-        self.send_parts(header, body)
+        """A header and a body in one write; a large body is not copied to join them."""
+        if len(body) < 65536:
+            self.send_parts(header + body)
+        else:
+            self.send_parts(header, body)
 
     def send_parts(self, *parts: bytes) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             if not self._queue:
@@ -164,6 +169,8 @@ class Outbox:
 
     def wait_for_room(self, timeout: float | None = None) -> bool:
         """Block while more than `limit` bytes are queued; False on timeout."""
+        if self._queued <= self.limit:  # the common case, without the lock
+            return True
         with self._cond:
             return self._cond.wait_for(
                 lambda: self._queued <= self.limit or self._closed, timeout=timeout
@@ -188,7 +195,7 @@ class Outbox:
         """Write as much as the descriptor takes now; bytes written, or -1 once closed."""
         try:
             if self._nonblocking:
-                return os.writev(self.fd, parts)
+                return os.write(self.fd, parts[0]) if len(parts) == 1 else os.writev(self.fd, parts)
             total = 0
             for part in parts:
                 view = memoryview(part)

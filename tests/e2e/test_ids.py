@@ -13,8 +13,10 @@ file is opened.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clients import VSCODE, MuxClient, ServerEvent
@@ -62,3 +64,72 @@ async def test_ids_and_tokens_unique_across_backends(
         elif event.kind == "unregister":
             assert active.get(event.key, 0) > 0, f"unregistered unknown id {event.key}"
             active[event.key] -= 1
+
+
+async def test_two_backends_asking_the_client_at_once_each_get_their_own_answer(
+    monorepo: Monorepo, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    """Two backends' requests to the client outstanding at the same time, answered in the
+    opposite order, one with an error: each backend gets the answer meant for it.
+
+    pyrefly is the backend that asks a VS Code-like client something through the proxy
+    (window/workDoneProgress/create, with the same token and ids in every pyrefly process);
+    the other three send nothing the proxy forwards with this profile (measured). What each
+    backend receives is read from the proxy's trace log.
+    """
+    log = tmp_path / "proxy.log"
+    client = await start_proxy(
+        "pyrefly",
+        monorepo.root,
+        VSCODE,
+        args=("--log-level", "trace", "--log-file", str(log)),
+        initialize=False,
+    )
+    held: dict[str, asyncio.Future[None]] = {}
+    both = asyncio.Event()
+
+    async def gate(token: object) -> None:
+        name = str(token)
+        if not name.endswith("/pyrefly-progress-1"):
+            return  # the proxy's own start-up progress
+        held[name] = asyncio.get_running_loop().create_future()
+        if len(held) == 2:
+            both.set()
+        await held[name]
+
+    client.progress_gate = gate
+    await client.start_session(monorepo.root)
+    client.open(monorepo.path("alpha/app.py"))
+    client.open(monorepo.path("beta/app.py"))
+    await asyncio.wait_for(both.wait(), 60)
+    first, second = sorted(held)  # typemux-lsp/<session>/pyrefly-progress-1
+    held[second].set_result(None)  # answered in the opposite order...
+    held[first].set_exception(RuntimeError("refused by the test client"))  # ...one refused
+    text = ""
+    for _ in range(100):
+        text = log.read_text(encoding="utf-8")
+        if _answers_to_backends(text, "1") and _answers_to_backends(text, "2"):
+            break
+        await asyncio.sleep(0.1)
+    sessions = {first.split("/")[1]: "error", second.split("/")[1]: "result"}
+    for session, expected in sessions.items():
+        answers = _answers_to_backends(text, session)
+        assert len(answers) == 1, (session, answers)
+        assert expected in answers[0], (session, answers)
+
+
+def _answers_to_backends(log: str, session: str) -> list[dict[str, object]]:
+    """What the proxy answered backend `pyrefly#<session>`'s progress-create requests."""
+    asked: set[object] = set()
+    answers = []
+    for line in log.splitlines():
+        if f"[pyrefly#{session} " not in line:
+            continue
+        for arrow in ("backend -> proxy: ", "proxy -> backend: "):
+            if arrow in line:
+                message = json.loads(line.split(arrow, 1)[1])
+                if message.get("method") == "window/workDoneProgress/create":
+                    asked.add(message.get("id"))
+                elif "method" not in message and message.get("id") in asked:
+                    answers.append(message)
+    return answers

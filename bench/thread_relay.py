@@ -1,0 +1,50 @@
+"""The floor for a Python hop: two blocking threads that copy bytes and parse nothing.
+
+`relay.py` runs it as the `floor` path (`python bench/thread_relay.py CMD...`, with the
+backend's cwd and environment): what any Python process in the middle costs on this
+machine when no event loop is involved, so the proxy's added cost splits into the hop
+itself and what its own logic adds. (`byte_relay.py` is the same on asyncio.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+
+
+def pump(src: int, dst: int) -> None:
+    while data := os.read(src, 256 * 1024):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst, view) :]
+
+
+def main(cmd: list[str]) -> int:
+    child = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        bufsize=0,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    out = threading.Thread(target=pump, args=(child.stdout.fileno(), 1), daemon=True)
+    out.start()
+    with contextlib.suppress(OSError):
+        pump(0, child.stdin.fileno())
+    child.stdin.close()
+    try:
+        child.wait(5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: thread_relay.py COMMAND [ARG...]")
+    raise SystemExit(main(sys.argv[1:]))
