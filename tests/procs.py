@@ -110,3 +110,36 @@ def kill(procs: list[Proc]) -> None:
         if proc.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
+
+
+def tagged(entry: str) -> list[Proc]:
+    """Every live process whose environment holds ``entry`` (e.g. ``"CLAUDE_CONFIG_DIR=/x"``).
+
+    A client's whole tree inherits its environment, including processes that left the tree
+    (a backend re-parented to init): an isolated config dir makes the tag unique to one test.
+    """
+    needle = entry.encode() + b"\0"
+    found = []
+    for proc_dir in PROC.iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            environ = (proc_dir / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ or environ.endswith(needle[:-1]):
+            info = _read(int(proc_dir.name))
+            if info is not None and info[3] not in "ZX":
+                found.append(Proc(info[0], info[1], info[2], _cmdline(info[0])))
+    return sorted(found, key=lambda p: p.pid)
+
+
+if __name__ == "__main__":
+    # `python procs.py ENTRY`: the tagged processes as JSON, for editor scripts that must take a
+    # snapshot of their own servers before they quit (this process itself left out).
+    import dataclasses
+    import json
+    import sys
+
+    others = [p for p in tagged(sys.argv[1]) if p.pid != os.getpid()]
+    print(json.dumps([dataclasses.asdict(p) for p in others]))

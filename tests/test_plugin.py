@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clients import CLAUDE_CODE
+from rawclient import RawClient
 
 from typemux_lsp.client import LspClient
 from typemux_lsp.example import build_venvs
@@ -70,7 +72,18 @@ def load(path: Path) -> Any:
 # -- manifests ---------------------------------------------------------------------------------
 
 
-def test_top_level_plugin_json_is_the_claude_plugin_manifest() -> None:
+def test_one_plugin_manifest_top_level_plugin_json_links_to_it() -> None:
+    """One source of truth: the top-level plugin.json is a link to .claude-plugin/plugin.json.
+
+    Claude Code 2.1.332 reads only .claude-plugin/plugin.json when .claude-plugin/marketplace.json
+    is beside it (a root plugin.json alone loads no server), and `claude plugin validate
+    --strict` rejects a .claude-plugin/plugin.json that is a link; so the real file is there and
+    the top-level name the design requires points at it (tests/real/test_claude_plugin.py runs
+    both checks with the real CLI).
+    """
+    assert TOP_MANIFEST.is_symlink(), "a copy would drift: link it"
+    assert TOP_MANIFEST.readlink() == Path(".claude-plugin/plugin.json")
+    assert not MANIFEST.is_symlink()
     assert load(TOP_MANIFEST) == load(MANIFEST)
 
 
@@ -219,13 +232,15 @@ def test_then_pipx(sandbox: dict[str, Path]) -> None:
     ]
 
 
-def test_nothing_to_run_is_a_clear_error(sandbox: dict[str, Path]) -> None:
+def test_nothing_to_run_without_python3_is_explained_on_stderr(sandbox: dict[str, Path]) -> None:
+    """No python3 for the stand-in server: the message goes to stderr, the exit code says 127."""
     as_checkout(sandbox["root"])
     done = launch(sandbox, TYPEMUX_LSP_BACKEND="basedpyright")
     assert done.returncode == 127
     assert done.stdout == "", "stdout is the LSP channel"
-    assert "cannot start typemux-lsp" in done.stderr
-    assert f"uv tool install '{sandbox['root']}[basedpyright]'" in done.stderr
+    assert "typemux-lsp is not running: it is not installed" in done.stderr
+    root = sandbox["root"]
+    assert f"-m pip install -e '{root}[basedpyright]'" in done.stderr, done.stderr
 
 
 def test_unknown_backend_is_refused(sandbox: dict[str, Path]) -> None:
@@ -252,6 +267,157 @@ def test_finds_its_root_without_claude_plugin_root(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert record.read_text().splitlines() == ["venv", "x"]
+
+
+# -- the launcher when it cannot start typemux-lsp: a stand-in server explains ----------------
+
+RESPONDER = REPO_ROOT / "bin" / "typemux-lsp-unavailable"
+REQUEST_FAILED = -32803
+
+
+def _system_python3() -> str:
+    """A python3 that is not the test venv's (the responder must need nothing installed)."""
+    found = shutil.which("python3", path=os.defpath) or shutil.which("python3")
+    assert found, "the launcher's stand-in server needs a python3"
+    return found
+
+
+@pytest.fixture
+def bare_plugin(sandbox: dict[str, Path]) -> dict[str, Path]:
+    """A plugin checkout with no venv; PATH has python3 but no typemux-lsp, uvx nor pipx."""
+    (sandbox["root"] / "bin").mkdir()
+    shutil.copy2(RESPONDER, sandbox["root"] / "bin" / RESPONDER.name)
+    as_checkout(sandbox["root"])
+    (sandbox["bin"] / "python3").symlink_to(_system_python3())
+    return sandbox
+
+
+UNAVAILABLE_CASES = {
+    # name: (environment, what the message must say)
+    "not-installed": (
+        {"TYPEMUX_LSP_BACKEND": "ty"},
+        [
+            "typemux-lsp is not running: it is not installed",
+            "neither uvx nor pipx",
+            "python3 -m venv '{root}/.venv' && '{root}/.venv/bin/python' -m pip install -e "
+            "'{root}[ty]'",
+            "start a new Claude Code session",
+        ],
+    ),
+    "bad-backend": (
+        {"TYPEMUX_LSP_BACKEND": "mypy"},
+        [
+            "typemux-lsp is not running: TYPEMUX_LSP_BACKEND=mypy is not a backend it runs",
+            "set TYPEMUX_LSP_BACKEND to pyright, basedpyright, ty or pyrefly",
+        ],
+    ),
+}
+
+#: Every request Claude Code's LSP tool sends, plus one nobody implements.
+TOOL_REQUESTS = [
+    "textDocument/hover",
+    "textDocument/definition",
+    "textDocument/references",
+    "textDocument/implementation",
+    "textDocument/documentSymbol",
+    "workspace/symbol",
+    "textDocument/prepareCallHierarchy",
+    "callHierarchy/incomingCalls",
+    "custom/anything",
+]
+
+
+@pytest.mark.parametrize("case", UNAVAILABLE_CASES)
+async def test_launcher_explains_over_lsp_why_typemux_lsp_cannot_start(
+    bare_plugin: dict[str, Path], tmp_path: Path, case: str
+) -> None:
+    """What Claude Code's model can see: error responses and diagnostics, never stderr."""
+    env, expected = UNAVAILABLE_CASES[case]
+    root = bare_plugin["root"]
+    parts = [part.format(root=root) for part in expected]
+    doc = tmp_path / "work" / "app.py"
+    doc.parent.mkdir()
+    doc.write_text("x = 1\n")
+    client = await RawClient.start(
+        ["/bin/sh", str(LAUNCHER)],
+        cwd=doc.parent,
+        env={"PATH": str(bare_plugin["bin"]), "CLAUDE_PLUGIN_ROOT": str(root), **env},
+        name="launcher",
+    )
+    try:
+        # At once: Claude Code 2.1.207-2.1.211 hang when initialize is answered late.
+        started = await client.initialize(CLAUDE_CODE.initialize_params(doc.parent), timeout=10)
+        capabilities = started["result"]["capabilities"]
+        for provider in ("hover", "definition", "references", "documentSymbol", "callHierarchy"):
+            assert capabilities[f"{provider}Provider"] is True, provider
+        assert capabilities["workspaceSymbolProvider"] and capabilities["implementationProvider"]
+        assert capabilities["textDocumentSync"]["openClose"] is True
+
+        uri = client.open(doc)
+        (diagnostic,) = await client.wait_for_diagnostics(uri, timeout=10)
+        message = diagnostic["message"]
+        for part in parts:
+            assert part in message, f"{part!r} not in {message!r}"
+        assert diagnostic["severity"] == 1
+
+        position = {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}}
+        item = {"name": "x", "kind": 13, "uri": uri, "range": position["position"]}
+        for method in TOOL_REQUESTS:
+            params: dict[str, Any] = {
+                "workspace/symbol": {"query": "x"},
+                "callHierarchy/incomingCalls": {"item": item},
+            }.get(method, position)
+            response = await client.request(method, params, timeout=10)
+            assert response.get("error") == {"code": REQUEST_FAILED, "message": message}, method
+        # Opened again elsewhere: the same explanation there too.
+        other = client.open(doc.with_name("other.py"), text="")
+        (again,) = await client.wait_for_diagnostics(other, timeout=10)
+        assert again["message"] == message
+        assert message in client.stderr_text(), "and in the server log, as before"
+        assert await client.shutdown(timeout=10) == 0
+    finally:
+        await client.kill()
+
+
+async def test_stand_in_server_ends_when_stdin_closes(bare_plugin: dict[str, Path]) -> None:
+    client = await RawClient.start(
+        ["/bin/sh", str(LAUNCHER)],
+        cwd=bare_plugin["root"],
+        env={"PATH": str(bare_plugin["bin"]), "CLAUDE_PLUGIN_ROOT": str(bare_plugin["root"])},
+        name="launcher",
+    )
+    try:
+        await client.initialize(CLAUDE_CODE.initialize_params(bare_plugin["root"]), timeout=10)
+        client.close_stdin()
+        assert await client.wait(timeout=10) == 0
+        assert client.protocol_errors == []
+    finally:
+        await client.kill()
+
+
+async def test_stand_in_server_answers_bad_json_and_keeps_serving(
+    bare_plugin: dict[str, Path],
+) -> None:
+    client = await RawClient.start(
+        [_system_python3(), "-I", str(RESPONDER), "the reason. Fix: the command."],
+        cwd=bare_plugin["root"],
+        env={"PATH": str(bare_plugin["bin"])},
+        name="responder",
+    )
+    try:
+        assert client.process.stdin is not None
+        client.process.stdin.write(b"Content-Length: 5\r\n\r\n{nope")
+        response = await client.request("textDocument/hover", {}, timeout=10)
+        assert response["error"] == {
+            "code": REQUEST_FAILED,
+            "message": "the reason. Fix: the command.",
+        }
+        (parse_error,) = [m for d, m in client.messages if d == "in" and m.get("id") is None]
+        assert parse_error["error"]["code"] == -32700
+        client.notify("exit")  # without shutdown first: exit code 1, as the spec says
+        assert await client.wait(timeout=10) == 1
+    finally:
+        await client.kill()
 
 
 # -- the launcher, end to end ------------------------------------------------------------------

@@ -122,6 +122,8 @@ class BackChannel:
         forward: list[Any] = []
         for reg in get_path(params, "registrations") or []:
             method = get_path(reg, "method")
+            if isinstance(method, str):
+                session.registered[method] = get_path(reg, "registerOptions")
             if not isinstance(method, str) or not self._support().dynamic_registration(method):
                 continue
             name = renamed(session, reg.get("id"))
@@ -135,6 +137,8 @@ class BackChannel:
     def _unregister(self, session: BackendSession, params: Any) -> None:
         gone: list[Any] = []
         for unreg in get_path(params, "unregisterations") or []:
+            if isinstance(get_path(unreg, "method"), str):
+                session.registered.pop(get_path(unreg, "method"), None)
             name = renamed(session, get_path(unreg, "id"))
             method = self._registrations.pop(name, None)
             if method is not None:

@@ -60,6 +60,8 @@ class Diagnostics:
 
     def _forward(self, session: BackendSession, body: bytes, params: dict[str, Any]) -> None:
         uri = params["uri"]
+        if uri in session.proxy_docs:
+            return  # a file the proxy opened for its own reasons: the client never asked
         if params.get("diagnostics"):
             session.diagnosed.add(uri)
         else:

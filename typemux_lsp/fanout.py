@@ -29,7 +29,7 @@ from .documents import DocumentStore
 from .ledger import Ledger, Pending
 from .plane import Plane
 from .pool import Pool
-from .projects import scan
+from .projects import a_python_file, scan
 from .router import NoVenv, Router
 from .session import BackendError, BackendSession
 from .venv import Venv
@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: seconds workspace/symbol waits for backends, started ones included
 SYMBOL_BUDGET: Final = 15.0
+#: seconds after its start an empty answer from a backend is asked again (still indexing)
+SETTLE: Final = 5.0
 #: most symbols in one merged answer
 MAX_SYMBOLS: Final = 1000
 #: seconds a listing of the workspace's environments is reused
@@ -61,6 +63,7 @@ class FanOut:
         router: Router,
         store: DocumentStore,
         roots: Callable[[], list[Path]],
+        deadline: Callable[[], float],
     ) -> None:
         self._plane = plane
         self._ledger = ledger
@@ -68,6 +71,8 @@ class FanOut:
         self._router = router
         self._store = store
         self._roots = roots
+        #: the request deadline (0 = none): a fan-out never waits on a frozen backend past it
+        self._deadline = deadline
         self._projects: tuple[float, tuple[Path, ...], list[Venv]] | None = None
         self._tokens = iter(range(1, 1 << 62))
 
@@ -78,7 +83,7 @@ class FanOut:
 
     async def _symbols(self, entry: Pending, params: Any) -> None:
         venvs = await self._workspace_venvs()
-        asked: list[tuple[BackendSession, asyncio.Future[Any]]] = []
+        asked: list[tuple[BackendSession, asyncio.Task[Any]]] = []
         missing: list[Unsearched] = []
         with self._plane.lock:
             for session in self._pool.live():
@@ -102,8 +107,11 @@ class FanOut:
                     except BackendError as exc:
                         missing.append(Unsearched(venv.path, _first_sentence(str(exc))))
                         continue
-                asked.append((session, self._plane.loop.create_task(self._ask(session, params))))
-        deadline = time.monotonic() + SYMBOL_BUDGET
+                fresh = not session.ready.done()
+                task = self._plane.loop.create_task(self._ask(session, params, fresh=fresh))
+                asked.append((session, task))
+        budget = min(SYMBOL_BUDGET, self._deadline() or SYMBOL_BUDGET)
+        deadline = time.monotonic() + budget
         if asked:
             await asyncio.wait([t for _, t in asked], timeout=max(0.0, deadline - time.monotonic()))
         merged: list[Any] = []
@@ -112,9 +120,7 @@ class FanOut:
         for session, task in asked:
             if not task.done():
                 task.cancel()
-                missing.append(
-                    Unsearched(session.venv.path, f"no answer within {SYMBOL_BUDGET:g} s")
-                )
+                missing.append(Unsearched(session.venv.path, f"no answer within {budget:g} s"))
                 continue
             if task.cancelled() or task.exception() is not None:
                 error = task.exception() if not task.cancelled() else None
@@ -147,13 +153,31 @@ class FanOut:
                 return
             self._ledger.answer(entry, merged if any_list or not asked else None)
 
-    async def _ask(self, session: BackendSession, params: Any) -> Any:
-        await asyncio.shield(session.started)
-        with self._plane.lock:
-            if not session.alive:
-                raise BackendError(f"its backend stopped ({session.error})")
-            answer = session.request("workspace/symbol", params)
-        return await answer
+    async def _ask(self, session: BackendSession, params: Any, *, fresh: bool) -> Any:
+        """The session's answer. A backend still warming up is given one of its project's
+        files and waited for (measured: pyright finds nothing for ~1 s after start, pyrefly
+        nothing until a file of the project is open), then asked until it answers or the
+        budget ends."""
+        if fresh:
+            path = await asyncio.get_running_loop().run_in_executor(
+                None, a_python_file, session.venv.project_dir
+            )
+            await asyncio.shield(session.started)
+            with self._plane.lock:
+                if path is not None and session.alive:
+                    session.open_file(path)
+            await asyncio.shield(session.ready)
+        else:
+            await asyncio.shield(session.started)
+        while True:
+            with self._plane.lock:
+                if not session.alive:
+                    raise BackendError(f"its backend stopped ({session.error})")
+                answer = session.request("workspace/symbol", params)
+            result = await answer
+            if result or not fresh or time.monotonic() - session.started_at > SETTLE:
+                return result
+            await asyncio.sleep(0.25)
 
     async def _workspace_venvs(self) -> list[Venv]:
         """Every environment serving Python files under the workspace folders (cached)."""
@@ -245,8 +269,15 @@ class FanOut:
 
 
 def _pulls(session: BackendSession) -> bool:
-    provider = session.capabilities.get("diagnosticProvider")
-    return isinstance(provider, dict) and bool(provider.get("workspaceDiagnostics"))
+    """Whether the backend answers workspace/diagnostic: declared at initialize, or
+    registered later (ty and pyright register pull diagnostics with clients that allow it)."""
+    for provider in (
+        session.capabilities.get("diagnosticProvider"),
+        session.registered.get("textDocument/diagnostic"),
+    ):
+        if isinstance(provider, dict) and provider.get("workspaceDiagnostics"):
+            return True
+    return False
 
 
 def _first_sentence(text: str) -> str:

@@ -330,6 +330,10 @@ _PROVIDERS = {
 }
 
 
+#: the methods `unsupported` may refuse
+PROVIDER_METHODS = frozenset(_PROVIDERS)
+
+
 def unsupported(kind: BackendKind, method: str, capabilities: dict[str, Any]) -> str | None:
     """Why `kind` cannot answer `method` (a backend's bare "Unhandled method" tells the user
     nothing), or None if it can — or may."""

@@ -123,3 +123,14 @@ def _is_script(path: Path) -> bool:
     except OSError:
         return False
     return b"# /// script" in head
+
+
+def a_python_file(project: Path) -> Path | None:
+    """One of the project's own Python files (not its environment's), if it has any."""
+    for current, dirs, files in os.walk(project):
+        here = Path(current)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not is_environment(here / d))
+        for name in sorted(files):
+            if name.endswith(PYTHON_SUFFIXES):
+                return here / name
+    return None

@@ -172,7 +172,13 @@ class TypemuxServer:
             self,
         )
         self.fanout = FanOut(
-            plane, self.ledger, self.pool, self.router, self.store, lambda: self.roots
+            plane,
+            self.ledger,
+            self.pool,
+            self.router,
+            self.store,
+            lambda: self.roots,
+            lambda: self.settings.request_timeout,
         )
         self.feedback = Feedback(
             self.connection.send,

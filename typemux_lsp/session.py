@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from . import jsonrpc
@@ -144,12 +145,17 @@ class BackendSession:
         self.queue: deque[Queued] = deque()
         #: uris of the documents this backend has open
         self.open_docs: set[str] = set()
+        #: of those, the ones the proxy opened itself (the client never did): their
+        #: diagnostics are not the client's business
+        self.proxy_docs: set[str] = set()
         #: uris this backend published non-empty diagnostics for (cleared if it goes away)
         self.diagnosed: set[str] = set()
         #: set when the session ended by failing rather than by being stopped
         self.crashed = False
         #: backend settings for this venv (config `backend-settings`, per-project rules)
         self.settings: dict[str, Any] = {}
+        #: capabilities it registered dynamically: method -> registerOptions
+        self.registered: dict[str, Any] = {}
         #: progress tokens the proxy accepted on the client's behalf (JSON of the token)
         self.local_tokens: set[str] = set()
         #: progress tokens forwarded to the client: JSON of the token -> the client's token
@@ -176,6 +182,8 @@ class BackendSession:
         loop = plane.loop
         #: resolved once the backend can take requests, or has failed to start
         self.started: asyncio.Future[None] = loop.create_future()
+        #: resolved once it is warm (its index built), or has ended
+        self.ready: asyncio.Future[None] = loop.create_future()
         #: resolved (with the exit code) once the process group is gone, or was never there
         self.gone: asyncio.Future[int | None] = loop.create_future()
         self._gone_listeners: list[Callable[[BackendSession], None]] = []
@@ -322,6 +330,8 @@ class BackendSession:
         if self._warmup_timer is not None:
             self._warmup_timer.cancel()
             self._warmup_timer = None
+        if not self.ready.done():
+            self.ready.set_result(None)
         self._flush()
 
     def begin_stop(
@@ -397,6 +407,8 @@ class BackendSession:
             self._warmup_timer.cancel()
         if not self.started.done():
             self.started.set_result(None)
+        if not self.ready.done():
+            self.ready.set_result(None)
         if self._outbox is not None:
             self._outbox.close()
         self.kill()
@@ -525,6 +537,8 @@ class BackendSession:
             self._send_request(item.entry, item.message, item.body)
 
     def open_document(self, doc: Document) -> None:
+        if doc.uri in self.proxy_docs:  # the client opens what the proxy had open: its text wins
+            self.close_document(doc.uri)
         self.open_docs.add(doc.uri)
         self.notify(
             "textDocument/didOpen",
@@ -538,9 +552,27 @@ class BackendSession:
             },
         )
 
+    def open_file(self, path: Path) -> None:
+        """Open a project file of the proxy's own (never the client's): some backends index
+        a project only once one of its files is open (pyrefly for workspace/symbol)."""
+        uri = path.as_uri()
+        if uri in self.open_docs:
+            return
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return
+        self.open_docs.add(uri)
+        self.proxy_docs.add(uri)
+        self.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}},
+        )
+
     def close_document(self, uri: str) -> None:
         if uri in self.open_docs:
             self.open_docs.discard(uri)
+            self.proxy_docs.discard(uri)
             self.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
 
     # -- traffic from the backend (reader threads) -------------------------------------------

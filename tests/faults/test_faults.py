@@ -199,12 +199,14 @@ async def test_crash_loop_guard_stops_respawning_and_quotes_stderr(start_proxy: 
 async def test_a_backend_that_never_initializes_times_out_and_frees_its_slot(
     start_proxy: Any,
 ) -> None:
-    proxy: Proxy = await start_proxy("--start-timeout", "1", "--max-backends", "1")
+    # The timeout applies to every backend: 5 s is long enough for the healthy one (b) to
+    # start on a loaded machine, where 1 s was not.
+    proxy: Proxy = await start_proxy("--start-timeout", "5", "--max-backends", "1")
     project_file(proxy, "a", "never_initialize")
     proxy.open("a")
     with pytest.raises(ResponseError) as err:
         await proxy.hover("a")
-    assert "did not answer initialize within 1 s" in err.value.message
+    assert "did not answer initialize within 5 s" in err.value.message
     proxy.open("b")
     await proxy.pid_of("b")  # the slot was freed
 

@@ -204,8 +204,9 @@ class Missing:
         looked = ", ".join(str(p) for p in self.looked)
         where = f" Looked at {looked}." if looked else ""
         what = "no .venv found" if self.manager in ("venv", "uv") else "no environment"
+        reason = self.reason[:1].upper() + self.reason[1:]
         return (
-            f"typemux-lsp: {what} for {file}: {self.reason}.{where} "
+            f"typemux-lsp: {what} for {file}. {reason}.{where} "
             "typemux-lsp answers only from a file's own environment, never another one. "
             f"Fix: {self.fix}; the next request picks it up, no restart needed."
         )
