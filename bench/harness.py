@@ -26,8 +26,9 @@ from typemux_lsp.backends import BackendKind
 from typemux_lsp.client import LspClient
 from typemux_lsp.demo import CLAUDE_CODE_CAPABILITIES, prepare
 from typemux_lsp.example import build_venvs
-from typemux_lsp.features import backend_initialize_params, get_path
+from typemux_lsp.features import backend_initialize_params
 from typemux_lsp.jsonrpc import Message, MsgId
+from typemux_lsp.tree import get_path
 from typemux_lsp.venv import Venv
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,7 +107,12 @@ def configuration_answer(kind: BackendKind, venv: Venv) -> Callable[[Message], A
 
 
 async def start_proxy(
-    root: Path, backend: str, *, profile: Path | None = None, source: Path | None = None
+    root: Path,
+    backend: str,
+    *,
+    profile: Path | None = None,
+    source: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> CountingClient:
     """The proxy with cwd = the workspace root, initialized as the editor would.
 
@@ -118,7 +124,7 @@ async def start_proxy(
     cmd = [sys.executable]
     if profile is not None:
         cmd += ["-m", "cProfile", "-o", str(profile)]
-    cmd += ["-m", "typemux_lsp", "--backend", backend]
+    cmd += ["-m", "typemux_lsp", "--backend", backend, *extra_args]
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))

@@ -50,7 +50,8 @@ from harness import (
 )
 
 from typemux_lsp.backends import KINDS
-from typemux_lsp.features import STATUS_REQUEST, get_path
+from typemux_lsp.features import STATUS_REQUEST
+from typemux_lsp.tree import get_path
 
 METHODS = ("textDocument/hover", "textDocument/documentSymbol", "textDocument/definition")
 #: project -> (file, the symbol asked about, what its hover must mention)

@@ -63,10 +63,18 @@ def main(n: int = 20000) -> None:
     os.environ["POETRY_CACHE_DIR"] = tempfile.mkdtemp()
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in layouts(Path(tmp).resolve()).items():
-            clear_cache()
-            cold = per_call(lambda p=path: (clear_cache(), find_environment(p)), 200)  # type: ignore[misc]
+
+            def cold_lookup(p: Path = path) -> None:
+                clear_cache()
+                find_environment(p)
+
+            cold = per_call(cold_lookup, 200)
             find_environment(path)
-            cached = per_call(lambda p=path: find_environment(p), n)
+
+            def cached_lookup(p: Path = path) -> None:
+                find_environment(p)
+
+            cached = per_call(cached_lookup, n)
             entry = next(iter(finder_module._lookups.values()), None)
             stats = len(entry.seen.stamps) if entry is not None else "-"
             print(f"{name:<52} cold {cold:7.1f} us   cached {cached:6.1f} us   stat()s {stats}")

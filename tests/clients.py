@@ -14,7 +14,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -139,6 +140,9 @@ def proxy_env() -> dict[str, str]:
 def _proxy_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
     env.pop("TYPEMUX_LSP_BACKEND", None)
+    # Hermetic: learned initialize answers (capabilities.py) go to a cache of this test run,
+    # never the developer's, so every run learns them from the backends it installed.
+    env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="typemux-lsp-test-cache-")
     probe = subprocess.run(
         [sys.executable, "-c", "import typemux_lsp"], env=env, cwd="/", capture_output=True
     )
@@ -275,7 +279,7 @@ def client_converter() -> cattrs.Converter:
     ty, pyrefly and basedpyright declare ``notebookSelector: [{"cells": [...]}]`` (no
     ``notebook``); without this hook the client cannot even read their initialize result.
     """
-    converter = default_converter()
+    converter: cattrs.Converter = default_converter()  # type: ignore[no-untyped-call]
 
     def notebook_filter(value: Any, _type: Any) -> Any:
         if value is None or isinstance(value, str):
@@ -384,15 +388,17 @@ class MuxClient(pytest_lsp.LanguageClient):
             for unregistration in params.unregisterations:
                 self.events.append(ServerEvent(seq, "unregister", json.dumps(unregistration.id)))
 
-        async def create_progress(params: types.WorkDoneProgressCreateParams) -> None:
+        def create_progress(params: types.WorkDoneProgressCreateParams) -> Iterator[Any]:
+            # A generator: pygls runs it at once up to its first yield, so the token is known
+            # before the $/progress a backend may send without awaiting this answer.
             self.server_requests.append(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
             token = json.dumps(params.token)
             if token in self.active_tokens:
                 self.token_problems.append(f"progress token {token} created while in use")
             self.active_tokens.add(token)
             self.events.append(ServerEvent(self._bump(), "progress/create", token))
-            if self.progress_gate is not None:
-                await self.progress_gate(params.token)  # a test holds (or refuses) the answer
+            if self.progress_gate is not None:  # a test holds (or refuses) the answer
+                yield (self.progress_gate, (params.token,), {})
 
         def progress(params: types.ProgressParams) -> None:
             token = json.dumps(params.token)
@@ -534,10 +540,11 @@ class MuxClient(pytest_lsp.LanguageClient):
 
         Errors raise ``pygls.exceptions.JsonRpcException`` (``.code``, ``.message``).
         """
-        params_type = types.METHOD_TO_TYPES[method][2]
+        params_type: Any = types.METHOD_TO_TYPES[method][2]
         typed = _CONVERTER.structure(params, params_type) if params_type else params
         self._check_alive()
-        result = await asyncio.wait_for(self.protocol.send_request_async(method, typed), timeout)
+        sent = self.protocol.send_request_async(method, typed)  # type: ignore[no-untyped-call]
+        result = await asyncio.wait_for(sent, timeout)
         return _CONVERTER.unstructure(result)
 
     def _at(self, uri: str, needle: str, occurrence: int, offset: int) -> dict[str, Any]:
@@ -570,7 +577,7 @@ class MuxClient(pytest_lsp.LanguageClient):
     def latest_diagnostics(self, uri: str) -> list[dict[str, Any]] | None:
         for _seq, published_uri, diagnostics in reversed(self.published):
             if published_uri == uri:
-                return diagnostics
+                return list(diagnostics)
         return None
 
     async def until(

@@ -172,7 +172,7 @@ async def _end_client(client: MuxClient, reaper: Reaper) -> None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(client._server.wait(), 10)
     with contextlib.suppress(asyncio.TimeoutError, Exception):
-        await asyncio.wait_for(client.stop(), 10)
+        await asyncio.wait_for(client.stop(), 10)  # type: ignore[no-untyped-call]
     await procs.wait_gone(list(reaper.seen.values()), timeout=5)
     reaper.kill_leftovers()
 

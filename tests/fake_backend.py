@@ -214,8 +214,10 @@ def main() -> None:
         elif method == "fake/config":
             respond(msg_id, _config.get("answer"))
         elif method == "fake/text":
-            doc = _docs.get(params["textDocument"]["uri"])
-            respond(msg_id, None if doc is None else {"text": doc.source, "version": doc.version})
+            known = _docs.get(params["textDocument"]["uri"])
+            respond(
+                msg_id, None if known is None else {"text": known.source, "version": known.version}
+            )
         elif method == "workspace/symbol":
             respond(
                 msg_id,

@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pytest
 from clients import CLAUDE_CODE
 from rawclient import RawClient
 
+import typemux_lsp
 from typemux_lsp.client import LspClient
 from typemux_lsp.example import build_venvs
 
@@ -91,8 +91,7 @@ def test_one_plugin_manifest_top_level_plugin_json_links_to_it() -> None:
 def test_plugin_manifest(path: Path) -> None:
     manifest = load(path)
     assert KEBAB.match(manifest["name"]), "plugin names are kebab-case"
-    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    assert manifest["version"] == pyproject["project"]["version"]
+    assert manifest["version"] == typemux_lsp.__version__  # (pyproject.toml reads it too)
     servers = manifest["lspServers"]
     assert isinstance(servers, dict) and servers
     for name, server in servers.items():
@@ -360,13 +359,15 @@ async def test_launcher_explains_over_lsp_why_typemux_lsp_cannot_start(
             assert part in message, f"{part!r} not in {message!r}"
         assert diagnostic["severity"] == 1
 
-        position = {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}}
-        item = {"name": "x", "kind": 13, "uri": uri, "range": position["position"]}
+        at = {"line": 0, "character": 0}
+        position: dict[str, Any] = {"textDocument": {"uri": uri}, "position": at}
+        item = {"name": "x", "kind": 13, "uri": uri, "range": at}
+        special: dict[str, dict[str, Any]] = {
+            "workspace/symbol": {"query": "x"},
+            "callHierarchy/incomingCalls": {"item": item},
+        }
         for method in TOOL_REQUESTS:
-            params: dict[str, Any] = {
-                "workspace/symbol": {"query": "x"},
-                "callHierarchy/incomingCalls": {"item": item},
-            }.get(method, position)
+            params = special.get(method, position)
             response = await client.request(method, params, timeout=10)
             assert response.get("error") == {"code": REQUEST_FAILED, "message": message}, method
         # Opened again elsewhere: the same explanation there too.

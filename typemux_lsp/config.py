@@ -22,6 +22,7 @@ import argparse
 import copy
 import difflib
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -31,9 +32,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-import cattrs
 import platformdirs
-from cattrs.errors import ForbiddenExtraKeysError
 
 from .backends import DEFAULT_KIND, KINDS
 from .environments import canonical, git_toplevel
@@ -358,8 +357,8 @@ def _structure(name: str, value: Any) -> Any:
     try:
         if value is None and spec.optional:
             return None
-        typed = _CONVERTER.structure(value, _PY_TYPES[spec.kind])
-    except (cattrs.BaseValidationError, TypeError, ValueError):
+        typed = _HOOKS[spec.kind](value, None)
+    except (TypeError, ValueError):
         raise _Invalid(
             f"{toml_key(name)} = {_toml(value)} is {_describe(value)}, expected "
             f"{_EXPECTED[spec.kind]}.",
@@ -400,12 +399,28 @@ def _table_hook(value: Any, _type: Any) -> dict[str, Any]:
     return value
 
 
-_CONVERTER = cattrs.Converter(forbid_extra_keys=True)
-_CONVERTER.register_structure_hook(bool, _strict(bool, bool))
-_CONVERTER.register_structure_hook(int, _strict(int, int))
-_CONVERTER.register_structure_hook(float, _strict(float, int, float))
-_CONVERTER.register_structure_hook(str, _strict(str, str))
-_CONVERTER.register_structure_hook_func(lambda t: t == dict[str, Any], _table_hook)
+#: One check per kind of setting, shared by the scalar settings and cattrs (for the rules).
+_HOOKS: dict[str, Any] = {
+    "bool": _strict(bool, bool),
+    "int": _strict(int, int),
+    "float": _strict(float, int, float),
+    "str": _strict(str, str),
+    "table": _table_hook,
+}
+
+
+@functools.cache
+def _converter() -> Any:
+    """cattrs, for the project rules (tables with known keys). Imported on first use: a
+    scalar setting needs no converter, and start-up is on the client's clock."""
+    import cattrs
+
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    for kind, python_type in (("bool", bool), ("int", int), ("float", float), ("str", str)):
+        converter.register_structure_hook(python_type, _HOOKS[kind])
+    converter.register_structure_hook_func(lambda t: t == dict[str, Any], _table_hook)
+    return converter
+
 
 _PY_TYPES: dict[str, Any] = {
     "str": str,
@@ -949,8 +964,11 @@ _RULE_TYPES: dict[str, tuple[tuple[type[Any], ...], str]] = {
 
 def _structure_rule(entry: Mapping[str, Any], where: str) -> _RuleFields:
     """cattrs checks the keys and types; the messages name the key and the fix."""
+    import cattrs
+    from cattrs.errors import ForbiddenExtraKeysError
+
     try:
-        spec = _CONVERTER.structure(dict(entry), _RuleFields)
+        spec: _RuleFields = _converter().structure(dict(entry), _RuleFields)
     except (cattrs.BaseValidationError, TypeError, ValueError) as error:
         extra = [
             e for e in getattr(error, "exceptions", ()) if isinstance(e, ForbiddenExtraKeysError)

@@ -176,13 +176,15 @@ def client_initialize_result(
     encoding: Encoding,
     client_capabilities: Any = None,
     extra_commands: Iterable[str] = (),
+    learned: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The backend kind's own initialize answer, adjusted to what the proxy negotiates.
 
     Known before any backend starts, so the client never waits for a type checker to
-    boot, and the same whichever venv starts first.
+    boot, and the same whichever venv starts first: the installed backend's own answer
+    when it was `learned` (capabilities.py), else the recorded one.
     """
-    result = kind.initialize_profile(client_capabilities)
+    result = copy.deepcopy(learned) if learned else kind.initialize_profile(client_capabilities)
     caps = result.setdefault("capabilities", {})
     if "positionEncoding" in caps or encoding is not Encoding.UTF16:
         caps["positionEncoding"] = encoding.value

@@ -9,11 +9,13 @@ and a starting backend reports progress where the client takes it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import jsonrpc
+from .config import ConfigProblem, problems_summary
 from .documents import Document
 from .features import ClientSupport
 from .session import BackendSession
@@ -51,6 +53,39 @@ class Feedback:
         self._progress: dict[int, str] = {}  # session id -> token, once begun
         #: sessions whose start is reported: id -> outcome once known, else None
         self._starting: dict[int, str | None] = {}
+
+    # -- configuration problems ----------------------------------------------------------
+
+    def config_problems(self, problems: Sequence[ConfigProblem]) -> None:
+        """Once, at start: a message where the client shows messages, and a diagnostic on
+        each configuration file at the problem's line, where it reads only diagnostics
+        (Claude Code shows those to the model, and drops messages)."""
+        if not problems:
+            return
+        self._send(
+            jsonrpc.notification(
+                _SHOW_MESSAGE, {"type": _WARNING, "message": problems_summary(problems)}
+            )
+        )
+        by_file: dict[str, list[Any]] = {}
+        for problem in problems:
+            if problem.file is None or not os.path.isabs(problem.file):
+                continue  # the environment or the command line: no file to point at
+            line = max(0, (problem.line or 1) - 1)
+            by_file.setdefault(Path(problem.file).as_uri(), []).append(
+                {
+                    "range": {
+                        "start": {"line": line, "character": 0},
+                        "end": {"line": line + 1, "character": 0},
+                    },
+                    "severity": _WARNING,
+                    "source": "typemux-lsp",
+                    "code": "config",
+                    "message": f"{problem.message} Fix: {problem.fix}",
+                }
+            )
+        for uri, diagnostics in by_file.items():
+            self._send(jsonrpc.notification(_PUBLISH, {"uri": uri, "diagnostics": diagnostics}))
 
     # -- files without a venv ----------------------------------------------------------
 

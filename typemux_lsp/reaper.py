@@ -38,10 +38,18 @@ class Reaper:
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        #: lines written before the process exists (it starts in the background)
+        self._early: list[str] = []
+        self._started = False
 
     def start(self) -> None:
+        """Start the watchdog in the background: spawning it must not delay the answer to the
+        client's initialize; groups added meanwhile are sent once it runs."""
+        threading.Thread(target=self._spawn, name="reaper-start", daemon=True).start()
+
+    def _spawn(self) -> None:
         try:
-            self._proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-I", "-c", _SCRIPT],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
@@ -51,13 +59,24 @@ class Reaper:
             )
         except OSError as exc:
             logger.warning("no reaper process (%s): a SIGKILLed proxy may leave backends", exc)
+            proc = None
+        with self._lock:
+            self._proc = proc
+            self._started = True
+            early, self._early = self._early, []
+        for line in early:
+            self._send(line)
 
     def _send(self, line: str) -> None:
-        proc = self._proc
-        if proc is None or proc.stdin is None:
-            return
-        with self._lock, contextlib.suppress(OSError, ValueError):
-            os.write(proc.stdin.fileno(), line.encode())
+        with self._lock:
+            if not self._started:
+                self._early.append(line)
+                return
+            proc = self._proc
+            if proc is None or proc.stdin is None:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                os.write(proc.stdin.fileno(), line.encode())
 
     def add(self, pgid: int) -> None:
         self._send(f"+ {pgid}\n")
@@ -67,7 +86,8 @@ class Reaper:
 
     def close(self) -> None:
         """Normal exit: the groups still listed are killed and the reaper ends."""
-        proc = self._proc
+        with self._lock:
+            proc = self._proc
         if proc is None:
             return
         with contextlib.suppress(OSError, ValueError):

@@ -21,15 +21,19 @@ import logging
 import os
 import shlex
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import platformdirs
+
 from . import __version__, jsonrpc
-from .backchannel import BackChannel
+from .backchannel import REGISTER, BackChannel
 from .backends import KINDS, BackendKind
-from .config import ConfigProblem, Settings, problems_summary
+from .capabilities import Answers, probe, registrations
+from .config import ConfigProblem, Settings
 from .configuration import METHOD as CONFIGURATION
 from .configuration import Configuration
 from .connection import ClientConnection
@@ -96,6 +100,10 @@ class TypemuxServer:
         self.initialized = False
         self.shutdown_requested = False
         self.reaper = Reaper()
+        #: the installed backends' own initialize answers, learned once (capabilities.py)
+        self.answers = Answers(Path(platformdirs.user_cache_dir("typemux-lsp")) / "initialize")
+        #: whether the client's initialize answer was the installed backend's or a recording
+        self.initialize_source = "recorded"
         self._handlers: dict[str, Handler] = {
             "initialize": self.on_initialize,
             "initialized": self.on_initialized,
@@ -290,28 +298,64 @@ class TypemuxServer:
         if isinstance(options, dict) and isinstance(options.get("settings"), dict):
             self.configuration.client_settings = options["settings"]
         self.roots = _workspace_roots(params) or [self.cwd]
+        learned = self.answers.load(self.kind, caps)
         result = client_initialize_result(
-            self.kind, self.store.encoding, caps, extra_commands=[STATUS_COMMAND]
+            self.kind, self.store.encoding, caps, extra_commands=[STATUS_COMMAND], learned=learned
         )
+        self.initialize_source = "learned" if learned else "recorded"
         self.initialized = True
         if entry is not None:
             self.ledger.answer(entry, result)
         self.relay.open = True
+        if learned is None:
+            self._learn(params, caps, result)
         venv = fallback_venv(self.cwd, rules=self.settings.projects)
         if venv is not None:
             logger.info("pre-starting the fallback venv %s", venv)
             with contextlib.suppress(BackendError):
                 self.pool.get_or_start(venv)
 
-    def on_initialized(self, message: Message, entry: Pending | None, body: bytes) -> None:
-        logger.info("client initialized (%s)", get_path(self.client_params, "clientInfo", "name"))
-        if self.config_problems:
+    def _learn(self, params: Message, caps: Any, answered: dict[str, Any]) -> None:
+        """Ask the installed backend for its own answer, in the background; cache it, and
+        register what the recording lacked where the client registers dynamically."""
+        kind, answers, plane = self.kind, self.answers, self.plane
+
+        def learned(result: dict[str, Any]) -> None:
+            self.initialize_source = "recorded, then learned"
+            regs = registrations(answered, result, self.support)
+            told, real = get_path(answered, "serverInfo"), get_path(result, "serverInfo")
+            logger.info(
+                "learned %s's initialize answer (told the client %s, the installed one is %s)%s",
+                kind.name,
+                told,
+                real,
+                f"; registering {', '.join(r['method'] for r in regs)}" if regs else "",
+            )
+            if regs and not self.shutdown_requested:
+                self.backchannel.request(REGISTER, {"registrations": regs})
             self.connection.send(
                 jsonrpc.notification(
-                    "window/showMessage",
-                    {"type": 2, "message": problems_summary(self.config_problems)},
+                    "window/logMessage",
+                    {
+                        "type": 4,
+                        "message": f"typemux-lsp: learned the initialize answer of {kind.name} "
+                        f"{get_path(result, 'serverInfo', 'version') or ''} as installed; "
+                        "the next session starts with it.",
+                    },
                 )
             )
+
+        def run() -> None:
+            result = probe(kind, params)
+            if result is not None:
+                answers.save(kind, caps, result)
+                plane.submit(learned, result)
+
+        threading.Thread(target=run, name=f"probe-{kind.name}", daemon=True).start()
+
+    def on_initialized(self, message: Message, entry: Pending | None, body: bytes) -> None:
+        logger.info("client initialized (%s)", get_path(self.client_params, "clientInfo", "name"))
+        self.feedback.config_problems(self.config_problems)
 
     def on_shutdown(self, message: Message, entry: Pending | None, body: bytes) -> None:
         self.shutdown_requested = True
@@ -540,6 +584,7 @@ class TypemuxServer:
             router=self.router,
             problems=self.config_problems,
             roots=self.roots,
+            initialize_source=self.initialize_source,
         )
 
     # -- deadlines ---------------------------------------------------------------------------

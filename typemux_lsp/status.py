@@ -30,6 +30,7 @@ def status(
     router: Router,
     problems: Sequence[ConfigProblem],
     roots: Sequence[Path],
+    initialize_source: str = "recorded",
 ) -> dict[str, Any]:
     now = time.monotonic()
     backends = []
@@ -62,6 +63,10 @@ def status(
         "version": version,
         "backend": kind.name,
         "positionEncoding": encoding.value,
+        #: "learned": the client was given the installed backend's own initialize answer;
+        #: "recorded": a recording, while the installed backend is asked (capabilities.py);
+        #: "recorded, then learned": asked and cached; what was missing was registered
+        "initializeAnswer": initialize_source,
         "workspaceFolders": [str(r) for r in roots],
         "maxBackends": pool.max_backends,
         "backendProcesses": pool.processes(),

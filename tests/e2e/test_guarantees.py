@@ -281,7 +281,9 @@ def forty_projects(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def backend_processes(proxy_pid: int) -> int:
-    """Live (not zombie) direct children of the proxy, the reaper not counted."""
+    """Live (not zombie) direct children of the proxy: its backends. Not counted: the reaper,
+    and the one-off probe that learns a backend's initialize answer (capabilities.py), which
+    runs in a typemux-lsp-probe-* directory and is no pool backend."""
     count = 0
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -289,11 +291,13 @@ def backend_processes(proxy_pid: int) -> int:
         try:
             stat = Path(f"/proc/{name}/stat").read_bytes()
             cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            cwd = os.readlink(f"/proc/{name}/cwd")
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        alive = fields[0] not in (b"Z", b"X")
-        if int(fields[1]) == proxy_pid and alive and b"groups.add" not in cmdline:  # not the reaper
+        if int(fields[1]) != proxy_pid or fields[0] in (b"Z", b"X"):
+            continue
+        if b"groups.add" not in cmdline and "typemux-lsp-probe-" not in cwd:
             count += 1
     return count
 

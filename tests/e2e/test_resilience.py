@@ -24,15 +24,17 @@ AREA_V1 = "def area(radius: float) -> float"
 
 async def status(client: Any) -> dict[str, Any]:
     """The pool, through the `typemux.status` command (as an editor would call it)."""
-    result: dict[str, Any] = await client.request(
+    result = await client.request(
         "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
     )
+    assert isinstance(result, dict)
     return result
 
 
 def backend_of(state: dict[str, Any], monorepo: Monorepo, project: str) -> dict[str, Any]:
     venv = str(monorepo.venv(project).resolve())
     (entry,) = [b for b in state["backends"] if b["venv"] == venv]
+    assert isinstance(entry, dict)
     return entry
 
 

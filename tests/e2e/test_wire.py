@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from clients import CLAUDE_CODE, PROFILES, position_of
+from clients import CLAUDE_CODE, PROFILES, VSCODE, position_of, proxy_command, proxy_env
 from rawclient import Message, RawClient
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from conftest import Monorepo
 
 StartRaw = Callable[[str, "Path"], Awaitable[RawClient]]
+StartRawCommand = Callable[..., Awaitable[RawClient]]
 
 
 def at(uri: str, text: str, needle: str, offset: int = 0) -> dict[str, Any]:
@@ -121,24 +121,36 @@ async def test_answers_equal_straight_backend(
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
-async def test_initialize_answer_is_the_backends_own(
+async def test_initialize_answer_is_the_installed_backends_own(
     backend: str,
     profile: str,
     monorepo: Monorepo,
-    start_raw_proxy: StartRaw,
+    start_raw: StartRawCommand,
     start_straight: StartRaw,
+    tmp_path: Path,
 ) -> None:
-    """Answered before any backend runs, from the recorded profile: it must still be exactly
-    what the backend says to this client, but for the proxy's own status command."""
+    """Answered before any backend runs: a first session (empty cache) answers from the
+    recording and learns the installed backend's own answer in the background; every later
+    session answers exactly what that backend says to this client (its version included),
+    but for the proxy's own status command."""
     client = PROFILES[profile]
-    alpha = monorepo.path("alpha")
-    proxy, straight = await asyncio.gather(
-        start_raw_proxy(backend, monorepo.root), start_straight(backend, alpha)
+    env = proxy_env()
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    first = await start_raw(proxy_command(backend), cwd=monorepo.root, env=env, name="first")
+    await first.initialize(client.initialize_params(monorepo.root))
+    await first.wait_for(
+        lambda m: m["method"] == "window/logMessage" and "learned" in m["params"]["message"]
     )
+    assert (await first.result("typemux/status"))["initializeAnswer"] == "recorded, then learned"
+
+    alpha = monorepo.path("alpha")
+    proxy = await start_raw(proxy_command(backend), cwd=monorepo.root, env=env, name="second")
+    straight = await start_straight(backend, alpha)
     via_proxy, direct = await asyncio.gather(
         proxy.initialize(client.initialize_params(monorepo.root)),
         straight.initialize(client.initialize_params(alpha)),
     )
+    assert (await proxy.result("typemux/status"))["initializeAnswer"] == "learned"
     ours = via_proxy["result"]
     commands = ours["capabilities"]["executeCommandProvider"]["commands"]
     assert commands[-1] == "typemux.status"
@@ -146,3 +158,36 @@ async def test_initialize_answer_is_the_backends_own(
     if not commands and "executeCommandProvider" not in direct["result"]["capabilities"]:
         del ours["capabilities"]["executeCommandProvider"]
     assert ours == direct["result"]
+
+
+async def test_what_the_recording_lacked_is_registered_where_the_client_allows(
+    monorepo: Monorepo, start_raw: StartRawCommand, tmp_path: Path
+) -> None:
+    """pyrefly 1.5.0 has semantic tokens that the 1.4.1 recording lacks: a VS Code-like
+    client (dynamic registration) gets them registered in the first session already."""
+    env = proxy_env()
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    proxy = await start_raw(proxy_command("pyrefly"), cwd=monorepo.root, env=env, name="p")
+    registered: list[dict[str, Any]] = []
+
+    def answer(message: dict[str, Any]) -> Any:
+        if message["method"] == "client/registerCapability":
+            registered.extend(message["params"]["registrations"])
+        if message["method"] == "workspace/configuration":
+            return [None] * len(message["params"]["items"])
+        return None
+
+    proxy.server_request_handler = answer
+    init = await proxy.initialize(VSCODE.initialize_params(monorepo.root))
+    assert "semanticTokensProvider" not in init["result"]["capabilities"]  # (the recording)
+    await proxy.wait_for(
+        lambda m: m["method"] == "window/logMessage" and "learned" in m["params"]["message"]
+    )
+    (tokens,) = [r for r in registered if r["method"] == "textDocument/semanticTokens"]
+    assert tokens["registerOptions"]["legend"]["tokenTypes"], tokens
+    app = monorepo.path("alpha/app.py")
+    await proxy.wait_for_diagnostics(proxy.open(app))
+    result = await proxy.result(
+        "textDocument/semanticTokens/full", {"textDocument": {"uri": app.as_uri()}}
+    )
+    assert result and result["data"], result

@@ -614,6 +614,17 @@ async def test_config_problems_are_shown_once_and_in_status(
     shown = [n for n in proxy.client.notifications if n["method"] == "window/showMessage"]
     assert len(shown) == 1
     assert "max-backend" in shown[0]["params"]["message"]
+    # and where Claude Code looks: diagnostics on the file, at each problem's line
+    pyproject = (ws / "pyproject.toml").resolve().as_uri()
+    published = [
+        n["params"]
+        for n in proxy.client.notifications
+        if n["method"] == "textDocument/publishDiagnostics" and n["params"]["uri"] == pyproject
+    ]
+    assert len(published) == 1, published
+    lines = {d["range"]["start"]["line"] for d in published[0]["diagnostics"]}
+    assert lines == {1, 2}  # 0-based: lines 2 and 3
+    assert all("Fix:" in d["message"] for d in published[0]["diagnostics"])
     # the valid parts still apply: the proxy serves
     await proxy.pid_of("a")
 

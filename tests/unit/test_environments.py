@@ -378,8 +378,8 @@ def test_a_cached_lookup_is_a_few_stat_calls_and_nothing_else(
         calls.append(f"listdir {path}")
         return real_listdir(path)
 
-    monkeypatch.setattr(_fs.os, "stat", counting_stat)
-    monkeypatch.setattr(_fs.os, "listdir", no_listdir)
+    monkeypatch.setattr(os, "stat", counting_stat)
+    monkeypatch.setattr(os, "listdir", no_listdir)
     again = find_environment(deep / "m.py")
     monkeypatch.undo()
     assert again is first

@@ -1,0 +1,112 @@
+"""Time from launch to the initialize answer: typemux-lsp against each backend straight.
+
+Claude Code (2.1.207-2.1.211) hangs when initialize is answered late, and every editor
+waits on it, so it is measured as a user meets it: spawn the process, send initialize at
+once, stop the clock at the answer. Interleaved, medians of `--runs` launches each.
+
+    .venv/bin/python bench/startup.py [--runs 15] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from typemux_lsp.backends import KINDS
+from typemux_lsp.jsonrpc import FrameDecoder, dumps, frame
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "processId": None,
+        "clientInfo": {"name": "Claude Code", "version": "2.1.0"},
+        "rootUri": None,
+        "capabilities": {"general": {"positionEncodings": ["utf-16"]}},
+    },
+}
+
+TARGET_MS = 250.0
+
+
+def answered_after(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """ms from spawn to the initialize answer."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=cwd,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(frame(dumps(INITIALIZE)))
+    proc.stdin.flush()
+    decoder = FrameDecoder()
+    try:
+        while True:
+            data = os.read(proc.stdout.fileno(), 65536)
+            if not data:
+                raise RuntimeError(f"{cmd[0]} exited before answering initialize")
+            for body in decoder.feed(data):
+                if isinstance(body, bytes) and json.loads(body).get("id") == 0:
+                    return (time.perf_counter() - start) * 1e3
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    paths: dict[str, list[str]] = {
+        "typemux-lsp (ty)": [sys.executable, "-m", "typemux_lsp", "--backend", "ty"],
+        "typemux-lsp (pyright)": [sys.executable, "-m", "typemux_lsp", "--backend", "pyright"],
+    }
+    for name in ("ty", "pyrefly", "pyright", "basedpyright"):
+        kind = KINDS[name]
+        executable = kind.resolve_executable()
+        if executable is not None:
+            paths[f"{name} straight"] = kind.command(executable)
+    env = dict(os.environ)
+    figures: dict[str, list[float]] = {name: [] for name in paths}
+    with tempfile.TemporaryDirectory() as tmp:
+        env["XDG_CACHE_HOME"] = tmp  # the proxy's learned answers, warmed by the first run
+        cwd = Path(tmp)
+        for cmd in paths.values():  # warm the OS caches and the learned answers
+            answered_after(cmd, cwd, env)
+        time.sleep(2)  # let the proxies' background probes finish and cache
+        for _ in range(args.runs):
+            for name, cmd in paths.items():
+                figures[name].append(answered_after(cmd, cwd, env))
+    report = {
+        name: {"median_ms": statistics.median(v), "max_ms": max(v)} for name, v in figures.items()
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    load = os.getloadavg()[0]
+    print(f"launch -> initialize answer, {args.runs} runs each, interleaved; load {load:.2f}")
+    print("| path | median ms | max ms |")
+    print("|---|---:|---:|")
+    for name, fig in report.items():
+        print(f"| {name} | {fig['median_ms']:.0f} | {fig['max_ms']:.0f} |")
+    worst = max(fig["median_ms"] for name, fig in report.items() if name.startswith("typemux"))
+    verdict = "met" if worst <= TARGET_MS else "MISSED"
+    print(f"target: typemux-lsp median <= {TARGET_MS:.0f} ms: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
