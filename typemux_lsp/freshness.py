@@ -1,0 +1,457 @@
+"""Freshness policy: what to watch for a backend, what a batch of changes means, what to do.
+
+Pure functions over paths and `watcher.Changes`, tested without processes. The core wires
+them: `plan_watch` -> `Watcher.watch`; each batch -> `classify` -> `decide` -> either a
+`workspace/didChangeWatchedFiles` to the backend or a transparent restart, logged with
+`Action.cause`.
+
+Why not events alone: no backend watches files itself (each waits for the client's
+events, which Claude Code never sends), and `bench/freshness.py` measured (2026-11,
+pyright 1.1.414, basedpyright 1.40.2, ty 0.0.105, pyrefly 1.4.1) that events are not
+always enough:
+- pyright/basedpyright act on changed or deleted library files at once (~0.05-0.5 s), but
+  on *created* library modules (a package added) only ~5.2 s later, and never on a config
+  file created where none was. Followed by `workspace/didChangeConfiguration`, both take
+  effect in ~0.4-0.6 s (they re-resolve imports and re-read configs): faster than a
+  restart (1.8-6 s, load-dependent) and nothing is replayed. Not used where events alone
+  suffice: it costs ~0.4 s more than a plain event;
+- ty acts at once, but resolves a new package only when told about its *directories*
+  too;
+- pyrefly acts within ~0.3 s on file events.
+A restart remains for what no event covers: the venv itself replaced.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pygls.uris import from_fs_path
+
+from .watcher import DEFAULT_SKIP_DIRS, Change, Changes, Root, WatchFilter
+
+#: Setting names and defaults, for config.py (the lead adds them there).
+SETTING_FRESHNESS = "freshness"
+SETTING_DEBOUNCE = "freshness-debounce-ms"
+DEFAULT_FRESHNESS = True
+#: Quiet time before a batch is acted on. An installer's writes come in bursts with gaps
+#: well under this; a restart or notification costs far more than the wait.
+DEFAULT_DEBOUNCE_MS = 300
+
+#: Type-checker configuration files, by name (pyproject.toml holds several tools' tables).
+CONFIG_FILES = frozenset({"pyproject.toml", "pyrightconfig.json", "ty.toml", "pyrefly.toml"})
+#: Files that decide how a package imports, besides sources.
+_ENV_SUFFIXES = (".py", ".pyi", ".pth", ".so", ".pyd")
+_ENV_NAMES = frozenset({"pyvenv.cfg", "py.typed", "METADATA", "RECORD"})
+SOURCE_SUFFIXES = (".py", ".pyi")
+
+#: Directories of a project never watched, on top of the watcher's defaults: build output
+#: (copies of sources) and packaging metadata.
+PROJECT_SKIP_DIRS = DEFAULT_SKIP_DIRS | {"build", "dist", ".eggs", "site-packages"}
+
+#: A directory holding one of these is an environment (venv, conda/pixi prefix), or another
+#: project with its own venv (whose files another backend serves): never walked as this
+#: project's sources.
+BOUNDARY_MARKERS = ("pyvenv.cfg", "conda-meta", ".venv/pyvenv.cfg")
+
+
+# -- what to watch -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """What a backend's imports resolve from, read from the disk (nothing is run)."""
+
+    prefix: Path
+    site_packages: tuple[Path, ...]
+    #: extra import roots named by `.pth` files (editable installs), outside site-packages
+    import_roots: tuple[Path, ...] = ()
+
+    @property
+    def cfg(self) -> Path:
+        return self.prefix / "pyvenv.cfg"
+
+
+def read_environment(prefix: Path) -> Environment:
+    """The site-packages directories of a venv (POSIX and Windows layouts) and the import
+    roots its `.pth` files add. Only reads files: a `.pth` line that starts with `import`
+    is code and is skipped, never run; setuptools' editable finders are read as data."""
+    candidates = [
+        *sorted(prefix.glob("lib/python*/site-packages")),
+        *sorted(prefix.glob("lib64/python*/site-packages")),
+        prefix / "Lib" / "site-packages",
+    ]
+    seen: set[Path] = set()
+    sites: list[Path] = []
+    for candidate in candidates:
+        if candidate.is_dir():
+            real = Path(os.path.realpath(candidate))
+            if real not in seen:
+                seen.add(real)
+                sites.append(real)
+    roots: list[Path] = []
+    for site in sites:
+        for root in pth_roots(site):
+            if root not in roots and not any(_inside(root, s) for s in sites):
+                roots.append(root)
+    return Environment(prefix, tuple(sites), tuple(roots))
+
+
+def pth_roots(site: Path) -> list[Path]:
+    """Directories added to `sys.path` by the `.pth` files of `site`, as `site.py` would add
+    them (relative to `site`, only if they exist), plus the source directories that
+    setuptools' editable finders map to (`MAPPING = {...}` in `__editable___*_finder.py`)."""
+    found: list[Path] = []
+    try:
+        names = sorted(os.listdir(site))
+    except OSError:
+        return found
+    for name in names:
+        path = site / name
+        if name.endswith(".pth"):
+            try:
+                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                entry = line.strip()
+                if not entry or entry.startswith("#") or re.match(r"import[ \t]", entry):
+                    continue
+                directory = Path(os.path.realpath(site / entry))
+                if directory.is_dir() and directory not in found:
+                    found.append(directory)
+        elif name.startswith("__editable___") and name.endswith("_finder.py"):
+            for directory in _editable_mapping(path):
+                if directory not in found:
+                    found.append(directory)
+    return found
+
+
+def _editable_mapping(finder: Path) -> list[Path]:
+    """The package directories in a setuptools editable finder's `MAPPING` literal."""
+    try:
+        tree = ast.parse(finder.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "MAPPING" for t in node.targets)
+            and isinstance(node.value, ast.Dict)
+        ):
+            try:
+                mapping = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            out = []
+            for target in mapping.values() if isinstance(mapping, dict) else ():
+                parent = Path(os.path.realpath(str(target))).parent
+                if isinstance(target, str) and parent.is_dir():
+                    out.append(parent)
+            return out
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class WatchPlan:
+    """The roots and filter for `Watcher.watch`, and what each root is for `classify`."""
+
+    environment: Environment
+    project: Path
+    roots: tuple[Root, ...]
+    filter: WatchFilter
+
+
+def plan_watch(environment: Environment, project: Path, *, skip: Iterable[Path] = ()) -> WatchPlan:
+    """What to watch for a backend serving `project` from `environment`.
+
+    Roots, in order of importance (the last ones are dropped first when the OS watch limit
+    is reached): the venv's own directory (its `pyvenv.cfg`: recreated, deleted), the
+    project's sources and configs, editable import roots, site-packages. The venv inside
+    the project tree is walked as the environment, not as sources; other environments and
+    nested projects with their own `.venv` (another backend serves them), directories in
+    `skip`, and `.git`, `node_modules`, caches, build output are never walked.
+    """
+    roots = [Root(environment.prefix, recursive=False), Root(project)]
+    roots += [Root(r) for r in environment.import_roots if not _inside(r, project)]
+    roots += [Root(s) for s in environment.site_packages]
+    flt = WatchFilter(
+        skip_dirs=PROJECT_SKIP_DIRS - {"site-packages"},
+        skip_paths=frozenset(skip),
+        suffixes=_ENV_SUFFIXES,
+        names=_ENV_NAMES | CONFIG_FILES,
+        skip_markers=BOUNDARY_MARKERS,
+    )
+    return WatchPlan(environment, project, tuple(roots), flt)
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
+
+
+# -- what a batch means ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """One batch of changes for one backend, sorted by what they mean to it."""
+
+    #: files and directories under site-packages or an editable import root
+    environment: tuple[tuple[Change, Path], ...] = ()
+    #: `.py`/`.pyi` files (and directories) of the project, outside the environment
+    sources: tuple[tuple[Change, Path], ...] = ()
+    #: type-checker configuration files of the project
+    configs: tuple[tuple[Change, Path], ...] = ()
+    #: `pyvenv.cfg` created, changed or deleted, or the venv directory itself replaced
+    environment_replaced: bool = False
+    #: the venv is gone now (no `pyvenv.cfg`)
+    environment_deleted: bool = False
+    #: package -> (old version, new version), from `.dist-info` names; None = absent
+    packages: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.environment or self.sources or self.configs or self.environment_replaced)
+
+
+_DIST_INFO = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+?)\.(?:dist|egg)-info$")
+
+
+def classify(plan: WatchPlan, changes: Changes) -> Classification:
+    """Sort a batch by meaning. A path matters once: environment first, then project."""
+    env = plan.environment
+    env_roots = (*env.site_packages, *env.import_roots)
+    environment: list[tuple[Change, Path]] = []
+    sources: list[tuple[Change, Path]] = []
+    configs: list[tuple[Change, Path]] = []
+    replaced = False
+    versions: dict[str, list[set[str]]] = {}
+    for change, path in changes:
+        if path == env.cfg or path == env.prefix:
+            replaced = True
+            continue
+        if any(_inside(path, root) for root in env_roots):
+            environment.append((change, path))
+            for part in (path.name, path.parent.name):
+                match = _DIST_INFO.match(part)
+                if match:
+                    name = match["name"].lower().replace("_", "-")
+                    slot = versions.setdefault(name, [set(), set()])
+                    slot[0 if change is Change.DELETED else 1].add(match["version"])
+                    break
+            continue
+        if _inside(path, env.prefix):
+            continue  # bin/, include/: not what imports resolve from
+        if not _inside(path, plan.project):
+            continue
+        if path.name in CONFIG_FILES:
+            configs.append((change, path))
+        elif path.suffix in SOURCE_SUFFIXES or path.suffix == "":
+            sources.append((change, path))
+    packages: dict[str, tuple[str | None, str | None]] = {}
+    for name, (gone, came) in sorted(versions.items()):
+        old = min(gone - came, default=None)
+        new = max(came, default=None)
+        if old != new:
+            packages[name] = (old, new)
+    return Classification(
+        tuple(environment),
+        tuple(sources),
+        tuple(configs),
+        replaced,
+        replaced and not env.cfg.exists(),
+        packages,
+    )
+
+
+# -- what to do --------------------------------------------------------------------------------
+
+
+#: "notify": `workspace/didChangeWatchedFiles`; "reconfigure": the same, then
+#: `workspace/didChangeConfiguration`; "restart": a transparent restart.
+How = Literal["notify", "reconfigure", "restart"]
+_STRENGTH: dict[str, int] = {"notify": 0, "reconfigure": 1, "restart": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """How one backend kind is best brought up to date, per kind of change (measured)."""
+
+    #: files (and directories) created under site-packages, outside `.dist-info`: a module
+    #: or package that can now be imported
+    environment_created: How
+    #: only changed or deleted files under site-packages
+    environment_changed: How
+    #: a config file changed that existed when the backend started
+    config_changed: How
+    #: a config file created or deleted
+    config_created: How
+
+
+#: From bench/freshness.py (see the module docstring and the README's figures).
+STRATEGIES: dict[str, Strategy] = {
+    "pyright": Strategy("reconfigure", "notify", "notify", "reconfigure"),
+    "basedpyright": Strategy("reconfigure", "notify", "notify", "reconfigure"),
+    "ty": Strategy("notify", "notify", "notify", "notify"),
+    "pyrefly": Strategy("notify", "notify", "notify", "notify"),
+}
+#: A kind not measured: restarting is always right, if slower.
+SAFE_STRATEGY = Strategy("restart", "restart", "restart", "restart")
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What the core does with a batch.
+
+    - "notify": send `workspace/didChangeWatchedFiles` with `params`;
+    - "reconfigure": the same, then `workspace/didChangeConfiguration` with the client's
+      last settings (`{"settings": null}` if it sent none: the backend then asks
+      `workspace/configuration` again, which the proxy answers as at start);
+    - "restart": a transparent restart (documents replayed, requests answered once);
+    - "stop": the environment is gone: stop the backend; requests for its files then get
+      the no-venv error.
+    """
+
+    kind: Literal["notify", "reconfigure", "restart", "stop"]
+    #: for the log: what changed, in words
+    cause: str
+    #: `workspace/didChangeWatchedFiles` params, for "notify" and "reconfigure"
+    params: Mapping[str, Any] | None = None
+
+
+def decide(
+    backend: str, classified: Classification, *, open_uris: Iterable[str] = ()
+) -> Action | None:
+    """The one action that brings `backend` up to date after `classified`, or None.
+
+    A restart covers everything (the backend re-reads the disk), so it wins over events.
+    Events name directories created or deleted as well as files, as an OS watcher reports
+    them: ty resolves a new package only when told about its directories, and the others
+    accept them. Events for documents the client has open are left out: the backend uses
+    the client's text for those (the disk text of an open document is a separate rule:
+    `disk_text_wins`).
+    """
+    if not classified:
+        return None
+    strategy = STRATEGIES.get(backend, SAFE_STRATEGY)
+    if classified.environment_deleted:
+        return Action("stop", f"the environment {classified_prefix(classified)} was deleted")
+    cause = describe(classified)
+    if classified.environment_replaced:
+        return Action("restart", cause)
+    # a new importable thing; a new .dist-info alone (an upgrade) needs no re-resolution
+    created = any(
+        c is Change.CREATED and not any(part.endswith(".dist-info") for part in p.parts)
+        for c, p in classified.environment
+    )
+    need: list[How] = ["notify"]
+    if classified.environment:
+        need.append(strategy.environment_created if created else strategy.environment_changed)
+    if classified.configs:
+        config_created = any(c is not Change.CHANGED for c, _ in classified.configs)
+        need.append(strategy.config_created if config_created else strategy.config_changed)
+    how = max(need, key=_STRENGTH.__getitem__)
+    if how == "restart":
+        return Action("restart", cause)
+    opened = set(open_uris)
+    events = []
+    for change, path in (*classified.environment, *classified.configs, *classified.sources):
+        uri = from_fs_path(str(path)) or path.as_uri()
+        if uri in opened:
+            continue
+        events.append({"uri": uri, "type": int(change)})
+    if not events and how == "notify":
+        return None
+    return Action(how, cause, {"changes": events})
+
+
+def classified_prefix(classified: Classification) -> str:
+    """Best-effort name of the environment for messages (the first path seen)."""
+    for _, path in (*classified.environment, *classified.sources, *classified.configs):
+        return str(path)
+    return "(unknown)"
+
+
+def describe(classified: Classification) -> str:
+    """The cause in words, for the log: e.g. "site-packages changed: 312 files (shapes 1.0
+    -> 2.0)"."""
+    parts = []
+    if classified.environment_replaced:
+        parts.append("the venv was recreated (pyvenv.cfg changed)")
+    if classified.environment:
+        text = f"site-packages changed: {_count(classified.environment)}"
+        if classified.packages:
+            names = [
+                f"{name} {old or 'new'} -> {new or 'removed'}"
+                for name, (old, new) in list(classified.packages.items())[:5]
+            ]
+            more = len(classified.packages) - len(names)
+            text += f" ({', '.join(names)}{f', and {more} more' if more > 0 else ''})"
+        parts.append(text)
+    if classified.configs:
+        parts.append("config changed: " + ", ".join(p.name for _, p in classified.configs[:3]))
+    if classified.sources:
+        parts.append(f"project sources changed: {_count(classified.sources)}")
+    return "; ".join(parts)
+
+
+def _count(changes: Sequence[tuple[Change, Path]]) -> str:
+    created = sum(c is Change.CREATED for c, _ in changes)
+    deleted = sum(c is Change.DELETED for c, _ in changes)
+    changed = len(changes) - created - deleted
+    words = [
+        f"{n} {w}"
+        for n, w in ((created, "created"), (changed, "changed"), (deleted, "deleted"))
+        if n
+    ]
+    return f"{len(changes)} files ({', '.join(words)})"
+
+
+# -- documents the client has open -------------------------------------------------------------
+
+
+def disk_text_wins(
+    *, client_text: str, clean_text: str | None, disk_text: str, client_watches_files: bool
+) -> bool:
+    """Whether the backend should get an open document's disk text (as a full didChange).
+
+    Only when the client cannot see the disk change itself (it does not watch files:
+    Claude Code) and has no unsaved edits: its text is still the text it last opened or
+    saved (`clean_text`, what was on disk then). Text the client changed and did not save
+    is never overwritten; the client's next edit wins again (the core then sends the
+    backend the client's whole text, not an incremental edit against the disk text).
+    """
+    if client_watches_files or clean_text is None:
+        return False
+    return client_text == clean_text and disk_text != client_text
+
+
+# -- not doubling a client that watches files itself ------------------------------------------
+
+
+class RecentEvents:
+    """Events told to a backend lately, so one change is told once whichever of the client
+    and the watcher reports it first. `now` is injectable for tests."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self._seen: dict[tuple[str, int], float] = {}
+
+    def fresh(self, events: Iterable[Mapping[str, Any]], now: float | None = None) -> list[Any]:
+        """The events not told within the window; records them as told."""
+        now = time.monotonic() if now is None else now
+        horizon = now - self.window_s
+        self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+        out = []
+        for event in events:
+            key = (str(event.get("uri")), int(event.get("type", 0)))
+            if key in self._seen:
+                continue
+            self._seen[key] = now
+            out.append(event)
+        return out
