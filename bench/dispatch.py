@@ -48,7 +48,7 @@ async def main(n: int) -> None:
         server.router.refresh(doc, force=True)
         assert doc.venv is not None
         session = server.pool._make(doc.venv)  # not started: fed by hand, writes to /dev/null
-        server.pool.sessions[doc.venv.path] = session
+        server.pool.sessions[doc.venv.key] = session
         session.state = State.READY
         session.open_docs.add(uri)
         session._outbox = Outbox(devnull, "backend")

@@ -4,8 +4,12 @@ Facts measured on the real servers (see the project notes): pyright and
 basedpyright ignore `VIRTUAL_ENV` and take `python.pythonPath` from
 `workspace/configuration`, then `python` on PATH; ty and pyrefly honour
 `VIRTUAL_ENV` (ty otherwise falls back to the venv it is installed in: a
-silently wrong answer). So every backend gets the venv three ways: environment,
-PATH and its `workspace/configuration` answer.
+silently wrong answer). So every backend gets the environment three ways: environment
+variables, PATH and its `workspace/configuration` answer.
+
+A conda-style prefix (conda, mamba, pixi) is not a virtual environment: it has no
+`pyvenv.cfg`, and `VIRTUAL_ENV` pointing at it would be a lie. ty and pyrefly read
+`CONDA_PREFIX` for those, which is what an activated conda environment sets.
 """
 
 from __future__ import annotations
@@ -27,7 +31,14 @@ from .tree import deep_merge, lookup
 from .venv import Venv, canonical, git_toplevel
 
 #: Environment variables of the proxy that must not leak into a backend's interpreter lookup.
-_SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONSTARTUP")
+_SCRUBBED_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+    "PYTHONSTARTUP",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +84,9 @@ class BackendKind:
         return [str(executable), *self.args]
 
     def environment(self, venv: Venv, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The backend's environment: the proxy's own, with the venv selected by
-        VIRTUAL_ENV and a PATH that holds nothing of the project's repository.
+        """The backend's environment: the proxy's own, with the environment selected by
+        VIRTUAL_ENV (CONDA_PREFIX for a conda-style prefix) and a PATH that holds nothing of
+        the project's repository.
 
         Opening a repository must not run a binary it ships: a `node`, `git` or `sh` in its
         `.venv/bin` (or anywhere in it) must not shadow the real ones. The interpreter
@@ -84,7 +96,7 @@ class BackendKind:
         env = {k: v for k, v in (os.environ if base is None else base).items()}
         for key in _SCRUBBED_ENV:
             env.pop(key, None)
-        env["VIRTUAL_ENV"] = str(venv.path)
+        env["VIRTUAL_ENV" if venv.is_venv else "CONDA_PREFIX"] = str(venv.path)
         env["PATH"] = safe_path(env.get("PATH", ""), venv.project_dir)
         # pyright's PyPI wrapper checks PyPI for a newer version on every start otherwise.
         env.setdefault("PYRIGHT_PYTHON_IGNORE_WARNINGS", "1")
@@ -113,10 +125,11 @@ class BackendKind:
         return value
 
     def interpreter_setting(self, venv: Venv) -> dict[str, Any]:
-        """The setting, inside `python_section`, that names the venv's interpreter.
+        """The setting, inside `python_section`, that names the environment's interpreter.
 
         ty reads `configuration.environment.python` (verified: a bare
-        `environment.python` is ignored); the others read `pythonPath`.
+        `environment.python` is ignored), a prefix, conda-style ones included; the others
+        read `pythonPath`, the interpreter (they ask it for its search paths).
         """
         if self.name == "ty":
             return {"configuration": {"environment": {"python": str(venv.path)}}}

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import platformdirs
 
 from .backends import DEFAULT_KIND, KINDS
-from .venv import canonical, git_toplevel
+from .environments import canonical, git_toplevel
 
 ENV_PREFIX = "TYPEMUX_LSP_"
 #: the environment variable that points at a user config file elsewhere
@@ -52,13 +52,19 @@ Level = Literal["user", "project"]
 
 @dataclass(frozen=True, slots=True)
 class ProjectRule:
-    """One `[[tool.typemux-lsp.projects]]` entry: which backend a group of projects gets.
+    """One `[[tool.typemux-lsp.projects]]` entry: the backend, settings and environment of a
+    group of projects.
 
-    `path` is a glob over project directories (the directory holding `.venv`): `*` stays
-    within one path segment, `**` spans any number, `.` is the base directory itself. A
-    relative glob is relative to `base` (the directory of the pyproject.toml that holds the
-    rule; for rules from the user config, environment or flags, the git toplevel of the
-    working directory). A project outside `base` matches only absolute globs.
+    `path` is a glob over project directories (the directory holding `.venv` or the manager's
+    files): `*` stays within one path segment, `**` spans any number, `.` is the base
+    directory itself. A relative glob is relative to `base` (the directory of the
+    pyproject.toml that holds the rule; for rules from the user config, environment or flags,
+    the git toplevel of the working directory). A project outside `base` matches only
+    absolute globs.
+
+    `environment` names the project's environment (a prefix or its interpreter; relative to
+    the project directory) or is "none"; a rule from a repository's pyproject.toml may only
+    name one inside `confine` (the repository).
     """
 
     path: str
@@ -67,6 +73,10 @@ class ProjectRule:
     settings: dict[str, Any] = field(default_factory=dict)
     #: where the rule was written, e.g. "project config /repo/pyproject.toml:12"
     source: str = ""
+    #: the environment of the matching projects, or "none"; None: discovered
+    environment: str | None = None
+    #: the directory `environment` must stay inside (rules from a repository's own file)
+    confine: Path | None = None
 
     def matches(self, project_dir: Path) -> bool:
         pattern = os.path.expanduser(self.path)
@@ -85,6 +95,7 @@ class ProjectRule:
             "base": str(self.base),
             "backend": self.backend,
             "settings": self.settings,
+            "environment": self.environment,
             "source": self.source,
         }
 
@@ -434,6 +445,7 @@ class _RuleFields:
     path: str
     backend: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    environment: str | None = None
 
 
 # -- TOML positions ----------------------------------------------------------------------------
@@ -757,7 +769,9 @@ class _Loader:
                 continue
             source = f"{level} config {path}" + (f":{line}" if line else "")
             if name == "projects":
-                rules = self.rules(value, source, base, str(path), lines, (*prefix, key))
+                rules = self.rules(
+                    value, source, base, str(path), lines, (*prefix, key), level == "project"
+                )
                 if rules is None:
                     continue
                 layer.values[name] = rules
@@ -778,6 +792,7 @@ class _Loader:
         file: str,
         lines: KeyLines | None,
         path: KeyPath,
+        from_repository: bool = False,
     ) -> list[ProjectRule] | None:
         """Valid rules from a `projects` value; each invalid rule is reported and dropped."""
         if not isinstance(value, list):
@@ -809,6 +824,8 @@ class _Loader:
                         + f"use one of {', '.join(sorted(KINDS))}.",
                         key="backend",
                     )
+                if spec.environment is not None:
+                    _check_environment(spec.environment, where, base, from_repository)
                 if ".." in _glob_parts(spec.path) and not os.path.isabs(spec.path):
                     raise _Invalid(
                         f'{where} has path = "{spec.path}", which leaves {base}; relative globs '
@@ -821,7 +838,17 @@ class _Loader:
                     line = lines.line((*path, index, error.key))
                 self.problem(file, line, f"{error.message} The rule is ignored.", error.fix)
                 continue
-            rules.append(ProjectRule(spec.path, base, spec.backend, spec.settings, rule_source))
+            rules.append(
+                ProjectRule(
+                    spec.path,
+                    base,
+                    spec.backend,
+                    spec.settings,
+                    rule_source,
+                    spec.environment,
+                    base if from_repository else None,
+                )
+            )
         return rules
 
     # -- environment and flags -------------------------------------------------------------
@@ -929,11 +956,15 @@ def _with_line(source: str, line: int | None) -> str:
     return f"{base}:{line}" if line else base
 
 
-_RULE_FIX = 'write the rule as { path = "services/*", backend = "ty", settings = { ... } }.'
+_RULE_FIX = (
+    'write the rule as { path = "services/*", backend = "ty", settings = { ... }, '
+    'environment = ".venv" }.'
+)
 _RULE_TYPES: dict[str, tuple[tuple[type[Any], ...], str]] = {
     "path": ((str,), "a string (a glob)"),
     "backend": ((str,), "a string (a backend kind)"),
     "settings": ((dict,), "a table"),
+    "environment": ((str,), 'a string (a path, or "none")'),
 }
 
 
@@ -952,7 +983,7 @@ def _structure_rule(entry: Mapping[str, Any], where: str) -> _RuleFields:
             unknown = sorted(extra[0].extra_fields)
             raise _Invalid(
                 f"{where} has unknown key(s) {', '.join(unknown)}.",
-                "a rule has only path (a glob), backend and settings (a table).",
+                "a rule has only path (a glob), backend, settings (a table) and environment.",
                 key=unknown[0],
             ) from None
         if "path" not in entry:
@@ -974,6 +1005,32 @@ def _structure_rule(entry: Mapping[str, Any], where: str) -> _RuleFields:
             f"{where} has an empty path.", 'use "." for the base directory itself.', key="path"
         )
     return spec
+
+
+def _check_environment(value: str, where: str, base: Path, from_repository: bool) -> None:
+    """An `environment` value that cannot work is refused when the configuration is read;
+    the real path of a relative one is checked again at each lookup."""
+    if not value.strip():
+        raise _Invalid(
+            f"{where} has an empty environment.",
+            'name the environment\'s directory (e.g. environment = ".venv"), or "none".',
+            key="environment",
+        )
+    if not from_repository or value == "none":
+        return
+    target = Path(os.path.expanduser(value))
+    if value.startswith("~") or (target.is_absolute() and not _inside(target, base)):
+        raise _Invalid(
+            f'{where} has environment = "{value}", outside the repository {base}: a '
+            "repository's own pyproject.toml may only name an environment inside it.",
+            "set it in your user config (config.toml) instead.",
+            key="environment",
+        )
+
+
+def _inside(path: Path, base: Path) -> bool:
+    normal = Path(os.path.normpath(path))
+    return normal == base or base in normal.parents
 
 
 def _unknown_key(key: str, header: str) -> tuple[str, str]:

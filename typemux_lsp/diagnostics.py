@@ -38,7 +38,7 @@ class Diagnostics:
         if (
             doc is None
             or doc.venv is None
-            or doc.venv.path != session.venv.path
+            or doc.venv.key != session.venv.key
             or session.state is not State.READY
             or time.monotonic() - doc.checked_at >= RECHECK_SECONDS
         ):
@@ -53,7 +53,7 @@ class Diagnostics:
         if session.state is State.WARMING:
             session.mark_ready("first diagnostics")
         owner = self._router.venv_for(uri, self._store.get(uri))
-        if isinstance(owner, NoVenv) or owner.path != session.venv.path:
+        if isinstance(owner, NoVenv) or owner.key != session.venv.key:
             session.log.debug("diagnostics for %s, which is not this venv's: dropped", uri)
             return
         self._forward(session, body, params)

@@ -3,9 +3,10 @@
 An editor shows little when a language server is misconfigured (Claude Code shows nothing),
 so the doctor answers the questions a user would otherwise debug by hand: which settings are in
 force and where each comes from, which backend executables would run (and their versions),
-which venvs exist under PATH and which backend each gets, which Python files have no venv, and
-every problem with its fix. Exit code 0 means the setup can work, 2 means it cannot (a needed
-backend is missing or the configuration is invalid).
+every project under PATH with its manager, its environment and how it was found (or what is
+missing and the command that creates it), the backend each environment gets, which Python
+files have no environment, and every problem with its fix. Exit code 0 means the setup can
+work, 2 means it cannot (a needed backend is missing or the configuration is invalid).
 
 The report is built once as JSON data (`collect`), stable and documented in
 docs/doctor-json.md; the text form is rendered from that same data.
@@ -23,13 +24,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, projects
 from .backends import KINDS, BackendKind
 from .config import Settings, load_settings
-from .projects import MAX_DIRECTORIES, scan
-from .venv import VENV_DIR, Venv, canonical, project_dir_hint
+from .environments import Lookup, canonical
+from .projects import MAX_DIRECTORIES
 
-SCHEMA_VERSION = 1
+VENV_DIR = ".venv"
+ROOT = Path("/")
+SCHEMA_VERSION = 2
 #: seconds a backend gets to print its version
 VERSION_TIMEOUT = 20.0
 #: the program that prints the version, when the language server itself cannot
@@ -50,6 +53,42 @@ def run(args: Any, environ: Mapping[str, str], path: Path) -> int:
 
 
 # -- collecting --------------------------------------------------------------------------------
+
+
+def _orphan_json(directory: Path, lookup: Lookup, files: int) -> Json:
+    missing = lookup.missing
+    return {
+        "directory": str(directory),
+        "pythonFiles": files,
+        "manager": missing.manager if missing else None,
+        "reason": missing.reason
+        if missing
+        else "no project and no .venv between the files and "
+        + (str(lookup.boundary) if lookup.boundary else "the filesystem root"),
+        "fix": missing.fix
+        if missing
+        else f"cd {directory} && uv sync (or `python -m venv {VENV_DIR}` and install the "
+        "dependencies)",
+    }
+
+
+def _project_json(directory: Path, lookup: Lookup, files: int) -> Json:
+    env, missing = lookup.environment, lookup.missing
+    return {
+        "directory": str(directory),
+        "manager": env.manager if env else missing.manager if missing else None,
+        "environment": str(env.path) if env else None,
+        "foundBy": env.found_by if env else None,
+        "missing": None
+        if missing is None
+        else {
+            "manager": missing.manager,
+            "reason": missing.reason,
+            "looked": [str(p) for p in missing.looked],
+            "fix": missing.fix,
+        },
+        "pythonFiles": files,
+    }
 
 
 def _problem(severity: str, message: str, fix: str, file: str | None = None) -> Json:
@@ -133,7 +172,7 @@ def _backends(
         }
         severity = "error" if name in needed else "warning"
         why = (
-            f"{len(users)} venv(s) under the checked path need it"
+            f"{len(users)} environment(s) under the checked path need it"
             if users
             else "it is the default backend"
             if name == settings.backend
@@ -196,8 +235,9 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
         "configFiles": [],
         "settings": {},
         "backends": [],
-        "venvs": [],
-        "withoutVenv": [],
+        "projects": [],
+        "environments": [],
+        "withoutEnvironment": [],
         "truncated": False,
         "problems": [],
     }
@@ -229,21 +269,24 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
         for name in Settings.names()
     }
 
-    found = scan(target)
+    scan = projects.scan(target, rules=settings.projects)
     used_by: dict[str, list[str]] = {}
-    for venv_path in sorted(found.venvs):
-        venv = Venv(venv_path)
-        kind, backend_settings = settings.backend_for(venv.project_dir)
-        match = settings.rule_for(venv.project_dir)
-        used_by.setdefault(kind, []).append(str(venv.path))
-        interpreter = venv.python.exists()
-        report["venvs"].append(
+    for _, (env, files) in sorted(scan.environments.items()):
+        kind, backend_settings = settings.backend_for(env.project_dir)
+        match = settings.rule_for(env.project_dir)
+        used_by.setdefault(kind, []).append(str(env.path))
+        interpreter = env.python.exists()
+        report["environments"].append(
             {
-                "path": str(venv.path),
-                "projectDir": str(venv.project_dir),
-                "pythonVersion": venv.python_version(),
+                "path": str(env.path),
+                "key": str(env.key),
+                "manager": env.manager,
+                "foundBy": env.found_by,
+                "projectDir": str(env.project_dir),
+                "python": str(env.python),
+                "pythonVersion": env.python_version(),
                 "interpreterFound": interpreter,
-                "pythonFiles": found.venvs[venv_path],
+                "pythonFiles": files,
                 "backend": kind,
                 "backendSettings": backend_settings,
                 "rule": None
@@ -255,25 +298,21 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
             problems.append(
                 _problem(
                     "warning",
-                    f"{venv.path} has no working interpreter ({venv.python} is missing or a "
+                    f"{env.path} has no working interpreter ({env.python} is missing or a "
                     "broken link), so its backend cannot resolve imports.",
-                    f"recreate it: `cd {venv.project_dir} && rm -rf {VENV_DIR} && uv sync` "
-                    f"(or `python -m venv {VENV_DIR}` and reinstall the dependencies).",
+                    f"recreate it: `cd {env.project_dir} && rm -rf {VENV_DIR} && uv sync` "
+                    f"(or `python -m venv {VENV_DIR}` and reinstall the dependencies)"
+                    if env.manager == "venv"
+                    else f"recreate it with {env.manager} (it was found as: {env.found_by}).",
                 )
             )
-
-    grouped: dict[Path, int] = {}
-    for directory, count in found.orphans.items():
-        hint = project_dir_hint(directory)
-        grouped[hint] = grouped.get(hint, 0) + count
-    report["withoutVenv"] = [
-        {
-            "directory": str(directory),
-            "pythonFiles": count,
-            "fix": f"cd {directory} && uv sync (or `python -m venv {VENV_DIR}` and install the "
-            "dependencies)",
-        }
-        for directory, count in sorted(grouped.items())
+    report["projects"] = [
+        _project_json(directory, lookup, scan.project_files.get(directory, 0))
+        for directory, lookup in sorted(scan.projects.items())
+    ]
+    report["withoutEnvironment"] = [
+        _orphan_json(directory, lookup, count)
+        for directory, (lookup, count) in sorted(scan.orphans.items())
     ]
 
     backends, backend_problems = _backends(settings, loaded.sources, used_by)
@@ -291,12 +330,13 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
                     f"create {log_dir} or change log-file (set by {loaded.sources['log_file']}).",
                 )
             )
-    if found.truncated:
+    if scan.truncated:
         report["truncated"] = True
         problems.append(
             _problem(
                 "warning",
-                f"stopped after {MAX_DIRECTORIES} directories; the venv list is incomplete.",
+                f"stopped after {MAX_DIRECTORIES} directories; the project and environment "
+                "lists are incomplete.",
                 "run the doctor on a smaller directory (one project or one service).",
             )
         )
@@ -364,7 +404,7 @@ def render_text(report: Json) -> str:
             mark = "ok     " if b["found"] else "MISSING"
             role = ["default"] if b["default"] else []
             if b["usedBy"]:
-                role.append(f"{len(b['usedBy'])} venv(s)")
+                role.append(f"{len(b['usedBy'])} environment(s)")
             version = b["version"] or (b["versionError"] if b["found"] else "")
             add(
                 f"  {mark} {b['kind']:<13} {b['executable'] or 'not found':<40} "
@@ -372,22 +412,42 @@ def render_text(report: Json) -> str:
             )
 
     add("")
-    add(f"Venvs ({len(report['venvs'])})")
-    for v in report["venvs"]:
+    add(f"Projects ({len(report['projects'])})")
+    for proj in report["projects"]:
+        missing = proj["missing"]
+        state = (
+            f"-> {_rel(proj['environment'], base)}"
+            if proj["environment"]
+            else "NO ENVIRONMENT"
+            if missing
+            else "-"
+        )
+        add(f"  {_rel(proj['directory'], base):<28} {proj['manager'] or '?':<13} {state}")
+        if missing:
+            add(f"      {missing['reason']}")
+            add(f"      fix: {missing['fix']}")
+    if not report["projects"]:
+        add("  none found")
+
+    add("")
+    add(f"Environments ({len(report['environments'])})")
+    for v in report["environments"]:
         rule = v["rule"]
         why = "default" if rule is None else f"rule {rule['index'] + 1} ({rule['path']})"
         broken = "" if v["interpreterFound"] else "  INTERPRETER MISSING"
         add(
-            f"  {_rel(v['path'], base):<28} Python {v['pythonVersion'] or '?':<8} "
-            f"{v['backend']:<12} {why:<24} {v['pythonFiles']} file(s){broken}"
+            f"  {_rel(v['path'], base):<28} {v['manager']:<13} Python "
+            f"{v['pythonVersion'] or '?':<8} {v['backend']:<12} {why:<24} "
+            f"{v['pythonFiles']} file(s){broken}"
         )
-    if not report["venvs"]:
+        add(f"      found: {v['foundBy']}")
+    if not report["environments"]:
         add("  none found")
 
-    if report["withoutVenv"]:
+    if report["withoutEnvironment"]:
         add("")
-        add(f"Python files without a .venv ({len(report['withoutVenv'])})")
-        for item in report["withoutVenv"]:
+        add(f"Python files without an environment ({len(report['withoutEnvironment'])})")
+        for item in report["withoutEnvironment"]:
             add(f"  {_rel(item['directory'], base):<28} {item['pythonFiles']} file(s)")
             add(f"      fix: {item['fix']}")
 

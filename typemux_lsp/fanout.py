@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -86,9 +87,9 @@ class FanOut:
         missing: list[Unsearched] = []
         with self._plane.lock:
             for session in self._pool.live():
-                if session.venv.path not in {v.path for v in venvs}:
+                if session.venv.key not in {v.key for v in venvs}:
                     venvs.append(session.venv)
-            for venv in sorted(venvs, key=lambda v: str(v.path)):
+            for venv in sorted(venvs, key=lambda v: str(v.key)):
                 found = self._pool.get(venv)
                 if found is not None:
                     session = found
@@ -191,9 +192,11 @@ class FanOut:
         loop = asyncio.get_running_loop()
         found: dict[Path, Venv] = {}
         for root in roots:
-            listing = await loop.run_in_executor(None, scan, root)
-            for path in listing.venvs:
-                found.setdefault(path, Venv(path))
+            listing = await loop.run_in_executor(
+                None, functools.partial(scan, root, rules=self._router.rules)
+            )
+            for key, (env, _files) in listing.environments.items():
+                found.setdefault(key, env)
         venvs = list(found.values())
         self._projects = (now, roots, venvs)
         return list(venvs)
@@ -212,7 +215,7 @@ class FanOut:
             previous = params.get("previousResultIds")
             previous = previous if isinstance(previous, list) else []
             for session in sessions:
-                mine = [p for p in previous if self._owner(p) == session.venv.path]
+                mine = [p for p in previous if self._owner(p) == session.venv.key]
                 sub_token = None
                 sub = {**params, "previousResultIds": mine}
                 if token is not None:
@@ -261,7 +264,7 @@ class FanOut:
             return None
         with contextlib.suppress(ValueError, OSError):
             venv = self._router.venv_for(uri, self._store.get(uri))
-            return None if isinstance(venv, NoVenv) else venv.path
+            return None if isinstance(venv, NoVenv) else venv.key
         return None
 
 

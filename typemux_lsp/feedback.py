@@ -115,7 +115,8 @@ class Feedback:
             )
         if doc.path is None:
             return
-        project = project_dir_hint(doc.path.parent)
+        known = doc.lookup.project_dir if doc.lookup is not None else None
+        project = known or project_dir_hint(doc.path.parent)
         if project not in self._warned_projects:
             self._warned_projects.add(project)
             self._send(

@@ -74,7 +74,7 @@ class Pool:
     # -- lookups -------------------------------------------------------------------------
 
     def get(self, venv: Venv) -> BackendSession | None:
-        session = self.sessions.get(venv.path)
+        session = self.sessions.get(venv.key)
         return session if session is not None and session.alive else None
 
     def live(self) -> list[BackendSession]:
@@ -86,13 +86,13 @@ class Pool:
 
     def crash_count(self, venv: Venv) -> int:
         """How many times this venv's backend failed since the proxy started."""
-        return self._crash_totals.get(venv.path, 0)
+        return self._crash_totals.get(venv.key, 0)
 
     # -- starting ------------------------------------------------------------------------
 
     def get_or_start(self, venv: Venv) -> BackendSession:
         """The venv's session, started if needed; raises `CrashLoop` while it cools down."""
-        session = self.sessions.get(venv.path)
+        session = self.sessions.get(venv.key)
         if session is not None and session.alive:
             if not session.venv_recreated(time.monotonic()):
                 return session
@@ -130,7 +130,7 @@ class Pool:
         session = self._make(venv)
         session.on_end(self._ended)
         session.on_gone(self._gone)
-        self.sessions[venv.path] = session
+        self.sessions[venv.key] = session
         self._every.add(session)
         self._waiting.append(session)
         while True:
@@ -162,7 +162,7 @@ class Pool:
 
     def _ended(self, session: BackendSession, error: BackendError) -> None:
         """A session ended: count it if it crashed; its slot frees when its process is gone."""
-        path = session.venv.path
+        path = session.venv.key
         if self.sessions.get(path) is session:
             del self.sessions[path]
         if session in self._waiting:
@@ -174,12 +174,12 @@ class Pool:
             self._crash_totals[path] = self._crash_totals.get(path, 0) + 1
 
     def _check_crash_loop(self, venv: Venv) -> None:
-        times = self._crashes.get(venv.path)
+        times = self._crashes.get(venv.key)
         if not times or len(times) < self.crash_limit:
             return
         now = time.monotonic()
         if times[-1] - times[0] <= self.crash_window and now - times[-1] < self.crash_cooldown:
-            last = self._last_error.get(venv.path)
+            last = self._last_error.get(venv.key)
             raise CrashLoop(
                 f"typemux-lsp: the backend for {venv} failed {len(times)} times within "
                 f"{self.crash_window:g} s; not restarting it for another "
@@ -197,8 +197,8 @@ class Pool:
     ) -> None:
         """Stop `session` now (one that is not up yet is killed at once), finishing in the
         background."""
-        if self.sessions.get(session.venv.path) is session:
-            del self.sessions[session.venv.path]
+        if self.sessions.get(session.venv.key) is session:
+            del self.sessions[session.venv.key]
         if session in self._waiting:
             self._waiting.remove(session)
         shutdown = session.begin_stop(graceful=graceful, error=error)

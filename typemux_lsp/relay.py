@@ -191,7 +191,7 @@ class Relay:
         now = time.monotonic()
         if now - doc.checked_at >= RECHECK_SECONDS:
             return None
-        session = self.pool.sessions.get(doc.venv.path)
+        session = self.pool.sessions.get(doc.venv.key)
         if session is None or uri not in session.open_docs:
             return None
         if now - session.identity_checked_at >= 1.0:

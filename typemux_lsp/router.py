@@ -1,19 +1,22 @@
-"""From a message to the venv that must answer it.
+"""From a message to the environment that must answer it.
 
-A document's venv is looked up when it opens and re-checked at most once a
-second while it is used, so a `.venv` created, deleted or recreated under an
-open file takes effect on the next request. A file with no venv is looked up
-again on every request: a negative answer is never kept.
+A document's environment is looked up when it opens and re-checked at most once a
+second while it is used, so an environment created, deleted or recreated under an
+open file takes effect on the next request. A file with none is looked up again on
+every request: a negative answer is never kept. The lookup (`environments`) is bounded
+by the client's workspace folders and uses the configured project rules.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .documents import Document, DocumentStore
+from .environments import EnvironmentRule
 from .features import ITEM_URI_METHODS
 from .tree import get_path
 from .uris import BadUri, local_path
@@ -40,9 +43,20 @@ class NoVenv:
 
 
 class Router:
-    def __init__(self, store: DocumentStore, recheck: float = RECHECK_SECONDS) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        recheck: float = RECHECK_SECONDS,
+        *,
+        rules: Sequence[EnvironmentRule] = (),
+        roots: Callable[[], Sequence[Path]] = tuple,
+    ) -> None:
         self.store = store
         self.recheck = recheck
+        #: the configured project rules (`environment` names a project's environment)
+        self.rules = rules
+        #: the client's workspace folders, which bound every lookup
+        self.roots = roots
         self._uncached: dict[str, tuple[Venv | None, Lookup | None, float]] = {}
 
     @staticmethod
@@ -74,7 +88,7 @@ class Router:
         if doc.path is None:
             doc.venv, doc.lookup = None, None
         else:
-            doc.lookup = find_venv(doc.path)
+            doc.lookup = find_venv(doc.path, roots=self.roots(), rules=self.rules)
             doc.venv = doc.lookup.venv
         doc.checked_at = now
         return doc.venv
@@ -95,7 +109,7 @@ class Router:
         ):
             return cached[0]
         path = local_path(uri)
-        lookup = find_venv(path) if path is not None else None
+        lookup = find_venv(path, roots=self.roots(), rules=self.rules) if path is not None else None
         venv = lookup.venv if lookup is not None else None
         if len(self._uncached) > 4096:
             self._uncached.clear()

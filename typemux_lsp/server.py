@@ -91,7 +91,7 @@ class TypemuxServer:
         self.config_problems = list(problems)
         self.cwd = canonical(cwd or os.getcwd())
         self.store = DocumentStore()
-        self.router = Router(self.store)
+        self.router = Router(self.store, rules=settings.projects, roots=lambda: self.roots)
         self.timeouts = Timeouts(
             start=settings.start_timeout, warmup=settings.warmup_timeout, stop=2.0
         )
@@ -320,7 +320,7 @@ class TypemuxServer:
         self.relay.open = True
         if learned is None:
             self._learn(params, caps, result)
-        venv = fallback_venv(self.cwd)
+        venv = fallback_venv(self.cwd, rules=self.settings.projects)
         if venv is not None:
             logger.info("pre-starting the fallback venv %s", venv)
             with contextlib.suppress(BackendError):
@@ -742,7 +742,7 @@ class TypemuxServer:
     def session_started(self, session: BackendSession) -> None:
         self.feedback.backend_started(session)
         for doc in self.store:
-            if doc.venv is not None and doc.venv.path == session.venv.path and not doc.desynced:
+            if doc.venv is not None and doc.venv.key == session.venv.key and not doc.desynced:
                 session.open_document(doc)
         if self.watcher is not None:
             # Planned again at every start: a .pth file (an editable install) may be new.

@@ -40,6 +40,9 @@ def status(
             {
                 "venv": str(session.venv.path),
                 "project": str(session.venv.project_dir),
+                # the kind of environment ("venv", "poetry", "pixi", ...) and how it was found
+                "manager": session.venv.manager,
+                "foundBy": session.venv.found_by,
                 "kind": session.kind.name,
                 "pid": session.pid,
                 "state": session.state.value,

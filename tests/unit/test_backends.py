@@ -10,6 +10,7 @@ import pytest
 
 from typemux_lsp.backends import KINDS, safe_path
 from typemux_lsp.documents import Encoding
+from typemux_lsp.environments import Environment
 from typemux_lsp.venv import Venv
 
 VENV = Venv(Path("/w/api/.venv"))
@@ -34,13 +35,41 @@ def test_other_sections_come_from_settings_or_null() -> None:
     assert KINDS["pyright"].configuration("python.analysis", VENV, {"python": {"analysis": 1}}) == 1
 
 
-def test_environment_points_at_the_venv_and_drops_the_proxys_python_settings() -> None:
-    env = KINDS["ty"].environment(
-        VENV, {"PATH": "/usr/bin", "PYTHONPATH": "/proxy", "PYTHONHOME": "/x", "VIRTUAL_ENV": "/me"}
-    )
-    assert env["VIRTUAL_ENV"] == "/w/api/.venv"
+PROXY_ENV = {
+    "PATH": "/usr/bin",
+    "PYTHONPATH": "/proxy",
+    "PYTHONHOME": "/x",
+    "VIRTUAL_ENV": "/me",
+    "CONDA_PREFIX": "/opt/conda",
+    "CONDA_DEFAULT_ENV": "base",
+}
+
+
+def test_environment_points_at_the_venv_and_drops_the_proxys_python_settings(
+    tmp_path: Path,
+) -> None:
+    prefix = tmp_path / "api" / ".venv"
+    prefix.mkdir(parents=True)
+    (prefix / "pyvenv.cfg").write_text("version = 3.11.7\n")
+    env = KINDS["ty"].environment(Environment(prefix), PROXY_ENV)
+    assert env["VIRTUAL_ENV"] == str(prefix)
     assert env["PATH"] == "/usr/bin"
-    assert "PYTHONPATH" not in env and "PYTHONHOME" not in env
+    assert not {"PYTHONPATH", "PYTHONHOME", "CONDA_PREFIX", "CONDA_DEFAULT_ENV"} & set(env)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_conda_prefix_is_not_passed_off_as_a_virtualenv(tmp_path: Path, kind: str) -> None:
+    """conda/pixi prefixes have no pyvenv.cfg: CONDA_PREFIX, as `conda activate` sets it."""
+    prefix = tmp_path / ".pixi" / "envs" / "default"
+    (prefix / "conda-meta").mkdir(parents=True)
+    found = Environment(prefix, None, tmp_path, None, "pixi", "test")
+    env = KINDS[kind].environment(found, PROXY_ENV)
+    assert env["CONDA_PREFIX"] == str(prefix)
+    assert "VIRTUAL_ENV" not in env and "CONDA_DEFAULT_ENV" not in env
+    assert env["PATH"] == "/usr/bin"
+    setting = KINDS[kind].interpreter_setting(found)
+    expected = str(prefix) if kind == "ty" else str(prefix / "bin" / "python")
+    assert expected in str(setting)
 
 
 def test_path_holds_nothing_of_the_project(tmp_path: Path) -> None:

@@ -433,6 +433,50 @@ def test_a_project_cannot_choose_the_backend_command_or_log_file(repo: Path) -> 
     assert all("cannot be set in a project" in p.message for p in loaded.problems)
 
 
+def test_rules_name_environments_and_a_repository_only_its_own(repo: Path) -> None:
+    project = """\
+[[tool.typemux-lsp.projects]]
+path = "services/api"
+environment = ".venv-api"
+
+[[tool.typemux-lsp.projects]]
+path = "services/worker"
+environment = "none"
+
+[[tool.typemux-lsp.projects]]
+path = "services/evil"
+environment = "/opt/somewhere/env"
+
+[[tool.typemux-lsp.projects]]
+path = "services/home"
+environment = "~/envs/x"
+
+[[tool.typemux-lsp.projects]]
+path = "services/empty"
+environment = ""
+
+[[tool.typemux-lsp.projects]]
+path = "services/typed"
+environment = false
+"""
+    loaded = load(repo, project=project)
+    rules = loaded.settings.projects
+    assert [(r.path, r.environment, r.confine) for r in rules] == [
+        ("services/api", ".venv-api", repo),
+        ("services/worker", "none", repo),
+    ]
+    assert rules[0].to_json()["environment"] == ".venv-api"
+    problems = [(p.line, p.message) for p in loaded.problems]
+    assert [line for line, _ in problems] == [11, 15, 19, 23]
+    assert "outside the repository" in problems[0][1] and "outside" in problems[1][1]
+    assert "empty environment" in problems[2][1]
+    assert "environment = false" in problems[3][1]
+    # the user's own config may name any environment; its rules are not confined
+    user = '[[projects]]\npath = "services/api"\nenvironment = "/opt/somewhere/env"\n'
+    mine = load(repo, user=user, project="[project]\nname='x'\n").settings.projects
+    assert [(r.environment, r.confine) for r in mine] == [("/opt/somewhere/env", None)]
+
+
 def test_both_spellings_of_one_key_are_a_problem(repo: Path) -> None:
     loaded = load(repo, project="[tool.typemux-lsp]\nmax-backends = 3\nmax_backends = 4\n")
     assert loaded.settings.max_backends == 3

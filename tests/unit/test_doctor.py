@@ -1,7 +1,8 @@
 """`typemux-lsp --doctor`, run as a user runs it (a subprocess) on a monorepo with real venvs.
 
-Exit code 0 when the setup can work and 2 when it cannot; every venv with the backend it gets;
-files without a venv; problems with file, line and fix; the JSON form matches its documentation.
+Exit code 0 when the setup can work and 2 when it cannot; every project with its manager and
+environment (or what is missing); every environment with the backend it gets; files without an
+environment; problems with file, line and fix; the JSON form matches its documentation.
 """
 
 from __future__ import annotations
@@ -108,14 +109,15 @@ def test_ready_setup_exits_0_and_shows_each_venv_with_its_backend(
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    api = next(line for line in out.splitlines() if "services/api/.venv" in line)
-    worker = next(line for line in out.splitlines() if "services/worker/.venv" in line)
+    api = next(line for line in out.splitlines() if line.startswith("  services/api/.venv"))
+    worker = next(line for line in out.splitlines() if line.startswith("  services/worker/.venv"))
     assert "pyright" in api and "default" in api and version in api
     assert " ty " in worker and "rule 1 (services/worker)" in worker
     assert re.search(r"ok\s+pyright\s+\S+pyright-langserver\s+pyright \d+\.\d+", out)
     assert re.search(r"ok\s+ty\s+\S+/ty\s+ty \d+\.\d+", out)
     assert "max_backends" in out and f"project config {mono / 'pyproject.toml'}:5" in out
-    assert "Python files without a .venv (1)" in out
+    assert "Python files without an environment (1)" in out
+    assert "scripts                      venv          NO ENVIRONMENT" in out
     assert "scripts" in out and "2 file(s)" in out
     assert "node_modules" not in out
     assert out.rstrip().endswith("Result: ready (exit 0)")
@@ -124,7 +126,7 @@ def test_ready_setup_exits_0_and_shows_each_venv_with_its_backend(
 def test_json_report(mono: Path, tmp_path: Path) -> None:
     code, report = doctor_json(env=doctor_env(tmp_path), cwd=mono / "services")
     assert code == 0
-    assert report["schemaVersion"] == 1
+    assert report["schemaVersion"] == 2
     assert (report["ok"], report["exitCode"]) == (True, 0)
     assert report["path"] == str(mono / "services")  # default PATH: the working directory
     assert report["gitToplevel"] == str(mono)
@@ -133,7 +135,7 @@ def test_json_report(mono: Path, tmp_path: Path) -> None:
         "source": f"project config {mono / 'pyproject.toml'}:5",
     }
     assert report["settings"]["backend"] == {"value": "pyright", "source": "default"}
-    venvs = {Path(v["projectDir"]).name: v for v in report["venvs"]}
+    venvs = {Path(v["projectDir"]).name: v for v in report["environments"]}
     assert set(venvs) == {"api", "worker"}
     assert venvs["api"]["backend"] == "pyright" and venvs["api"]["rule"] is None
     assert venvs["worker"]["backend"] == "ty"
@@ -143,12 +145,23 @@ def test_json_report(mono: Path, tmp_path: Path) -> None:
         f"{sys.version_info.major}.{sys.version_info.minor}."
     )
     assert all(v["interpreterFound"] and v["pythonFiles"] == 1 for v in venvs.values())
+    assert venvs["api"]["manager"] == "venv"
+    assert venvs["api"]["foundBy"] == f".venv directory in {mono / 'services' / 'api'}"
+    projects = {Path(p["directory"]).name: p for p in report["projects"]}
+    assert projects["api"] == {
+        "directory": str(mono / "services" / "api"),
+        "manager": "venv",
+        "environment": venvs["api"]["path"],
+        "foundBy": venvs["api"]["foundBy"],
+        "missing": None,
+        "pythonFiles": 1,
+    }
     backends = {b["kind"]: b for b in report["backends"]}
     assert [b["kind"] for b in report["backends"]] == ["pyright", "ty"]  # default first
     assert backends["pyright"]["usedBy"] == [venvs["api"]["path"]]
     assert re.fullmatch(r"pyright \d+\.\d+\.\d+", backends["pyright"]["version"])
     assert re.fullmatch(r"ty \d+\.\d+\.\d+.*", backends["ty"]["version"])
-    assert report["withoutVenv"] == []  # scripts/ is not under PATH=services
+    assert report["withoutEnvironment"] == []  # scripts/ is not under PATH=services
     assert report["problems"] == []
 
 
@@ -156,7 +169,8 @@ def test_every_json_key_is_documented(mono: Path, tmp_path: Path) -> None:
     """docs/doctor-json.md lists every key the report has, and no key it does not have."""
     (mono / "pyproject.toml").write_text(PYPROJECT.replace("max-backends = 4", "bogus = 1"))
     _, with_problems = doctor_json(str(mono), env=doctor_env(tmp_path))
-    assert with_problems["problems"] and with_problems["withoutVenv"]
+    assert with_problems["problems"] and with_problems["withoutEnvironment"]
+    assert any(p["missing"] for p in with_problems["projects"])
     produced = _key_paths(with_problems)
     documented = set(
         re.findall(r"^\| `([^`]+)` \|", (REPO_ROOT / "docs" / "doctor-json.md").read_text(), re.M)
@@ -165,7 +179,7 @@ def test_every_json_key_is_documented(mono: Path, tmp_path: Path) -> None:
 
 
 #: values whose keys are the user's (backend settings), not the report's
-FREE_FORM = {"venvs[].backendSettings", "settings.projects.value[].settings"}
+FREE_FORM = {"environments[].backendSettings", "settings.projects.value[].settings"}
 
 
 def _key_paths(report: dict[str, Any]) -> set[str]:
@@ -205,7 +219,9 @@ def test_invalid_config_exits_2_with_file_line_and_fix(mono: Path, tmp_path: Pat
     assert 'fix: did you mean "pyright"?' in done.stdout
     assert "Result: NOT ready, 2 error(s) above (exit 2)" in done.stdout
     # The valid parts still apply: the worker's rule.
-    worker = next(line for line in done.stdout.splitlines() if "services/worker/.venv" in line)
+    worker = next(
+        line for line in done.stdout.splitlines() if line.startswith("  services/worker/.venv")
+    )
     assert " ty " in worker
 
 
@@ -220,7 +236,7 @@ def test_bad_toml_exits_2_with_its_line(mono: Path, tmp_path: Path) -> None:
         "error",
     )
     assert "not valid TOML" in problem["message"] and problem["fix"]
-    assert {v["backend"] for v in report["venvs"]} == {"pyright"}  # the file's rules are gone
+    assert {v["backend"] for v in report["environments"]} == {"pyright"}  # rules are gone
 
 
 def test_missing_backend_exits_2_with_the_install_command(mono: Path, tmp_path: Path) -> None:
@@ -302,3 +318,38 @@ def test_text_and_json_agree_on_the_exit_code(mono: Path, tmp_path: Path) -> Non
         "used": True,
     }
     assert report["problems"][0]["line"] == 1
+
+
+def test_every_project_with_its_manager_environment_and_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    """A Poetry project without its environment, a pixi project with one, a uv workspace."""
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    poetry = repo / "poetry-app"
+    poetry.mkdir()
+    (poetry / "pyproject.toml").write_text("[tool.poetry]\nname = 'app'\n")
+    (poetry / "app.py").write_text("")
+    pixi = repo / "pixi-app"
+    (pixi / ".pixi" / "envs" / "default" / "conda-meta").mkdir(parents=True)
+    (pixi / "pixi.toml").write_text("[workspace]\nname = 'p'\n")
+    (pixi / "p.py").write_text("")
+    home = tmp_path / "home"
+    env = doctor_env(tmp_path, HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    env.pop("POETRY_VIRTUALENVS_PATH", None)
+    code, report = doctor_json(str(repo), env=env)
+    assert code == 0, report["problems"]
+    projects = {Path(p["directory"]).name: p for p in report["projects"]}
+    assert projects["poetry-app"]["manager"] == "poetry"
+    assert projects["poetry-app"]["environment"] is None
+    missing = projects["poetry-app"]["missing"]
+    assert missing["fix"] == f"`cd {poetry} && poetry install`"
+    assert any(".cache/pypoetry/virtualenvs/app-" in p for p in missing["looked"])
+    assert projects["pixi-app"]["manager"] == "pixi"
+    assert projects["pixi-app"]["environment"] == str(pixi / ".pixi" / "envs" / "default")
+    (without,) = report["withoutEnvironment"]
+    assert (without["directory"], without["manager"]) == (str(poetry), "poetry")
+    assert without["fix"] == missing["fix"]
+    done = run_doctor(str(repo), env=env)
+    assert "poetry-app                   poetry        NO ENVIRONMENT" in done.stdout
+    assert f"fix: `cd {poetry} && poetry install`" in done.stdout
