@@ -23,7 +23,6 @@ A restart remains for what no event covers: the venv itself replaced.
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import time
@@ -34,6 +33,7 @@ from typing import Any, Literal
 
 from pygls.uris import from_fs_path
 
+from .environments.model import pth_paths
 from .watcher import DEFAULT_SKIP_DIRS, Change, Changes, Root, WatchFilter
 
 #: Setting names and defaults, for config.py (the lead adds them there).
@@ -97,65 +97,10 @@ def read_environment(prefix: Path) -> Environment:
                 sites.append(real)
     roots: list[Path] = []
     for site in sites:
-        for root in pth_roots(site):
+        for root in (Path(os.path.realpath(p)) for p in pth_paths(site)):
             if root not in roots and not any(_inside(root, s) for s in sites):
                 roots.append(root)
     return Environment(prefix, tuple(sites), tuple(roots))
-
-
-def pth_roots(site: Path) -> list[Path]:
-    """Directories added to `sys.path` by the `.pth` files of `site`, as `site.py` would add
-    them (relative to `site`, only if they exist), plus the source directories that
-    setuptools' editable finders map to (`MAPPING = {...}` in `__editable___*_finder.py`)."""
-    found: list[Path] = []
-    try:
-        names = sorted(os.listdir(site))
-    except OSError:
-        return found
-    for name in names:
-        path = site / name
-        if name.endswith(".pth"):
-            try:
-                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-            except OSError:
-                continue
-            for line in lines:
-                entry = line.strip()
-                if not entry or entry.startswith("#") or re.match(r"import[ \t]", entry):
-                    continue
-                directory = Path(os.path.realpath(site / entry))
-                if directory.is_dir() and directory not in found:
-                    found.append(directory)
-        elif name.startswith("__editable___") and name.endswith("_finder.py"):
-            for directory in _editable_mapping(path):
-                if directory not in found:
-                    found.append(directory)
-    return found
-
-
-def _editable_mapping(finder: Path) -> list[Path]:
-    """The package directories in a setuptools editable finder's `MAPPING` literal."""
-    try:
-        tree = ast.parse(finder.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, SyntaxError, ValueError):
-        return []
-    for node in tree.body:
-        if (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "MAPPING" for t in node.targets)
-            and isinstance(node.value, ast.Dict)
-        ):
-            try:
-                mapping = ast.literal_eval(node.value)
-            except ValueError:
-                return []
-            out = []
-            for target in mapping.values() if isinstance(mapping, dict) else ():
-                parent = Path(os.path.realpath(str(target))).parent
-                if isinstance(target, str) and parent.is_dir():
-                    out.append(parent)
-            return out
-    return []
 
 
 @dataclass(frozen=True, slots=True)

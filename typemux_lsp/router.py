@@ -119,6 +119,6 @@ class Router:
     def forget(self, venv: Venv) -> None:
         """`venv` is gone: every route to it is looked up again on next use."""
         for doc in self.store:
-            if doc.venv is not None and doc.venv.path == venv.path:
+            if doc.venv is not None and doc.venv.key == venv.key:
                 doc.checked_at = float("-inf")
         self._uncached = {k: v for k, v in self._uncached.items() if v[0] != venv}

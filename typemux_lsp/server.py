@@ -593,8 +593,8 @@ class TypemuxServer:
     def _disk_changed(self, key: str, changes: Changes) -> None:
         """A settled batch of changes under what a backend's answers depend on: bring the
         backend up to date the way measured fastest for its kind (freshness.py)."""
-        session = self.pool.get(Venv(Path(key)))
-        if session is None or session.watch_plan is None:
+        session = self.pool.sessions.get(Path(key))
+        if session is None or not session.alive or session.watch_plan is None:
             return
         classified = classify(session.watch_plan, changes)
         self._open_documents_changed(session, classified.sources)
@@ -748,7 +748,7 @@ class TypemuxServer:
             # Planned again at every start: a .pth file (an editable install) may be new.
             plan = plan_watch(read_environment(session.venv.path), session.venv.project_dir)
             session.watch_plan = plan
-            self.watcher.watch(str(session.venv.path), plan.roots, plan.filter)
+            self.watcher.watch(str(session.venv.key), plan.roots, plan.filter)
 
     def backend_body(self, session: BackendSession, body: bytes) -> None:
         self.relay.backend_body(session, body)
@@ -766,7 +766,7 @@ class TypemuxServer:
         self.backchannel.forget(session, notify_client=not self.shutdown_requested)
         self.origins.forget(session)
         if self.watcher is not None and self.pool.get(session.venv) is None:
-            self.watcher.unwatch(str(session.venv.path))  # (a restart keeps watching)
+            self.watcher.unwatch(str(session.venv.key))  # (a restart keeps watching)
 
     def _fail_all(self, why: str, keep: Pending | None = None) -> None:
         for entry in self.ledger:

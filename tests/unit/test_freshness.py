@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from typemux_lsp.environments.model import pth_paths
 from typemux_lsp.freshness import (
     STRATEGIES,
     Classification,
@@ -19,7 +20,6 @@ from typemux_lsp.freshness import (
     describe,
     disk_text_wins,
     plan_watch,
-    pth_roots,
     read_environment,
 )
 from typemux_lsp.watcher import Change, Changes, Watcher
@@ -58,7 +58,7 @@ def test_pth_paths_are_read_and_import_lines_never_run(tmp_path: Path) -> None:
         f"# a comment\n\n{src}\n../../../../rel\n/does/not/exist\n"
         f"import pathlib; pathlib.Path({str(ran)!r}).write_text('x')\n"
     )
-    assert pth_roots(site) == [src.resolve(), (tmp_path / "rel").resolve()]
+    assert [p.resolve() for p in pth_paths(site)] == [src.resolve(), (tmp_path / "rel").resolve()]
     assert not ran.exists()
 
 
@@ -70,7 +70,7 @@ def test_setuptools_editable_finder_mapping_is_read_as_data(tmp_path: Path) -> N
     (site / "__editable___mypkg_1_0_finder.py").write_text(
         f"import sys\nMAPPING = {{'mypkg': {str(package)!r}}}\nsys.exit('never run')\n"
     )
-    assert pth_roots(site) == [package.parent.resolve()]
+    assert [p.resolve() for p in pth_paths(site)] == [package.parent.resolve()]
 
 
 def test_read_environment_finds_site_packages_and_outside_roots(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ spelled as it was found, its `key` (the real path) is its identity: one backend 
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import sys
@@ -158,13 +159,22 @@ class Environment:
 
 def pth_paths(site: Path) -> list[Path]:
     """Existing directories named by the `.pth` files of a site-packages directory, in the
-    order `site` processes them. Lines starting with `import` (code) are never run."""
+    order `site` processes them, and the source directories setuptools' editable finders
+    map packages to (`MAPPING = {...}` in `__editable___*_finder.py`, read as data). Lines
+    starting with `import` (code) are never run."""
     paths: list[Path] = []
     try:
-        names = sorted(n for n in os.listdir(site) if n.endswith(".pth"))
+        names = sorted(os.listdir(site))
     except OSError:
         return paths
     for name in names:
+        if name.startswith("__editable___") and name.endswith("_finder.py"):
+            for directory in _editable_mapping(site / name):
+                if directory not in paths:
+                    paths.append(directory)
+            continue
+        if not name.endswith(".pth"):
+            continue
         try:
             text = (site / name).read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -177,6 +187,30 @@ def pth_paths(site: Path) -> list[Path]:
             if candidate.is_dir() and candidate not in paths:
                 paths.append(candidate)
     return paths
+
+
+def _editable_mapping(finder: Path) -> list[Path]:
+    """The directories holding the packages of a setuptools editable finder's `MAPPING`."""
+    try:
+        tree = ast.parse(finder.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "MAPPING" for t in node.targets)
+            and isinstance(node.value, ast.Dict)
+        ):
+            try:
+                mapping = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            found = []
+            for target in mapping.values() if isinstance(mapping, dict) else ():
+                if isinstance(target, str) and Path(target).parent.is_dir():
+                    found.append(Path(target).parent)
+            return found
+    return []
 
 
 @dataclass(frozen=True, slots=True)
