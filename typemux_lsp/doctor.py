@@ -28,7 +28,9 @@ from . import __version__, projects
 from .backends import KINDS, BackendKind
 from .config import Settings, load_settings
 from .environments import Lookup, canonical
+from .freshness import plan_watch, read_environment
 from .projects import MAX_DIRECTORIES
+from .watcher import os_limits, planned_directories
 
 VENV_DIR = ".venv"
 ROOT = Path("/")
@@ -319,6 +321,8 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
     report["backends"] = backends
     problems.extend(backend_problems)
 
+    report["freshness"] = _freshness(settings, scan, problems)
+
     if settings.log_file:
         log_dir = Path(os.path.expanduser(settings.log_file)).parent
         if not (log_dir.is_dir() and os.access(log_dir, os.W_OK)):
@@ -343,6 +347,44 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
     report["problems"] = problems
     report["ok"] = not any(p["severity"] == "error" for p in problems)
     report["exitCode"] = 0 if report["ok"] else 2
+    return report
+
+
+def _freshness(settings: Settings, scan: projects.Scan, problems: list[Json]) -> Json:
+    """What freshness would watch for each environment, against the OS watch limit."""
+    limits = os_limits()
+    report: Json = {
+        "enabled": settings.freshness,
+        "debounceMs": settings.freshness_debounce_ms,
+        "osLimits": limits,
+        "environments": [],
+    }
+    if not settings.freshness:
+        return report
+    total = 0
+    for _, (env, _files) in sorted(scan.environments.items()):
+        plan = plan_watch(read_environment(env.path), env.project_dir)
+        count = planned_directories(plan.roots, plan.filter)
+        total += count
+        report["environments"].append(
+            {
+                "path": str(env.path),
+                "roots": [str(r.path) for r in plan.roots],
+                "directories": count,
+            }
+        )
+    report["directories"] = total
+    limit = limits.get("max_user_watches")
+    if limit is not None and total > limit:
+        problems.append(
+            _problem(
+                "warning",
+                f"watching every environment and project here takes {total} OS watches, more "
+                f"than the limit of {limit}: answers for some may go stale after the disk "
+                "changes (typemux/status then lists the roots not watched).",
+                f"raise it: `sudo sysctl fs.inotify.max_user_watches={max(2 * total, 65536)}`",
+            )
+        )
     return report
 
 
@@ -450,6 +492,19 @@ def render_text(report: Json) -> str:
         for item in report["withoutEnvironment"]:
             add(f"  {_rel(item['directory'], base):<28} {item['pythonFiles']} file(s)")
             add(f"      fix: {item['fix']}")
+
+    fresh = report.get("freshness", {})
+    add("")
+    if not fresh.get("enabled"):
+        add("Freshness       off: backends see only what the client sends")
+    else:
+        limit = fresh["osLimits"].get("max_user_watches")
+        add(
+            f"Freshness       on, {fresh['debounceMs']} ms debounce; {fresh.get('directories', 0)} "
+            f"directories to watch" + (f" (OS limit {limit})" if limit is not None else "")
+        )
+        for env in fresh["environments"]:
+            add(f"  {_rel(env['path'], base):<28} {env['directories']} directories")
 
     problems = report["problems"]
     if problems:

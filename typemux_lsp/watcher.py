@@ -571,6 +571,16 @@ def _directories(
                 stack.append(sub)
 
 
+def planned_directories(roots: Sequence[Root], filter: WatchFilter) -> int:
+    """How many directories (one OS watch each) watching `roots` takes (for `--doctor`)."""
+    paths = {r.path for r in roots}
+    seen: set[Path] = set()
+    for root in roots:
+        if root.path.is_dir():
+            seen.update(_directories(root.path, root.recursive, filter, paths, []))
+    return len(seen)
+
+
 def _tree(directory: Path, filter: WatchFilter) -> Iterator[Path]:
     """Every kept file and directory below a newly created directory."""
     stack = [directory]

@@ -353,3 +353,45 @@ def test_every_project_with_its_manager_environment_and_what_is_missing(
     done = run_doctor(str(repo), env=env)
     assert "poetry-app                   poetry        NO ENVIRONMENT" in done.stdout
     assert f"fix: `cd {poetry} && poetry install`" in done.stdout
+
+
+def test_freshness_shows_what_is_watched_and_warns_past_the_os_limit(
+    mono: Path, tmp_path: Path
+) -> None:
+    """Run under a real, lowered inotify limit (a user namespace of its own, the machine's
+    limit untouched): the doctor counts the watches each environment needs and says how to
+    raise the limit."""
+    _, report = doctor_json(str(mono), env=doctor_env(tmp_path))
+    fresh = report["freshness"]
+    assert fresh["enabled"] and fresh["environments"]
+    assert all(e["directories"] >= 2 for e in fresh["environments"])
+    assert fresh["directories"] == sum(e["directories"] for e in fresh["environments"])
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is not installed: the limit cannot be lowered here")
+    done = subprocess.run(
+        [
+            "unshare",
+            "-U",
+            "-r",
+            "sh",
+            "-c",
+            'echo 3 > /proc/sys/user/max_inotify_watches && exec "$@"',
+            "sh",
+            sys.executable,
+            "-m",
+            "typemux_lsp",
+            "--doctor",
+            "--json",
+            str(mono),
+        ],
+        capture_output=True,
+        text=True,
+        env=doctor_env(tmp_path),
+        timeout=120,
+    )
+    if done.returncode != 0 and not done.stdout:
+        pytest.skip(f"user namespaces are not available here: {done.stderr.strip()}")
+    limited = json.loads(done.stdout)
+    assert limited["freshness"]["osLimits"]["max_user_watches"] == 3
+    (warning,) = [p for p in limited["problems"] if "OS watches" in p["message"]]
+    assert warning["severity"] == "warning" and "max_user_watches" in warning["fix"]
