@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from clients import NEOVIM, VSCODE, MuxClient
+from clients import NEOVIM, VSCODE, MuxClient, client_converter, hover_text
+from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from rawclient import RawClient
 
@@ -202,3 +203,49 @@ async def test_a_method_the_backend_kind_lacks_is_named_with_the_kinds_that_have
     assert "pyright does not support textDocument/implementation" in message, message
     assert all(k in message for k in ("basedpyright", "ty", "pyrefly")), message
     assert json.dumps(message)  # (a plain string the agent can read)
+
+
+async def test_a_multi_root_client_gets_each_folder_from_its_own_environments(
+    backend: str, tmp_path: Path, start_proxy: StartProxy
+) -> None:
+    """Two workspace folders from two repositories, then a third added: each file is answered
+    from its own project's environment, and workspace symbols search every folder."""
+    from conftest import make_monorepo
+
+    one = make_monorepo(tmp_path / "one").root
+    two = make_monorepo(tmp_path / "two").root
+    (two / "beta" / "models.py").write_text("class TwoInvoice:\n    total: int = 0\n")
+    client = await start_proxy(backend, tmp_path, VSCODE, initialize=False)
+    params = VSCODE.initialize_params(tmp_path)
+    params["rootUri"] = params["rootPath"] = None
+    params["workspaceFolders"] = [
+        {"uri": (one / "alpha").as_uri(), "name": "one-alpha"},
+        {"uri": (two / "beta").as_uri(), "name": "two-beta"},
+    ]
+    result = await client.initialize_session(
+        client_converter().structure(params, types.InitializeParams)
+    )
+    client.encoding = result.capabilities.position_encoding or "utf-16"
+    alpha = client.open(one / "alpha" / "app.py")
+    beta = client.open(two / "beta" / "app.py")
+    assert "def area(radius: float) -> float" in hover_text(await client.hover(alpha, "area(2.0)"))
+    assert "A circle that knows its own area." in hover_text(await client.hover(beta, "Circle"))
+    found = await client.request("workspace/symbol", {"query": "TwoInvoice"})
+    assert any(s["location"]["uri"].endswith("/beta/models.py") for s in found), found
+
+    client.workspace_did_change_workspace_folders(
+        types.DidChangeWorkspaceFoldersParams(
+            event=types.WorkspaceFoldersChangeEvent(
+                added=[types.WorkspaceFolder(uri=(two / "alpha").as_uri(), name="two-alpha")],
+                removed=[types.WorkspaceFolder(uri=(one / "alpha").as_uri(), name="one-alpha")],
+            )
+        )
+    )
+    other = client.open(two / "alpha" / "app.py")
+    assert "def area(radius: float) -> float" in hover_text(await client.hover(other, "area(2.0)"))
+    state = await client.request(
+        "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+    )
+    assert state["workspaceFolders"] == [str(two / "beta"), str(two / "alpha")]
+    projects = {b["project"] for b in state["backends"]}
+    assert projects >= {str(one / "alpha"), str(two / "beta"), str(two / "alpha")}
