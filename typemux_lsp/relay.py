@@ -36,6 +36,7 @@ from .pool import Pool
 from .resolve import Origins
 from .router import RECHECK_SECONDS
 from .session import BackendSession, State
+from .transport import flush_batch
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,9 @@ class Relay:
             self._hand_off(self.control.client_message, body, message, entry)
 
     def _hand_off(self, fn: Any, *args: Any) -> None:
-        """To the control plane, after every client message handed off before."""
+        """To the control plane, after every client message handed off before (and after what
+        this thread has written so far: see transport.flush_batch)."""
+        flush_batch()
         self.handoffs += 1
 
         def run() -> None:
@@ -323,6 +326,7 @@ class Relay:
             self._backend_hand_off(session, _not_lsp, session, error.reason)
 
     def _backend_hand_off(self, session: BackendSession, fn: Any, *args: Any) -> None:
+        flush_batch()
         session.handoffs += 1
 
         def run() -> None:

@@ -29,8 +29,25 @@ from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
-#: What a reader asks for per read: large messages arrive in few reads.
-READ_SIZE = 256 * 1024
+#: What a reader asks for per read. Larger is not better: a fresh bytes object above
+#: malloc's mmap threshold costs an mmap and a munmap per read (measured: ~45 µs of CPU per
+#: message at 256 KiB on this 2-core VM).
+READ_SIZE = 64 * 1024
+
+_local = threading.local()
+#: buffers one writev takes at most (POSIX IOV_MAX on Linux)
+_IOV_MAX = 1024
+
+
+class _Batch:
+    """Writes of one thread held back while it handles one read's worth of messages."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: dict[Outbox, list[bytes]] = {}
+
+
 #: Pipe capacity asked of the kernel (Linux): a 1 MB response fits without a partial write.
 PIPE_SIZE = 1024 * 1024
 
@@ -81,14 +98,37 @@ class Reader(threading.Thread):
                 data = b""
             if not data:
                 break
+            # What handling this read writes, to each destination, goes out in one writev
+            # after it: with many messages per read (a client pipelining requests, a backend
+            # answering them) that is one syscall and one GIL hand-off per read, not per
+            # message. Order per destination is kept.
+            _local.batch = _Batch()
             try:
                 on_data(data)
             except Exception:
                 logger.exception("%s: error handling input", self.name)
+            finally:
+                flush_batch()
+                _local.batch = None
         try:
             self._on_eof()
         except Exception:
             logger.exception("%s: error at end of input", self.name)
+
+
+def flush_batch() -> None:
+    """Write what this thread has batched so far. Called before anything is handed to
+    another thread, which might otherwise write to the same destination first."""
+    batch: _Batch | None = getattr(_local, "batch", None)
+    if batch is None or not batch.parts:
+        return
+    parts, batch.parts = batch.parts, {}
+    _local.batch = None  # (so the sends below write)
+    try:
+        for outbox, pieces in parts.items():
+            outbox.send_parts(*pieces)
+    finally:
+        _local.batch = batch
 
 
 class Outbox:
@@ -145,6 +185,10 @@ class Outbox:
             self.send_parts(header, body)
 
     def send_parts(self, *parts: bytes) -> None:
+        batch: _Batch | None = getattr(_local, "batch", None)
+        if batch is not None:
+            batch.parts.setdefault(self, []).extend(parts)
+            return
         with self._lock:
             if self._closed:
                 return
@@ -195,7 +239,16 @@ class Outbox:
         """Write as much as the descriptor takes now; bytes written, or -1 once closed."""
         try:
             if self._nonblocking:
-                return os.write(self.fd, parts[0]) if len(parts) == 1 else os.writev(self.fd, parts)
+                if len(parts) == 1:
+                    return os.write(self.fd, parts[0])
+                total = 0
+                for start in range(0, len(parts), _IOV_MAX):
+                    chunk = parts[start : start + _IOV_MAX]
+                    written = os.writev(self.fd, chunk)
+                    total += written
+                    if written < sum(len(p) for p in chunk):
+                        break  # the pipe is full: the rest is queued
+                return total
             total = 0
             for part in parts:
                 view = memoryview(part)
