@@ -14,7 +14,6 @@ import json
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
 
 from .._fs import canonical, within
 from ..model import Environment
@@ -92,7 +91,8 @@ def _editable_url(path: Path) -> str | None:
     url = data.get("url")
     if not isinstance(url, str) or not url.startswith("file:"):
         return None
-    return url2pathname(unquote(urlparse(url).path))
+    # (urllib.request.url2pathname is the same on POSIX, and costs ~45 ms of imports)
+    return unquote(urlparse(url).path)
 
 
 LOCATOR = Locator("editable", locate)
