@@ -36,6 +36,7 @@ import platformdirs
 
 from .backends import DEFAULT_KIND, KINDS
 from .environments import canonical, git_toplevel
+from .tree import deep_merge
 
 ENV_PREFIX = "TYPEMUX_LSP_"
 #: the environment variable that points at a user config file elsewhere
@@ -155,7 +156,8 @@ class Settings:
         if found is None:
             return self.backend, copy.deepcopy(self.backend_settings)
         rule = found[1]
-        return rule.backend or self.backend, deep_merge(self.backend_settings, rule.settings)
+        merged: dict[str, Any] = deep_merge(self.backend_settings, rule.settings)
+        return rule.backend or self.backend, merged
 
     def to_json(self, name: str) -> Any:
         """A field's value as plain JSON data (for `--doctor --json`)."""
@@ -177,17 +179,6 @@ def toml_key(name: str) -> str:
     """The documented spelling of a field in TOML (`max_backends` -> `max-backends`)."""
     return name.replace("_", "-")
 
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """`over` on top of `base`, recursively for nested tables; neither is modified."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        old = merged.get(key)
-        if isinstance(old, dict) and isinstance(value, dict):
-            merged[key] = deep_merge(old, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 # -- problems and the loader's result ----------------------------------------------------------
