@@ -180,7 +180,6 @@ def toml_key(name: str) -> str:
     return name.replace("_", "-")
 
 
-
 # -- problems and the loader's result ----------------------------------------------------------
 
 
