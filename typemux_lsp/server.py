@@ -748,7 +748,9 @@ class TypemuxServer:
             # Planned again at every start: a .pth file (an editable install) may be new.
             plan = plan_watch(read_environment(session.venv.path), session.venv.project_dir)
             session.watch_plan = plan
-            self.watcher.watch(str(session.venv.key), plan.roots, plan.filter)
+            self.watcher.watch(
+                str(session.venv.key), plan.roots, plan.filter, since_ns=session.spawned_ns
+            )
 
     def backend_body(self, session: BackendSession, body: bytes) -> None:
         self.relay.backend_body(session, body)

@@ -137,6 +137,7 @@ class BackendSession:
         #: last byte from the backend (a frozen backend hears nothing)
         self.last_heard = self.created_at
         self.pid: int | None = None
+        self.spawned_ns: int | None = None
         self.capabilities: dict[str, Any] = {}
         self.venv_identity = venv.identity()
         self.identity_checked_at = self.created_at
@@ -299,6 +300,8 @@ class BackendSession:
         self.pid = proc.pid
         self.state = State.STARTING
         self.started_at = self.last_heard = time.monotonic()
+        #: wall-clock time the backend started reading the disk (freshness catches up from it)
+        self.spawned_ns = time.time_ns()
         if self._reaper is not None:
             self._reaper.add(proc.pid)
         self._outbox = Outbox(

@@ -215,6 +215,8 @@ class _Key:
     changes: int = 0
     last_batch_at: float | None = None
     thread: threading.Thread | None = None
+    #: wall-clock ns from which changes made before the watch was armed are caught up
+    since_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -273,17 +275,26 @@ class Watcher:
     # -- the caller's side ----------------------------------------------------------------
 
     def watch(
-        self, key: str, roots: Sequence[Path | Root], filter: WatchFilter | None = None
+        self,
+        key: str,
+        roots: Sequence[Path | Root],
+        filter: WatchFilter | None = None,
+        *,
+        since_ns: int | None = None,
     ) -> None:
         """Watch `roots` for `key`, replacing what `key` watched before. Never blocks.
 
         A plain `Path` is watched recursively. Roots are in order of importance: when the
-        OS watch limit is reached, the later ones are dropped first.
+        OS watch limit is reached, the later ones are dropped first. With `since_ns` (a
+        `time.time_ns()`), what changed from then until the watch is armed — arming walks
+        the roots, which takes a moment — is found by its timestamps and delivered as the
+        first batch: a package installed while a backend starts is not missed.
         """
         spec = _Key(
             key,
             tuple(r if isinstance(r, Root) else Root(Path(r)) for r in roots),
             filter or WatchFilter(),
+            since_ns=since_ns,
         )
         with self._lock:
             if self._closed:
@@ -362,6 +373,10 @@ class Watcher:
         try:
             try:
                 notify = self._arm(spec)
+                if notify is not None and spec.since_ns is not None:
+                    missed = self._changed_since(spec, spec.since_ns)
+                    if missed:
+                        self._deliver(spec, missed)
             finally:
                 spec.armed.set()
             while notify is not None and not spec.stop.is_set():
@@ -432,6 +447,34 @@ class Watcher:
                 logger.info("%s: not watching missing roots %s", spec.key, missing)
             return notify
         raise RuntimeError("the watched directories keep changing while being listed")
+
+    def _changed_since(self, spec: _Key, since_ns: int) -> Changes:
+        """What the watched directories gained or changed since `since_ns`, by timestamps
+        (a removal shows as its directory changed). Coarse file-system clocks lag a few ms:
+        50 ms earlier is taken."""
+        since = since_ns - 50_000_000
+        found: dict[Path, Change] = {}
+        for directory in sorted(spec.directories):
+            try:
+                st = directory.stat()
+                if max(st.st_mtime_ns, st.st_ctime_ns) < since:
+                    continue
+                if directory not in {r.path for r in spec.roots}:
+                    found.setdefault(directory, Change.CHANGED)  # (CREATED, seen from above)
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        est = entry.stat(follow_symlinks=False)
+                        if max(est.st_mtime_ns, est.st_ctime_ns) < since:
+                            continue
+                        path = Path(entry.path)
+                        if entry.is_dir(follow_symlinks=False):
+                            if spec.filter.include_dir(path):
+                                found[path] = Change.CREATED
+                        elif spec.filter.include_file(path):
+                            found[path] = Change.CHANGED
+            except OSError:
+                continue
+        return sorted(((change, path) for path, change in found.items()), key=lambda c: c[1])
 
     def _start(
         self, dirs_by_root: list[tuple[Path, list[Path]]]

@@ -296,7 +296,8 @@ async def test_eviction_fails_the_in_flight_requests_of_the_evicted(start_proxy:
 
 
 async def test_idle_backends_stop_after_the_ttl(start_proxy: Any) -> None:
-    proxy: Proxy = await start_proxy("--backend-ttl", "0.5")
+    # 2 s: long enough that a loaded machine still asks for status before it runs out
+    proxy: Proxy = await start_proxy("--backend-ttl", "2")
     proxy.open("a")
     pid = await proxy.pid_of("a")
     assert (await proxy.client.request("typemux/status", None))["backends"]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -372,3 +373,30 @@ def test_os_limits_reads_the_lower_of_machine_and_namespace(tmp_path: Path) -> N
     machine = int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
     assert 0 < limits["max_user_watches"] <= machine
     assert limits["max_user_instances"] > 0
+
+
+def test_what_changed_while_arming_is_caught_up(
+    watcher: Watcher, batches: Batches, tmp_path: Path
+) -> None:
+    """A package installed between a backend's start and the moment its watch is armed (the
+    walk takes a while on a big site-packages) arrives as the first batch; nothing older
+    does."""
+    site = tmp_path / "site-packages"
+    (site / "old").mkdir(parents=True)
+    (site / "old" / "__init__.py").write_text("x = 1\n")
+    old = time.time_ns()
+    while time.time_ns() - old < 120_000_000:  # past the 50 ms clock margin
+        time.sleep(0.01)
+    started = time.time_ns()  # the backend starts reading the disk
+    (site / "extra").mkdir()
+    (site / "extra" / "__init__.py").write_text("def grow(n: int) -> int: ...\n")
+    watcher.watch("k", [site], since_ns=started)
+    _, changes = batches.next()
+    paths = {path: change for change, path in changes}
+    assert paths.get(site / "extra") is Change.CREATED
+    assert paths.get(site / "extra" / "__init__.py") is Change.CHANGED
+    assert site / "old" not in paths and site / "old" / "__init__.py" not in paths
+    # without `since_ns`, the same tree gives no batch
+    watcher.watch("k2", [site])
+    assert watcher.wait_armed("k2")
+    batches.none_within()
