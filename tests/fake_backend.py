@@ -8,6 +8,11 @@ Behaviour comes from the `FAKE_BACKEND` environment variable, comma-separated:
   garbage_on=METHOD   write bytes that are not LSP on receiving METHOD
   hang_on=METHOD      never answer METHOD
   delay=S             answer hover after S seconds (cancellable meanwhile)
+  hang_once_on=METHOD the first process in the project to get METHOD never answers it
+                      (it writes its pid to `.fake_hung` in the project directory)
+  cancel_on_watched   hold hovers (writing `.fake_held`) until workspace/didChangeWatchedFiles
+                      comes, then fail them with RequestCancelled like pyrefly does; later
+                      hovers are answered at once
   spawn_child         start a child process that outlives this one unless its group is killed
   ignore_stdin_eof    keep running after stdin closes (a badly behaved backend)
   diag_on_open        publish one warning for every opened document
@@ -47,6 +52,8 @@ _docs: dict[str, TextDocument] = {}
 _cancelled: set[Any] = set()
 _config: dict[str, Any] = {}
 _encoding = "utf-16"
+_held: list[Any] = []
+_watched_seen = False
 
 
 def send(message: dict[str, Any]) -> None:
@@ -140,6 +147,7 @@ def hover(msg: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    global _watched_seen
     if "spawn_child" in OPTS:
         subprocess.Popen(  # like node under basedpyright's Python wrapper
             [sys.executable, "-c", "import time; time.sleep(3600)"],
@@ -169,6 +177,15 @@ def main() -> None:
                     sys.stdout.buffer.flush()
                 continue
             if OPTS.get("hang_on") == method:
+                continue
+            if OPTS.get("hang_once_on") == method and not os.path.exists(".fake_hung"):
+                with open(".fake_hung", "w") as marker:
+                    marker.write(str(os.getpid()))
+                continue
+            if method == "textDocument/hover" and "cancel_on_watched" in OPTS and not _watched_seen:
+                _held.append(msg_id)
+                with open(".fake_held", "w") as marker:
+                    marker.write(str(len(_held)))
                 continue
         params = msg.get("params") or {}
         if method == "initialize":
@@ -207,6 +224,20 @@ def main() -> None:
             doc.version = typed.text_document.version
         elif method == "textDocument/didClose":
             _docs.pop(params["textDocument"]["uri"], None)
+        elif method == "workspace/didChangeWatchedFiles" and "cancel_on_watched" in OPTS:
+            _watched_seen = True
+            for held in _held:
+                send(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": held,
+                        "error": {
+                            "code": -32800,
+                            "message": "canceled due to subsequent mutation",
+                        },
+                    }
+                )
+            _held.clear()
         elif method == "$/cancelRequest":
             _cancelled.add(params.get("id"))
         elif method == "textDocument/hover":

@@ -376,6 +376,19 @@ def peek_response(body: bytes) -> tuple[MsgId, int] | None:
         return None
 
 
+def error_code(body: bytes) -> int | None:
+    """The error code of a response body; None for a result (or no response at all)."""
+    if b'"error"' not in body:
+        return None
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    error = message.get("error") if isinstance(message, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
 def splice_id(body: bytes, id_end: int, msg_id: MsgId) -> bytes:
     """`body` (a response `peek_response` read) with `msg_id` in place of its id."""
     return b"%s%s%s" % (body[:_ID_START], dumps_id(msg_id), body[id_end:])

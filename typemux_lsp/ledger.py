@@ -24,13 +24,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from . import jsonrpc
-from .jsonrpc import MsgId
+from .jsonrpc import Message, MsgId
 
 if TYPE_CHECKING:
     from .session import BackendSession
 
 _SAFE_STRING: Final = re.compile(r"[A-Za-z0-9_.:/+=-]{1,64}\Z")
 _INT31: Final = 2**31
+
+#: How often one request is sent again because the proxy itself disturbed its backend (a
+#: freshness restart, a change of the disk the proxy told it of); then its error is relayed.
+MAX_RESENDS: Final = 3
+#: Requests never sent twice: their effects (edits the backend applies) may have happened.
+_NOT_RESENT: Final = frozenset({"workspace/executeCommand"})
 
 _wire_ids = itertools.count(1)
 
@@ -66,11 +72,37 @@ class Pending:
     cancelled_at: float | None = None
     #: control-plane work answering it (a fan-out), cancelled with it
     task: Any = None
+    #: the client's message and its bytes, as forwarded (to send it again)
+    request: tuple[Message, bytes] | None = None
+    #: times it was sent again (`MAX_RESENDS`)
+    resends: int = 0
+
+    def resendable(self) -> bool:
+        """Whether it may go to a backend again: the proxy, not the client, disturbed the one
+        answering it, the client has not cancelled it, and a second answer has no effect."""
+        return (
+            self.request is not None
+            and self.cancelled_at is None
+            and self.resends < MAX_RESENDS
+            and self.method not in _NOT_RESENT
+        )
+
+    def unsend(self) -> tuple[Message, bytes]:
+        """Withdraw it from the backend it was sent to, to send it again."""
+        assert self.request is not None and self.session is not None
+        if self.wire_id is not None:
+            self.session.inflight.pop(self.wire_id, None)
+        self.wire_id = None
+        self.sent_at = 0.0
+        self.resends += 1
+        return self.request
 
 
-def record_sent(entry: Pending, session: BackendSession) -> MsgId:
-    """Record that `entry` goes to `session` now; the wire id to send it with."""
+def record_sent(entry: Pending, session: BackendSession, message: Message, body: bytes) -> MsgId:
+    """Record that `entry` (the client's `message`, `body`) goes to `session` now; the wire
+    id to send it with."""
     wire = wire_id_for(entry.client_id)
+    entry.request = (message, body)
     entry.session = session
     entry.wire_id = wire
     entry.sent_at = time.monotonic()

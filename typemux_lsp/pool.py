@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .jsonrpc import CONTENT_MODIFIED
 from .plane import Plane
-from .session import BackendError, BackendSession, State
+from .session import BackendError, BackendSession, Queued, State
 from .venv import Venv
 
 logger = logging.getLogger(__name__)
@@ -104,10 +104,19 @@ class Pool:
         return session
 
     def restart(self, old: BackendSession, cause: str, *, graceful: bool = True) -> BackendSession:
-        """Replace `old` with a fresh backend for the same environment: requests it queued
-        move to the new one; those it was answering get ContentModified (clients retry)."""
+        """Replace `old` with a fresh backend for the same environment. The client never
+        learns of it: requests `old` was answering are sent again to the new one, ahead of
+        those it queued (ContentModified only for a request that may not be sent twice)."""
         old.log.info("restarting: %s", cause)
-        moved = list(old.queue)
+        moved: list[Queued] = []
+        for entry in list(old.inflight.values()):
+            if entry.resendable():
+                wire = entry.wire_id
+                message, body = entry.unsend()
+                moved.append(Queued(entry, message, body))
+                if old.alive and wire is not None:
+                    old.notify("$/cancelRequest", {"id": wire})
+        moved += old.queue
         old.queue.clear()
         self.stop(
             old,

@@ -285,6 +285,10 @@ class Relay:
                 if session.handoffs == 0:
                     entry = session.inflight.get(wire)
                     if entry is not None:
+                        if session.disturbed_at > entry.sent_at and self.resend(
+                            session, entry, body
+                        ):
+                            return
                         if entry.method in Origins.PARENTS:
                             self.origins.record(entry.method, session, body)
                         self.ledger.relay(entry, body, id_end)
@@ -316,10 +320,32 @@ class Relay:
         if entry is None:
             session.log.debug("dropping a late answer to %r", msg_id)
             return
+        if session.disturbed_at > entry.sent_at and self.resend(session, entry, body):
+            return
         if entry.method in Origins.PARENTS:
             self.origins.record(entry.method, session, body)
         peeked = jsonrpc.peek_response(body)
         self.ledger.relay(entry, body, peeked[1] if peeked is not None else None)
+
+    def resend(self, session: BackendSession, entry: Pending, body: bytes) -> bool:
+        """A request the backend gave up on because the proxy changed its view of the disk
+        meanwhile (pyrefly cancels, ty answers ContentModified): the client did nothing to
+        deserve that error, so the request is sent again. False: relay the answer."""
+        error = jsonrpc.error_code(body)
+        if error not in (jsonrpc.REQUEST_CANCELLED, jsonrpc.CONTENT_MODIFIED):
+            return False
+        if not entry.resendable():
+            return False
+        session.log.info(
+            "%s gave up on %s (error %d) after the proxy told it of a change on disk: "
+            "sending it again",
+            session.kind.name,
+            entry.method,
+            error,
+        )
+        message, request_body = entry.unsend()
+        session.forward(entry, message, request_body)
+        return True
 
     def backend_bad_frame(self, session: BackendSession, error: FrameError) -> None:
         with self.plane.lock:

@@ -613,8 +613,10 @@ class TypemuxServer:
             return  # it starts after the change: it reads the disk as it is now
         events = session.recent.fresh(dict(e) for e in (action.params or {}).get("changes", []))
         if events:
+            session.disturbed_at = time.monotonic()
             session.notify("workspace/didChangeWatchedFiles", {"changes": events})
         if action.kind == "reconfigure":
+            session.disturbed_at = time.monotonic()
             session.notify(
                 "workspace/didChangeConfiguration",
                 {"settings": self.configuration.client_settings},
@@ -646,6 +648,7 @@ class TypemuxServer:
                 continue
             doc.disk_text = disk
             doc.sync_version += 1  # backends only ever see versions increase
+            session.disturbed_at = time.monotonic()
             session.notify(
                 "textDocument/didChange",
                 {

@@ -39,6 +39,7 @@ from .plane import Plane
 from .reaper import Reaper
 from .transport import Outbox, Reader
 from .venv import Venv
+from .watcher import fs_clock_ns
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,10 @@ class BackendSession:
         self.identity_checked_at = self.created_at
         #: client requests sent to the backend: wire id -> entry
         self.inflight: dict[MsgId, Pending] = {}
+        #: monotonic time the proxy last changed the backend's view on its own (a change of
+        #: the disk it was told of): requests sent before and cancelled by the backend for it
+        #: are sent again (relay.py)
+        self.disturbed_at = 0.0
         #: client requests held until the backend is started (all) or warm (index-dependent)
         self.queue: deque[Queued] = deque()
         #: uris of the documents this backend has open
@@ -279,6 +284,7 @@ class BackendSession:
     def _spawn(self) -> None:
         env = self.kind.environment(self.venv)
         cmd = list(self.command) if self.command else self._kind_command(env["PATH"])
+        spawned_ns = fs_clock_ns()  # before: the backend may read the disk before Popen returns
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -300,8 +306,8 @@ class BackendSession:
         self.pid = proc.pid
         self.state = State.STARTING
         self.started_at = self.last_heard = time.monotonic()
-        #: wall-clock time the backend started reading the disk (freshness catches up from it)
-        self.spawned_ns = time.time_ns()
+        #: when the backend started reading the disk (freshness catches up from it)
+        self.spawned_ns = spawned_ns
         if self._reaper is not None:
             self._reaper.add(proc.pid)
         self._outbox = Outbox(
@@ -520,7 +526,7 @@ class BackendSession:
             self.queue.append(Queued(entry, message, body))
 
     def _send_request(self, entry: Pending, message: Message, body: bytes) -> None:
-        wire = record_sent(entry, self)
+        wire = record_sent(entry, self, message, body)
         if wire != entry.client_id:
             message = dict(message)
             message["id"] = wire

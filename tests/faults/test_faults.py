@@ -649,3 +649,72 @@ async def test_status_describes_every_backend_and_the_documents_without_venv(
     assert backend["memory"] > 0 and backend["uptime"] > 0
     assert backend["requestsInFlight"] == 0 and backend["crashes"] == 0
     assert state["documentsWithoutVenv"] == [uri]
+
+
+async def file_appears(path: Path, timeout: float = 10.0) -> str:
+    """The text of `path` once a backend has written it (a fake backend's marker)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(path.exists):
+        assert loop.time() < deadline, f"{path} never appeared"
+        await asyncio.sleep(0.02)
+    return await asyncio.to_thread(path.read_text)
+
+
+async def test_a_request_in_flight_at_a_freshness_restart_is_answered_by_the_new_backend(
+    start_proxy: Any,
+) -> None:
+    """The venv is recreated while its backend holds a hover: the client gets the new
+    backend's answer, once, and never hears of the restart."""
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "hang_once_on=textDocument/hover")
+    proxy.open("a")
+    await proxy.backend_text("a")  # up, and watching its venv: the hover is forwarded
+    fut = proxy.hover_future("a")
+    msg_id = proxy.client.last_id
+    hung_pid = int(await file_appears(proxy.root / "a" / ".fake_hung"))
+    (proxy.root / "a" / ".venv" / "pyvenv.cfg").write_text("version = 3.11.8\n")
+    hover = await asyncio.wait_for(fut, 20)
+    value = hover["contents"]["value"]
+    assert f"venv={proxy.root / 'a' / '.venv'}" in value
+    assert f"pid={hung_pid} " not in value  # the new backend answered
+    assert len(proxy.responses_for(msg_id)) == 1
+
+
+async def test_a_request_the_backend_cancels_for_the_proxys_own_change_is_sent_again(
+    start_proxy: Any,
+) -> None:
+    """pyrefly cancels what it is answering when told of a change on disk; the proxy told it
+    (the client did not), so the client gets an answer, not RequestCancelled."""
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "cancel_on_watched")
+    proxy.open("a")
+    await proxy.backend_text("a")
+    fut = proxy.hover_future("a")
+    msg_id = proxy.client.last_id
+    await file_appears(proxy.root / "a" / ".fake_held")
+    (proxy.root / "a" / "other.py").write_text("z = 3\n")  # a module appears, not open
+    hover = await asyncio.wait_for(fut, 20)
+    assert f"venv={proxy.root / 'a' / '.venv'}" in hover["contents"]["value"]
+    assert len(proxy.responses_for(msg_id)) == 1
+
+
+async def test_a_backends_cancellation_the_proxy_did_not_cause_reaches_the_client(
+    start_proxy: Any,
+) -> None:
+    """Transparency: when the client's own change makes the backend give up, the client gets
+    the backend's error as it is."""
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "cancel_on_watched")
+    proxy.open("a")
+    await proxy.backend_text("a")
+    fut = proxy.hover_future("a")
+    await file_appears(proxy.root / "a" / ".fake_held")
+    proxy.client.notify(
+        "workspace/didChangeWatchedFiles",
+        {"changes": [{"uri": (proxy.root / "a" / "gone.py").as_uri(), "type": 3}]},
+    )
+    with pytest.raises(ResponseError) as err:
+        await asyncio.wait_for(fut, 20)
+    assert err.value.code == REQUEST_CANCELLED
+    assert "subsequent mutation" in err.value.message

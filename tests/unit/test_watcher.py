@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from typemux_lsp.watcher import Change, Changes, Root, Watcher, WatchFilter
+from typemux_lsp.watcher import Change, Changes, Root, Watcher, WatchFilter, fs_clock_ns
 
 #: long enough that a stalled writer on a loaded machine does not split one burst in two
 DEBOUNCE_MS = 250
@@ -378,23 +378,26 @@ def test_os_limits_reads_the_lower_of_machine_and_namespace(tmp_path: Path) -> N
 def test_what_changed_while_arming_is_caught_up(
     watcher: Watcher, batches: Batches, tmp_path: Path
 ) -> None:
-    """A package installed between a backend's start and the moment its watch is armed (the
-    walk takes a while on a big site-packages) arrives as the first batch; nothing older
-    does."""
+    """A package installed (or a file rewritten in place) between a backend's start and the
+    moment its watch is armed (the walk takes a while on a big site-packages) arrives as the
+    first batch; nothing older does."""
     site = tmp_path / "site-packages"
     (site / "old").mkdir(parents=True)
     (site / "old" / "__init__.py").write_text("x = 1\n")
-    old = time.time_ns()
-    while time.time_ns() - old < 120_000_000:  # past the 50 ms clock margin
-        time.sleep(0.01)
-    started = time.time_ns()  # the backend starts reading the disk
+    (site / "kept").mkdir()
+    (site / "kept" / "__init__.py").write_text("y = 1\n")
+    written = (site / "old" / "__init__.py").stat().st_mtime_ns
+    while (started := fs_clock_ns()) <= written:  # the backend starts reading the disk
+        time.sleep(0.002)  # (the file clock moves by ticks)
     (site / "extra").mkdir()
     (site / "extra" / "__init__.py").write_text("def grow(n: int) -> int: ...\n")
+    (site / "kept" / "__init__.py").write_text("y = 2\n")  # in place: its directory unchanged
     watcher.watch("k", [site], since_ns=started)
     _, changes = batches.next()
     paths = {path: change for change, path in changes}
     assert paths.get(site / "extra") is Change.CREATED
     assert paths.get(site / "extra" / "__init__.py") is Change.CHANGED
+    assert paths.get(site / "kept" / "__init__.py") is Change.CHANGED
     assert site / "old" not in paths and site / "old" / "__init__.py" not in paths
     # without `since_ns`, the same tree gives no batch
     watcher.watch("k2", [site])
