@@ -145,16 +145,20 @@ async def start_direct(
 ) -> tuple[CountingClient, Any]:
     """The backend alone, started and initialized as the proxy starts it for `venv`.
 
-    With `via_relay` ("threads" or "asyncio"), behind `thread_relay.py` or `byte_relay.py`:
-    what any hop costs, with no LSP logic. Returns the client and the backend's initialize
-    answer.
+    With `via_relay` ("threads", "parse" or "asyncio"), behind `thread_relay.py`,
+    `parse_relay.py` or `byte_relay.py`: what any hop costs, with no (or the least) LSP
+    logic. Returns the client and the backend's initialize answer.
     """
     executable = kind.resolve_executable()
     if executable is None:
         raise SystemExit(f"bench: {kind.executable} not found: {kind.install_hint()}")
     cmd = kind.command(executable)
     if via_relay is not None:
-        script = "thread_relay.py" if via_relay == "threads" else "byte_relay.py"
+        script = {
+            "threads": "thread_relay.py",
+            "parse": "parse_relay.py",
+            "asyncio": "byte_relay.py",
+        }[via_relay]
         cmd = [sys.executable, str(Path(__file__).with_name(script)), *cmd]
     client = CountingClient(configuration_answer(kind, venv))
     await client.start(cmd, cwd=venv.project_dir, env=kind.environment(venv))

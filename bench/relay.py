@@ -10,6 +10,9 @@ differences and ratios are taken per round before the median.
 - floor: the backend behind `thread_relay.py`, two blocking threads that copy bytes and
   parse nothing: what any Python process in the middle costs on this machine
   (`--no-floor` skips it; `--asyncio-floor` adds `byte_relay.py`, the same on asyncio);
+- parse-floor (`--parse-floor`): `parse_relay.py`, the same threads framing and parsing
+  what any router must read (the uri of a request, the id of a response): the least a
+  correct router in Python costs;
 - proxy: `python -m typemux_lsp --backend KIND` with cwd = the workspace root;
 - `--variant NAME=DIR` adds a proxy importing `typemux_lsp` from DIR: a patched copy,
   measured in the same interleaved run as the installed one.
@@ -294,7 +297,7 @@ def table(report: dict[str, Any]) -> str:
     """A Markdown table: one column per path, then each proxy's cost over direct."""
     paths: dict[str, Any] = report["paths"]
     names = list(paths)
-    proxies = [n for n in names if n not in ("direct", "floor", "asyncio-floor")]
+    proxies = [n for n in names if n not in ("direct", "floor", "parse-floor", "asyncio-floor")]
     cfg, met = report["config"], report["met"]
 
     def verdict(key: str, text: str) -> str:
@@ -435,6 +438,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             if args.floor:
                 client, _ = await start_direct(root, kind, venv, via_relay="threads")
                 sides.append(Side("floor", client, client.pid))
+            if args.parse_floor:
+                client, _ = await start_direct(root, kind, venv, via_relay="parse")
+                sides.append(Side("parse-floor", client, client.pid))
             if args.asyncio_floor:
                 client, _ = await start_direct(root, kind, venv, via_relay="asyncio")
                 sides.append(Side("asyncio-floor", client, client.pid))
@@ -473,7 +479,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def _variant(value: str) -> tuple[str, Path]:
     name, sep, source = value.partition("=")
-    if not sep or not name or name in ("direct", "floor", "proxy"):
+    if not sep or not name or name in ("direct", "floor", "parse-floor", "proxy"):
         raise argparse.ArgumentTypeError(f"expected NAME=DIR with a new name, got {value!r}")
     if not (Path(source) / "typemux_lsp" / "__init__.py").is_file():
         raise argparse.ArgumentTypeError(f"{source} has no typemux_lsp package")
@@ -500,6 +506,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--asyncio-floor", action="store_true", help="also measure the asyncio byte relay"
+    )
+    parser.add_argument(
+        "--parse-floor",
+        action="store_true",
+        help="also measure parse_relay.py: threads that frame and parse what a router must",
     )
     parser.add_argument(
         "--variant",

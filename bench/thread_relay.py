@@ -14,9 +14,11 @@ import subprocess
 import sys
 import threading
 
+_CHUNK = 64 * 1024  # the proxy's read size: a read of 128 KiB or more costs an mmap and munmap
+
 
 def pump(src: int, dst: int) -> None:
-    while data := os.read(src, 256 * 1024):
+    while data := os.read(src, _CHUNK):
         view = memoryview(data)
         while view:
             view = view[os.write(dst, view) :]
