@@ -12,22 +12,28 @@ what reading the messages costs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
 
-_CHUNK = 64 * 1024  # the proxy's read size (larger reads cost an mmap per read)
+from thread_relay import CHUNK, run
+
+from typemux_lsp.jsonrpc import peek_response
+
 _lock = threading.Lock()
 _pending: dict[object, str] = {}
 
 
+def framed(look: Callable[[bytes], None]) -> Callable[[int, int], None]:
+    """A pump that frames what it reads and shows each body to `look`."""
+    return lambda src, dst: pump(src, dst, look)
+
+
 def pump(src: int, dst: int, look: Callable[[bytes], None]) -> None:
     buffer = b""
-    while data := os.read(src, _CHUNK):
+    while data := os.read(src, CHUNK):
         buffer += data
         out: list[bytes] = []
         while True:
@@ -61,39 +67,14 @@ def from_client(body: bytes) -> None:
             _pending[message["id"]] = str(uri)
 
 
-_PREFIX = b'{"jsonrpc":"2.0","id":'
-
-
 def from_backend(body: bytes) -> None:
-    if body.startswith(_PREFIX):
-        comma = body.find(b",", len(_PREFIX), len(_PREFIX) + 80)
-        with contextlib.suppress(ValueError), _lock:
-            _pending.pop(int(body[len(_PREFIX) : comma]), None)
-
-
-def main(cmd: list[str]) -> int:
-    child = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        bufsize=0,
-    )
-    assert child.stdin is not None and child.stdout is not None
-    out = threading.Thread(target=pump, args=(child.stdout.fileno(), 1, from_backend), daemon=True)
-    out.start()
-    with contextlib.suppress(OSError):
-        pump(0, child.stdin.fileno(), from_client)
-    child.stdin.close()
-    try:
-        child.wait(5)
-    except subprocess.TimeoutExpired:
-        child.kill()
-    return 0
+    peeked = peek_response(body)
+    if peeked is not None:
+        with _lock:
+            _pending.pop(peeked[0], None)
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit("usage: parse_relay.py COMMAND [ARG...]")
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(run(sys.argv[1:], framed(from_client), framed(from_backend)))

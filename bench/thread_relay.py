@@ -13,18 +13,23 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
-_CHUNK = 64 * 1024  # the proxy's read size: a read of 128 KiB or more costs an mmap and munmap
+#: the proxy's read size: a read of 128 KiB or more costs an mmap and a munmap each
+CHUNK = 64 * 1024
+
+Pump = Callable[[int, int], None]
 
 
 def pump(src: int, dst: int) -> None:
-    while data := os.read(src, _CHUNK):
+    while data := os.read(src, CHUNK):
         view = memoryview(data)
         while view:
             view = view[os.write(dst, view) :]
 
 
-def main(cmd: list[str]) -> int:
+def run(cmd: list[str], to_backend: Pump = pump, to_client: Pump = pump) -> int:
+    """Start `cmd` and pump stdin to it and its stdout back, one thread each way."""
     child = subprocess.Popen(
         cmd,
         stdin=subprocess.PIPE,
@@ -34,10 +39,10 @@ def main(cmd: list[str]) -> int:
         bufsize=0,
     )
     assert child.stdin is not None and child.stdout is not None
-    out = threading.Thread(target=pump, args=(child.stdout.fileno(), 1), daemon=True)
+    out = threading.Thread(target=to_client, args=(child.stdout.fileno(), 1), daemon=True)
     out.start()
     with contextlib.suppress(OSError):
-        pump(0, child.stdin.fileno())
+        to_backend(0, child.stdin.fileno())
     child.stdin.close()
     try:
         child.wait(5)
@@ -49,4 +54,4 @@ def main(cmd: list[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit("usage: thread_relay.py COMMAND [ARG...]")
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(run(sys.argv[1:]))
