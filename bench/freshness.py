@@ -335,14 +335,15 @@ class Backend:
 
     async def start(self) -> float:
         """Spawn, initialize, initialized; seconds to the initialize answer."""
-        executable = self.kind.resolve_executable()
+        env = self.kind.environment(self.venv)
+        executable = self.kind.resolve_executable(env["PATH"])
         if executable is None:
             raise SystemExit(f"bench: {self.kind.executable} not found")
         begin = time.perf_counter()
         await self.client.start(
-            self.kind.command(executable),
+            self.kind.command(executable, env["PATH"]),
             cwd=self.project,
-            env=self.kind.environment(self.venv),
+            env=env,
         )
         caps = json.loads(json.dumps(CLAUDE_CODE_CAPABILITIES))
         if DECLARE_WATCHING:

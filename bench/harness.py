@@ -149,10 +149,11 @@ async def start_direct(
     `parse_relay.py` or `byte_relay.py`: what any hop costs, with no (or the least) LSP
     logic. Returns the client and the backend's initialize answer.
     """
-    executable = kind.resolve_executable()
+    env = kind.environment(venv)
+    executable = kind.resolve_executable(env["PATH"])
     if executable is None:
         raise SystemExit(f"bench: {kind.executable} not found: {kind.install_hint()}")
-    cmd = kind.command(executable)
+    cmd = kind.command(executable, env["PATH"])
     if via_relay is not None:
         script = {
             "threads": "thread_relay.py",
@@ -161,7 +162,7 @@ async def start_direct(
         }[via_relay]
         cmd = [sys.executable, str(Path(__file__).with_name(script)), *cmd]
     client = CountingClient(configuration_answer(kind, venv))
-    await client.start(cmd, cwd=venv.project_dir, env=kind.environment(venv))
+    await client.start(cmd, cwd=venv.project_dir, env=env)
     offered = CLAUDE_CODE_CAPABILITIES["general"]["positionEncodings"]
     params = backend_initialize_params(client_params(root), venv, kind.choose_encoding(offered))
     result = await client.request("initialize", params, timeout=60)
@@ -175,7 +176,7 @@ def backend_version(kind: BackendKind, initialize_result: Any) -> str:
     info = get_path(initialize_result, "serverInfo")
     if isinstance(info, dict) and info.get("name"):
         return f"{info['name']} {info.get('version', '')}".strip()
-    executable = kind.resolve_executable()
+    executable = kind.resolve_executable(os.environ.get("PATH", ""))
     if executable is not None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run(

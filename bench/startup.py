@@ -76,9 +76,10 @@ def main() -> int:
     }
     for name in ("ty", "pyrefly", "pyright", "basedpyright"):
         kind = KINDS[name]
-        executable = kind.resolve_executable()
+        search = os.environ.get("PATH", "")
+        executable = kind.resolve_executable(search)
         if executable is not None:
-            paths[f"{name} straight"] = kind.command(executable)
+            paths[f"{name} straight"] = kind.command(executable, search)
     env = dict(os.environ)
     # As installed: pip compiles a package's bytecode at install time, while an editable
     # checkout under PYTHONDONTWRITEBYTECODE (set on this machine) would compile every module

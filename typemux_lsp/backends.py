@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .documents import Encoding
+from .environments import path_outside
 from .tree import deep_merge, lookup
 from .venv import Venv, canonical, git_toplevel
 
@@ -53,9 +54,9 @@ class BackendKind:
     #: encodings this kind picks from a client's offer, in its order of preference
     encodings: tuple[Encoding, ...]
 
-    def resolve_executable(self, path: str | None = None) -> Path | None:
-        """The backend from the proxy's own environment first, then `path` (the backend's
-        PATH, which holds nothing of its project: see `environment`).
+    def resolve_executable(self, path: str) -> Path | None:
+        """The backend from the proxy's own environment first, then `path` (a PATH that
+        holds nothing of the repositories served: `backend_environment`).
 
         Never from the project's `.venv/bin`: opening a repository must not run a
         binary the repository ships.
@@ -73,7 +74,7 @@ class BackendKind:
             f"or put `{self.executable}` on PATH"
         )
 
-    def command(self, executable: Path, path: str | None = None) -> list[str]:
+    def command(self, executable: Path, path: str) -> list[str]:
         """How to run `executable`: a `#!/usr/bin/env X` script gets X by absolute path from
         `path` (the backend's PATH), so no `node` found first elsewhere runs."""
         interpreter = _env_shebang(executable)
@@ -93,13 +94,8 @@ class BackendKind:
         reaches the backend by absolute path (VIRTUAL_ENV and the workspace/configuration
         answer); running it to read its search paths is the one thing a backend may run.
         """
-        env = {k: v for k, v in (os.environ if base is None else base).items()}
-        for key in _SCRUBBED_ENV:
-            env.pop(key, None)
+        env = backend_environment(venv.project_dir, base=base)
         env["VIRTUAL_ENV" if venv.is_venv else "CONDA_PREFIX"] = str(venv.path)
-        env["PATH"] = safe_path(env.get("PATH", ""), venv.project_dir)
-        # pyright's PyPI wrapper checks PyPI for a newer version on every start otherwise.
-        env.setdefault("PYRIGHT_PYTHON_IGNORE_WARNINGS", "1")
         return env
 
     def choose_encoding(self, offered: Sequence[str] | None) -> Encoding:
@@ -164,20 +160,24 @@ def _load_profile(name: str) -> dict[str, Any]:
     return profile
 
 
-def safe_path(path: str, project: Path) -> str:
+def backend_environment(*projects: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment any backend process runs in (a session's, the initialize probe's,
+    the doctor's `--version`): the proxy's own without what selects another Python
+    environment, and a PATH without `projects`' repositories (`safe_path`)."""
+    env = {k: v for k, v in (os.environ if base is None else base).items()}
+    for key in _SCRUBBED_ENV:
+        env.pop(key, None)
+    env["PATH"] = safe_path(env.get("PATH", ""), *projects)
+    # pyright's PyPI wrapper checks PyPI for a newer version on every start otherwise.
+    env.setdefault("PYRIGHT_PYTHON_IGNORE_WARNINGS", "1")
+    return env
+
+
+def safe_path(path: str, *projects: Path) -> str:
     """`path` without the entries a repository could plant a program in: relative ones
-    (they are relative to the backend's cwd, the project) and any inside the project's
-    repository (an activated `.venv/bin`, a `bin/` it ships)."""
-    top = git_toplevel(project) or canonical(project)
-    kept: list[str] = []
-    for entry in path.split(os.pathsep):
-        if not entry or not os.path.isabs(entry):
-            continue
-        real = canonical(entry)
-        if real == top or top in real.parents:
-            continue
-        kept.append(entry)
-    return os.pathsep.join(kept)
+    (they are relative to the backend's cwd, the project) and any inside the repository of
+    one of `projects` (an activated `.venv/bin`, a `bin/` it ships)."""
+    return path_outside(path, *(git_toplevel(p) or canonical(p) for p in projects))
 
 
 def _env_shebang(executable: Path) -> str | None:

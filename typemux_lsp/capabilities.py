@@ -23,11 +23,12 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from . import jsonrpc
-from .backends import BackendKind, safe_path
+from .backends import BackendKind, backend_environment, safe_path
 from .features import ClientSupport
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def _identity(kind: BackendKind) -> str | None:
     """What changes when the backend is installed again (upgraded, downgraded): its
     executable's path, size and time. Cheaper than asking for its version (that would
     import importlib.metadata, ~40 ms, while the client waits for the answer)."""
-    executable = kind.resolve_executable(os.environ.get("PATH"))
+    executable = kind.resolve_executable(safe_path(os.environ.get("PATH", "")))  # (only stat'ed)
     if executable is None:
         return None
     try:
@@ -120,17 +121,14 @@ class Answers:
             logger.warning("cannot cache %s's initialize answer in %s: %s", kind.name, path, exc)
 
 
-def probe(kind: BackendKind, client_params: dict[str, Any]) -> dict[str, Any] | None:
+def probe(
+    kind: BackendKind, client_params: dict[str, Any], roots: Sequence[Path]
+) -> dict[str, Any] | None:
     """Ask the installed backend for its initialize answer to this client (blocking: run it
-    in a thread). It runs in an empty temporary directory and is stopped at once."""
+    in a thread). It runs in an empty temporary directory and is stopped at once; nothing
+    the repositories of `roots` ship runs (`backend_environment`)."""
     with tempfile.TemporaryDirectory(prefix="typemux-lsp-probe-") as tmp:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CONDA_PREFIX")
-        }
-        env["PATH"] = safe_path(env.get("PATH", ""), Path(tmp))
-        env.setdefault("PYRIGHT_PYTHON_IGNORE_WARNINGS", "1")
+        env = backend_environment(Path(tmp), *roots)
         executable = kind.resolve_executable(env["PATH"])
         if executable is None:
             return None

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, projects
-from .backends import KINDS, BackendKind
+from .backends import KINDS, BackendKind, backend_environment
 from .config import Settings, load_settings
 from .environments import Lookup, canonical
 from .freshness import plan_watch, read_environment
@@ -97,7 +97,9 @@ def _problem(severity: str, message: str, fix: str, file: str | None = None) -> 
     return {"severity": severity, "file": file, "line": None, "message": message, "fix": fix}
 
 
-def backend_version(kind: BackendKind, executable: Path) -> tuple[str | None, str | None]:
+def backend_version(
+    kind: BackendKind, executable: Path, env: Mapping[str, str]
+) -> tuple[str | None, str | None]:
     """`<program> --version` for a backend: (version, None) or (None, why not).
 
     pyright-langserver and basedpyright-langserver have no --version; the `pyright` /
@@ -109,8 +111,6 @@ def backend_version(kind: BackendKind, executable: Path) -> tuple[str | None, st
         target = shutil.which(program, path=str(executable.parent))
         if target is None:
             return None, f"{program} is not next to {executable}, so its version is unknown"
-    env = dict(os.environ)
-    env.setdefault("PYRIGHT_PYTHON_IGNORE_WARNINGS", "1")  # no PyPI version check
     try:
         done = subprocess.run(
             [str(target), "--version"],
@@ -149,9 +149,14 @@ def _custom_executable(command: str) -> tuple[list[str], Path | None]:
 
 
 def _backends(
-    settings: Settings, sources: Mapping[str, str], used_by: Mapping[str, list[str]]
+    settings: Settings,
+    sources: Mapping[str, str],
+    used_by: Mapping[str, list[str]],
+    env: Mapping[str, str],
 ) -> tuple[list[Json], list[Json]]:
-    """One entry per backend kind in use or named by the configuration, and the problems."""
+    """One entry per backend kind in use or named by the configuration, and the problems.
+    Backends are found and asked their version in `env` (`backend_environment`): the
+    doctor runs nothing the repository ships either."""
     problems: list[Json] = []
     named = {settings.backend, *(rule.backend for rule in settings.projects if rule.backend)}
     needed = set(used_by) if used_by else {settings.backend}
@@ -197,7 +202,7 @@ def _backends(
                 )
             entries.append(entry)
             continue
-        exe = kind.resolve_executable()
+        exe = kind.resolve_executable(env["PATH"])
         if exe is None:
             problems.append(
                 _problem(
@@ -208,9 +213,9 @@ def _backends(
                 )
             )
         else:
-            version, error = backend_version(kind, exe)
+            version, error = backend_version(kind, exe, env)
             entry.update(
-                command=kind.command(exe),
+                command=kind.command(exe, env["PATH"]),
                 executable=str(exe),
                 found=True,
                 version=version,
@@ -317,7 +322,9 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
         for directory, (lookup, count) in sorted(scan.orphans.items())
     ]
 
-    backends, backend_problems = _backends(settings, loaded.sources, used_by)
+    backends, backend_problems = _backends(
+        settings, loaded.sources, used_by, backend_environment(target, base=environ)
+    )
     report["backends"] = backends
     problems.extend(backend_problems)
 

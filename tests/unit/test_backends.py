@@ -124,14 +124,14 @@ def test_the_backend_comes_from_the_proxys_own_environment_before_path(
     (project_bin / "ty").write_text("#!/bin/sh\n")
     (project_bin / "ty").chmod(0o755)
     monkeypatch.setenv("PATH", str(project_bin))
-    exe = KINDS["ty"].resolve_executable()
+    exe = KINDS["ty"].resolve_executable(str(project_bin))
     assert exe is not None and exe.parent == Path(sys.executable).parent
 
 
 def test_a_missing_executable_resolves_to_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "")
     missing = dataclasses.replace(KINDS["ty"], executable="definitely-not-installed-ls")
-    assert missing.resolve_executable() is None
+    assert missing.resolve_executable("") is None
     assert f"{sys.executable} -m pip install 'ty'" in missing.install_hint()
 
 

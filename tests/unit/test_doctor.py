@@ -239,8 +239,8 @@ def test_bad_toml_exits_2_with_its_line(mono: Path, tmp_path: Path) -> None:
     assert {v["backend"] for v in report["environments"]} == {"pyright"}  # rules are gone
 
 
-def test_missing_backend_exits_2_with_the_install_command(mono: Path, tmp_path: Path) -> None:
-    """typemux-lsp installed without its backend: a venv that has typemux-lsp but no pyright."""
+def bare_python(tmp_path: Path) -> Path:
+    """A venv with typemux-lsp and its dependencies, but no backend next to its python."""
     bare = tmp_path / "bare"
     subprocess.run(
         [sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, capture_output=True
@@ -259,11 +259,16 @@ def test_missing_backend_exits_2_with_the_install_command(mono: Path, tmp_path: 
     )
     # typemux-lsp and its dependencies, but none of the backends' executables next to python.
     (site / "typemux.pth").write_text(f"{REPO_ROOT}\n{sysconfig.get_paths()['purelib']}\n")
+    return bare / "bin" / "python"
+
+
+def test_missing_backend_exits_2_with_the_install_command(mono: Path, tmp_path: Path) -> None:
+    """typemux-lsp installed without its backend: a venv that has typemux-lsp but no pyright."""
     empty = tmp_path / "empty-path"
     empty.mkdir()
     env = doctor_env(tmp_path, PATH=str(empty))
     code, report = doctor_json(
-        str(mono / "services" / "api"), env=env, python=str(bare / "bin" / "python")
+        str(mono / "services" / "api"), env=env, python=str(bare_python(tmp_path))
     )
     assert code == 2
     backends = {b["kind"]: b for b in report["backends"]}
@@ -273,6 +278,24 @@ def test_missing_backend_exits_2_with_the_install_command(mono: Path, tmp_path: 
     assert severities["backend pyright"]["severity"] == "error"
     assert "-m pip install 'pyright[nodejs]'" in severities["backend pyright"]["fix"]
     assert severities["backend ty"]["severity"] == "warning"
+
+
+def test_the_doctor_runs_no_backend_the_repository_ships(mono: Path, tmp_path: Path) -> None:
+    """A `pyright-langserver` in the repository, on PATH (an activated venv, a `bin/` it
+    ships), is neither reported as the backend nor run for its version."""
+    shipped = mono / "tools" / "bin"
+    shipped.mkdir(parents=True, exist_ok=True)
+    ran = tmp_path / "ran"
+    for name in ("pyright-langserver", "pyright"):
+        (shipped / name).write_text(f"#!/bin/sh\ntouch {ran}\necho 'pyright 0.0.evil'\n")
+        (shipped / name).chmod(0o755)
+    env = doctor_env(tmp_path, PATH=f"{shipped}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    _, report = doctor_json(
+        str(mono / "services" / "api"), env=env, python=str(bare_python(tmp_path))
+    )
+    backends = {b["kind"]: b for b in report["backends"]}
+    assert (backends["pyright"]["found"], backends["pyright"]["executable"]) == (False, None)
+    assert not ran.exists()
 
 
 def test_custom_backend_command_that_does_not_exist_exits_2(mono: Path, tmp_path: Path) -> None:

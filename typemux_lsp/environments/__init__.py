@@ -9,7 +9,7 @@ find it; the only program ever run is uv, for PEP 723 scripts (see `locators/pep
 docs/environments.md describes each manager's rule for users.
 """
 
-from ._fs import absolute, canonical
+from ._fs import absolute, canonical, path_outside
 from .finder import (
     clear_cache,
     fallback_environment,
@@ -41,6 +41,7 @@ __all__ = [
     "is_environment",
     "is_project",
     "no_environment_message",
+    "path_outside",
     "project_dir_hint",
     "uri_to_path",
 ]

@@ -53,6 +53,22 @@ def within_canonical(path: Path, parent: Path) -> bool:
     return within(canonical(path), canonical(parent))
 
 
+def path_outside(path: str, *boundaries: Path) -> str:
+    """A PATH without the entries a repository could plant a program in: relative ones
+    (relative to whatever the cwd is) and any inside one of `boundaries` (an activated
+    `.venv/bin`, a `bin/` the repository ships)."""
+    tops = [canonical(b) for b in boundaries]
+    kept: list[str] = []
+    for entry in path.split(os.pathsep):
+        if not entry or not os.path.isabs(entry):
+            continue
+        real = canonical(Path(entry))
+        if any(within(real, top) for top in tops):
+            continue
+        kept.append(entry)
+    return os.pathsep.join(kept)
+
+
 def stamp(path: Path | str) -> Stamp:
     try:
         st = os.stat(path)
