@@ -376,8 +376,11 @@ def peek_response(body: bytes) -> tuple[MsgId, int] | None:
         return None
 
 
-def error_code(body: bytes) -> int | None:
-    """The error code of a response body; None for a result (or no response at all)."""
+def error_code(body: bytes, id_end: int | None = None) -> int | None:
+    """The error code of a response body; None for a result (or no response at all).
+    With `id_end` (from `peek_response`) a result is told apart without parsing it."""
+    if id_end is not None and not body.startswith(b'"error"', id_end + 1):
+        return None
     if b'"error"' not in body:
         return None
     try:

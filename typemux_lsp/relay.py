@@ -286,7 +286,7 @@ class Relay:
                     entry = session.inflight.get(wire)
                     if entry is not None:
                         if session.disturbed_at > entry.sent_at and self.resend(
-                            session, entry, body
+                            session, entry, body, id_end
                         ):
                             return
                         if entry.method in Origins.PARENTS:
@@ -320,18 +320,21 @@ class Relay:
         if entry is None:
             session.log.debug("dropping a late answer to %r", msg_id)
             return
-        if session.disturbed_at > entry.sent_at and self.resend(session, entry, body):
+        peeked = jsonrpc.peek_response(body)
+        id_end = peeked[1] if peeked is not None else None
+        if session.disturbed_at > entry.sent_at and self.resend(session, entry, body, id_end):
             return
         if entry.method in Origins.PARENTS:
             self.origins.record(entry.method, session, body)
-        peeked = jsonrpc.peek_response(body)
-        self.ledger.relay(entry, body, peeked[1] if peeked is not None else None)
+        self.ledger.relay(entry, body, id_end)
 
-    def resend(self, session: BackendSession, entry: Pending, body: bytes) -> bool:
+    def resend(
+        self, session: BackendSession, entry: Pending, body: bytes, id_end: int | None
+    ) -> bool:
         """A request the backend gave up on because the proxy changed its view of the disk
         meanwhile (pyrefly cancels, ty answers ContentModified): the client did nothing to
         deserve that error, so the request is sent again. False: relay the answer."""
-        error = jsonrpc.error_code(body)
+        error = jsonrpc.error_code(body, id_end)
         if error not in (jsonrpc.REQUEST_CANCELLED, jsonrpc.CONTENT_MODIFIED):
             return False
         if not entry.resendable():

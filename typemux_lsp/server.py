@@ -330,6 +330,7 @@ class TypemuxServer:
         """Ask the installed backend for its own answer, in the background; cache it, and
         register what the recording lacked where the client registers dynamically."""
         kind, answers, plane = self.kind, self.answers, self.plane
+        roots = [*self.roots, self.cwd]
 
         def learned(result: dict[str, Any]) -> None:
             self.initialize_source = "recorded, then learned"
@@ -357,7 +358,7 @@ class TypemuxServer:
             )
 
         def run() -> None:
-            result = probe(kind, params)
+            result = probe(kind, params, roots)
             if result is not None:
                 answers.save(kind, caps, result)
                 plane.submit(learned, result)
@@ -586,7 +587,7 @@ class TypemuxServer:
             return
         for session in self.pool.live():
             if session.state in (State.WARMING, State.READY):
-                fresh = session.recent.fresh(c for c in changes if isinstance(c, dict))
+                fresh = session.recent.fresh((c for c in changes if isinstance(c, dict)), "client")
                 if fresh:
                     session.notify("workspace/didChangeWatchedFiles", {"changes": fresh})
 
@@ -611,7 +612,9 @@ class TypemuxServer:
             return
         if session.state not in (State.WARMING, State.READY):
             return  # it starts after the change: it reads the disk as it is now
-        events = session.recent.fresh(dict(e) for e in (action.params or {}).get("changes", []))
+        events = session.recent.fresh(
+            (dict(e) for e in (action.params or {}).get("changes", [])), "watcher"
+        )
         if events:
             session.disturbed_at = time.monotonic()
             session.notify("workspace/didChangeWatchedFiles", {"changes": events})
@@ -764,9 +767,9 @@ class TypemuxServer:
     def session_ended(self, session: BackendSession, error: BackendError) -> None:
         self.feedback.backend_started(session, str(error))
         code = error.code if isinstance(error, Restarted) else jsonrpc.REQUEST_FAILED
-        for entry in self.ledger:
-            if entry.session is session:
-                self.ledger.fail(entry, code, str(error))
+        # What it still holds: a restart has moved what the new backend answers instead.
+        for entry in [*session.inflight.values(), *(q.entry for q in session.queue)]:
+            self.ledger.fail(entry, code, str(error))
         self.diagnostics.clear(session)
         self.backchannel.forget(session, notify_client=not self.shutdown_requested)
         self.origins.forget(session)
