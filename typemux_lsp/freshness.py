@@ -379,24 +379,33 @@ def disk_text_wins(
 # -- not doubling a client that watches files itself ------------------------------------------
 
 
+Source = Literal["client", "watcher"]
+
+
 class RecentEvents:
     """Events told to a backend lately, so one change is told once whichever of the client
-    and the watcher reports it first. `now` is injectable for tests."""
+    and the watcher reports it first: an event the *other* source reported within the
+    window is the same change, and is dropped once. One source reporting the same file
+    again is a second change, always told. `now` is injectable for tests."""
 
     def __init__(self, window_s: float = 10.0) -> None:
         self.window_s = window_s
-        self._seen: dict[tuple[str, int], float] = {}
+        self._seen: dict[tuple[str, int], tuple[Source, float]] = {}
 
-    def fresh(self, events: Iterable[Mapping[str, Any]], now: float | None = None) -> list[Any]:
-        """The events not told within the window; records them as told."""
+    def fresh(
+        self, events: Iterable[Mapping[str, Any]], source: Source, now: float | None = None
+    ) -> list[Any]:
+        """The events that are news from `source`; records them as told."""
         now = time.monotonic() if now is None else now
         horizon = now - self.window_s
-        self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+        self._seen = {k: v for k, v in self._seen.items() if v[1] >= horizon}
         out = []
         for event in events:
             key = (str(event.get("uri")), int(event.get("type", 0)))
-            if key in self._seen:
+            seen = self._seen.get(key)
+            if seen is not None and seen[0] != source:
+                del self._seen[key]  # the other's report of this very change: told already
                 continue
-            self._seen[key] = now
+            self._seen[key] = (source, now)
             out.append(event)
         return out

@@ -473,6 +473,7 @@ class Watcher:
         found: dict[Path, Change] = {}
         roots = {r.path for r in spec.roots}
         known = {str(d) for d in spec.directories}  # (included by the walk)
+        root_names = {str(r) for r in roots}
         keep = spec.filter
         for directory in sorted(spec.directories):
             try:
@@ -484,6 +485,8 @@ class Watcher:
                     for entry in entries:  # (strings, not Paths: 30,000 entries is common)
                         is_dir = entry.is_dir(follow_symlinks=False)  # (no stat: d_type)
                         if is_dir:
+                            if entry.path in root_names:
+                                continue  # (a root's own times change with its entries)
                             if entry.path not in known and not keep.include_dir(Path(entry.path)):
                                 continue
                         elif not (files_kept and keep.include_name(entry.name)):

@@ -345,12 +345,17 @@ def test_disk_text_wins_only_over_a_clean_document_of_a_blind_client(
 def test_one_change_is_told_once_whoever_reports_it_first() -> None:
     recent = RecentEvents(window_s=10)
     event = {"uri": "file:///p/a.py", "type": 2}
-    assert recent.fresh([event], now=100.0) == [event]  # the client's own event
-    assert recent.fresh([event, {"uri": "file:///p/b.py", "type": 1}], now=101.0) == [
+    assert recent.fresh([event], "client", now=100.0) == [event]  # the client's own event
+    assert recent.fresh([event, {"uri": "file:///p/b.py", "type": 1}], "watcher", now=101.0) == [
         {"uri": "file:///p/b.py", "type": 1}
     ]  # the watcher's batch: a.py already told
-    assert recent.fresh([{"uri": "file:///p/a.py", "type": 3}], now=102.0) != []  # new kind
-    assert recent.fresh([event], now=111.0) == [event]  # a later change is news again
+    assert recent.fresh([{"uri": "file:///p/a.py", "type": 3}], "watcher", now=102.0) != []
+    # a second change of a.py, seconds later: news, whoever reports it first
+    assert recent.fresh([event], "watcher", now=104.0) == [event]
+    assert recent.fresh([event], "client", now=104.5) == []  # (the client's report of it)
+    assert recent.fresh([event], "client", now=105.0) == [event]  # and a third
+    assert recent.fresh([event], "client", now=106.0) == [event]  # one source: every change
+    assert recent.fresh([event], "watcher", now=117.0) == [event]  # past the window: news
 
 
 def test_a_venv_deleted_then_recreated_is_seen_through_the_project_watch(project: Path) -> None:

@@ -403,3 +403,24 @@ def test_what_changed_while_arming_is_caught_up(
     watcher.watch("k2", [site])
     assert watcher.wait_armed("k2")
     batches.none_within()
+
+
+def test_the_catch_up_never_reports_a_root_as_created(
+    watcher: Watcher, batches: Batches, tmp_path: Path
+) -> None:
+    """A root inside another (the venv inside its project) changes its times whenever an
+    entry is added to it: that is no new environment (which would restart its backend)."""
+    project = tmp_path / "app"
+    venv = project / ".venv"
+    (venv / "lib").mkdir(parents=True)
+    (project / "app.py").write_text("x = 1\n")
+    written = (project / "app.py").stat().st_mtime_ns
+    while (started := fs_clock_ns()) <= written:
+        time.sleep(0.002)
+    (venv / ".lock").write_text("")
+    (project / "new.py").write_text("y = 1\n")
+    watcher.watch("k", [project, venv], since_ns=started)
+    _, changes = batches.next()
+    paths = {path: change for change, path in changes}
+    assert paths.get(project / "new.py") is Change.CHANGED
+    assert venv not in paths
