@@ -418,16 +418,6 @@ def _converter() -> Any:
     return converter
 
 
-_PY_TYPES: dict[str, Any] = {
-    "str": str,
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "table": dict[str, Any],
-    "rules": list[Any],
-}
-
-
 @dataclass(slots=True)
 class _RuleFields:
     """The keys a `[[projects]]` entry may have; cattrs checks types and unknown keys."""

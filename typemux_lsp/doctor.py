@@ -33,7 +33,6 @@ from .projects import MAX_DIRECTORIES
 from .watcher import os_limits, planned_directories
 
 VENV_DIR = ".venv"
-ROOT = Path("/")
 SCHEMA_VERSION = 2
 #: seconds a backend gets to print its version
 VERSION_TIMEOUT = 20.0

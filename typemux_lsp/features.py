@@ -9,7 +9,6 @@ the client can take, and how fanned-out results merge.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -155,9 +154,6 @@ RESOLVE_PARENT = {
     "workspaceSymbol/resolve": "workspace/symbol",
 }
 
-#: Requests answered by merging every live backend's answer.
-FAN_OUT_METHODS = frozenset({"workspace/symbol"})
-
 #: Notifications every live backend gets.
 BROADCAST_NOTIFICATIONS = frozenset(
     {
@@ -294,23 +290,6 @@ def local_answer(method: str, support: ClientSupport, venv: Venv) -> tuple[bool,
         root = venv.project_dir
         return (True, [{"uri": from_fs_path(str(root)) or root.as_uri(), "name": root.name}])
     return (False, None)
-
-
-def merge_symbols(results: Iterable[Any]) -> Any:
-    """One `workspace/symbol` answer from several backends, duplicates dropped."""
-    merged: list[Any] = []
-    seen: set[str] = set()
-    any_list = False
-    for result in results:
-        if not isinstance(result, list):
-            continue
-        any_list = True
-        for item in result:
-            key = json.dumps(item, sort_keys=True)
-            if key not in seen:
-                seen.add(key)
-                merged.append(item)
-    return merged if any_list else None
 
 
 #: Requests a backend serves only if its initialize answer declares the capability (none of

@@ -36,14 +36,6 @@ from pygls.uris import from_fs_path
 from .environments.model import pth_paths
 from .watcher import DEFAULT_SKIP_DIRS, Change, Changes, Root, WatchFilter
 
-#: Setting names and defaults, for config.py (the lead adds them there).
-SETTING_FRESHNESS = "freshness"
-SETTING_DEBOUNCE = "freshness-debounce-ms"
-DEFAULT_FRESHNESS = True
-#: Quiet time before a batch is acted on. An installer's writes come in bursts with gaps
-#: well under this; a restart or notification costs far more than the wait.
-DEFAULT_DEBOUNCE_MS = 300
-
 #: Type-checker configuration files, by name (pyproject.toml holds several tools' tables).
 CONFIG_FILES = frozenset({"pyproject.toml", "pyrightconfig.json", "ty.toml", "pyrefly.toml"})
 #: Files that decide how a package imports, besides sources.

@@ -28,7 +28,6 @@ INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 SERVER_NOT_INITIALIZED: Final = -32002
 REQUEST_FAILED: Final = -32803
-SERVER_CANCELLED: Final = -32802
 CONTENT_MODIFIED: Final = -32801
 REQUEST_CANCELLED: Final = -32800
 
@@ -117,10 +116,6 @@ class FrameDecoder:
         if pos:
             del self._buf[:pos]
         return out
-
-    def pending(self) -> int:
-        """Bytes buffered and not decoded yet."""
-        return len(self._buf)
 
     def _error(self, out: list[bytes | FrameError], reason: str) -> None:
         if not self._quiet:

@@ -33,10 +33,6 @@ class Plane:
         with contextlib.suppress(RuntimeError):  # a closed loop: the proxy is exiting
             self.loop.call_soon_threadsafe(self.run, fn, *args)
 
-    def soon(self, fn: Callable[[*Ts], object], *args: *Ts) -> None:
-        """Like `submit`, from the control plane itself."""
-        self.loop.call_soon(self.run, fn, *args)
-
     def later(self, delay: float, fn: Callable[[*Ts], object], *args: *Ts) -> asyncio.TimerHandle:
         """Run `fn(*args)` on the control plane after `delay` seconds."""
         return self.loop.call_later(delay, self.run, fn, *args)
@@ -60,8 +56,3 @@ class Plane:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("control plane task failed", exc_info=task.exception())
-
-    async def drain(self, timeout: float) -> None:
-        """Wait (bounded) for the tracked tasks, on the way out."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)

@@ -164,19 +164,6 @@ class Outbox:
             grow_pipe(fd)
             os.set_blocking(fd, False)
 
-    @property
-    def queued(self) -> int:
-        """Bytes accepted and not yet written."""
-        return self._queued
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def send(self, data: bytes) -> None:
-        """Write `data` after everything sent before it; never blocks."""
-        self.send_parts(data)
-
     def send_frame(self, header: bytes, body: bytes) -> None:
         """A header and a body in one write; a large body is not copied to join them."""
         if len(body) < 65536:
