@@ -16,6 +16,8 @@ Behaviour comes from the `FAKE_BACKEND` environment variable, comma-separated:
   spawn_child         start a child process that outlives this one unless its group is killed
   ignore_stdin_eof    keep running after stdin closes (a badly behaved backend)
   diag_on_open        publish one warning for every opened document
+  linger_on_exit=S    on `exit`, publish an empty diagnostics list for every document after
+                      S seconds, then exit (a backend slow to go, still talking)
 Options in a file `.fake_backend` in the project directory apply to that project only.
 
 It keeps its own copy of each document with pygls's `TextDocument` (an implementation
@@ -269,6 +271,16 @@ def main() -> None:
         elif method == "shutdown":
             respond(msg_id, None)
         elif method == "exit":
+            if "linger_on_exit" in OPTS:
+                time.sleep(float(OPTS["linger_on_exit"]))
+                for uri in list(_docs):
+                    send(
+                        {
+                            "jsonrpc": "2.0",
+                            "method": "textDocument/publishDiagnostics",
+                            "params": {"uri": uri, "diagnostics": []},
+                        }
+                    )
             return
         elif msg_id is not None:
             send(

@@ -52,6 +52,8 @@ class Diagnostics:
             return
         if session.state is State.WARMING:
             session.mark_ready("first diagnostics")
+        if session.state in (State.STOPPING, State.STOPPED):
+            return  # a backend on its way out (replaced, evicted) no longer speaks for a file
         owner = self._router.venv_for(uri, self._store.get(uri))
         if isinstance(owner, NoVenv) or owner.key != session.venv.key:
             session.log.debug("diagnostics for %s, which is not this venv's: dropped", uri)
@@ -75,8 +77,10 @@ class Diagnostics:
             return
         self._connection.send_body(body)
 
-    def clear(self, session: BackendSession) -> None:
-        """The session is gone: withdraw what it published."""
-        for uri in sorted(session.diagnosed):
+    def clear(self, session: BackendSession, successor: BackendSession | None) -> None:
+        """The session is gone: withdraw what it published, except where its `successor`
+        (a restart) has published since: those are the current diagnostics."""
+        current = successor.diagnosed if successor is not None else set()
+        for uri in sorted(session.diagnosed - current):
             self._connection.send(jsonrpc.notification(PUBLISH, {"uri": uri, "diagnostics": []}))
         session.diagnosed.clear()

@@ -770,7 +770,7 @@ class TypemuxServer:
         # What it still holds: a restart has moved what the new backend answers instead.
         for entry in [*session.inflight.values(), *(q.entry for q in session.queue)]:
             self.ledger.fail(entry, code, str(error))
-        self.diagnostics.clear(session)
+        self.diagnostics.clear(session, self.pool.get(session.venv))
         self.backchannel.forget(session, notify_client=not self.shutdown_requested)
         self.origins.forget(session)
         if self.watcher is not None and self.pool.get(session.venv) is None:

@@ -718,3 +718,27 @@ async def test_a_backends_cancellation_the_proxy_did_not_cause_reaches_the_clien
         await asyncio.wait_for(fut, 20)
     assert err.value.code == REQUEST_CANCELLED
     assert "subsequent mutation" in err.value.message
+
+
+async def test_a_replaced_backend_leaves_its_successors_diagnostics_alone(
+    start_proxy: Any,
+) -> None:
+    """A venv recreated: the old backend, slow to go, still publishes (empty) diagnostics
+    and then ends; the client keeps the new backend's diagnostics."""
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "diag_on_open,linger_on_exit=1")
+    uri = proxy.open("a")
+    await proxy.client.wait_diagnostics(uri, lambda d: len(d) == 1)
+    old_pid = await proxy.pid_of("a")
+    (proxy.root / "a" / ".venv" / "pyvenv.cfg").write_text("version = 3.11.8\n")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:  # until the old backend is gone and the proxy has seen it go
+        status = await proxy.client.request("typemux/status", None)
+        pids = [b["pid"] for b in status["backends"]]
+        if pids and old_pid not in pids and status["backendProcesses"] == 1:
+            break
+        assert loop.time() < deadline, status
+        await asyncio.sleep(0.05)
+    assert await proxy.pid_of("a") != old_pid
+    assert len(proxy.client.diagnostics[uri]) == 1, proxy.client.diagnostics[uri]
