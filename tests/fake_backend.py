@@ -16,6 +16,8 @@ Behaviour comes from the `FAKE_BACKEND` environment variable, comma-separated:
   spawn_child         start a child process that outlives this one unless its group is killed
   ignore_stdin_eof    keep running after stdin closes (a badly behaved backend)
   diag_on_open        publish one warning for every opened document
+  log_requests=METHOD write the params of the last METHOD request to `.fake_requests`
+  log_cancels         append the id of every $/cancelRequest to `.fake_cancels`
   linger_on_exit=S    on `exit`, publish an empty diagnostics list for every document after
                       S seconds, then exit (a backend slow to go, still talking)
 Options in a file `.fake_backend` in the project directory apply to that project only.
@@ -168,6 +170,9 @@ def main() -> None:
             if msg_id == "fake-config":
                 _config["answer"] = msg.get("result")
             continue
+        if method == OPTS.get("log_requests"):  # (on receipt, even of one never answered)
+            with open(".fake_requests", "w") as log:
+                json.dump(msg.get("params"), log)
         if msg_id is not None:
             if OPTS.get("crash_on") == method:
                 sys.stderr.write(f"fake: crashing on {method} on purpose\n")
@@ -242,6 +247,9 @@ def main() -> None:
             _held.clear()
         elif method == "$/cancelRequest":
             _cancelled.add(params.get("id"))
+            if "log_cancels" in OPTS:
+                with open(".fake_cancels", "a") as log:
+                    log.write(f"{params.get('id')}\n")
         elif method == "textDocument/hover":
             hover(msg)
         elif method == "fake/config":

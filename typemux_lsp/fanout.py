@@ -19,7 +19,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -46,6 +46,8 @@ MAX_SYMBOLS: Final = 1000
 PROJECTS_TTL: Final = 30.0
 #: seconds a workspace/diagnostic is held when no backend pulls (long-polling semantics)
 IDLE_PULL: Final = 30.0
+#: The client's own progress tokens, kept from the sub-requests of a merged answer.
+_CLIENT_TOKENS: Final = frozenset({"workDoneToken", "partialResultToken"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +81,45 @@ class FanOut:
     # -- workspace/symbol ----------------------------------------------------------------------
 
     def workspace_symbol(self, entry: Pending, params: Any) -> None:
-        entry.task = self._plane.spawn(self._symbols(entry, params))
+        # The merged answer is the proxy's: no backend reports progress or partial results
+        # under the client's tokens (N backends would begin and end one token N times).
+        if isinstance(params, dict):
+            params = {k: v for k, v in params.items() if k not in _CLIENT_TOKENS}
+        entry.task = self._spawn(entry, self._symbols(entry, params))
+
+    def _spawn(self, entry: Pending, work: Coroutine[Any, Any, None]) -> asyncio.Task[Any]:
+        """Run a fan-out; whatever goes wrong in it, its request is answered."""
+
+        async def answered() -> None:
+            try:
+                await work
+            except Exception as exc:
+                logger.exception("%s failed", entry.method)
+                with self._plane.lock:
+                    self._ledger.fail(
+                        entry,
+                        jsonrpc.INTERNAL_ERROR,
+                        f"typemux-lsp: {entry.method} failed: {exc}. This is a bug in "
+                        "typemux-lsp; the log has the traceback.",
+                    )
+
+        return self._plane.spawn(answered())
 
     async def _symbols(self, entry: Pending, params: Any) -> None:
-        venvs = await self._workspace_venvs()
         asked: list[tuple[BackendSession, asyncio.Task[Any]]] = []
+        try:
+            await self._symbols_from(entry, params, asked)
+        finally:  # answered, failed or cancelled: no backend goes on searching for it
+            for _, task in asked:
+                task.cancel()
+
+    async def _symbols_from(
+        self,
+        entry: Pending,
+        params: Any,
+        asked: list[tuple[BackendSession, asyncio.Task[Any]]],
+    ) -> None:
+        venvs = await self._workspace_venvs()
         missing: list[Unsearched] = []
         with self._plane.lock:
             for session in self._pool.live():
@@ -174,7 +210,12 @@ class FanOut:
                 if not session.alive:
                     raise BackendError(f"its backend stopped ({session.error})")
                 answer = session.request("workspace/symbol", params)
-            result = await answer
+            try:
+                result = await answer
+            except asyncio.CancelledError:
+                with self._plane.lock:
+                    session.cancel_internal(answer)  # ($/cancelRequest to the backend)
+                raise
             if result or not fresh or time.monotonic() - session.started_at > SETTLE:
                 return result
             await asyncio.sleep(0.25)
@@ -205,7 +246,8 @@ class FanOut:
 
     def workspace_diagnostic(self, entry: Pending, params: Any, message: Any) -> None:
         params = params if isinstance(params, dict) else {}
-        entry.task = self._plane.spawn(self._pull(entry, params))
+        params = {k: v for k, v in params.items() if k != "workDoneToken"}  # (as for symbols)
+        entry.task = self._spawn(entry, self._pull(entry, params))
 
     async def _pull(self, entry: Pending, params: dict[str, Any]) -> None:
         token = params.get("partialResultToken")

@@ -7,6 +7,7 @@ a fault injector. The same properties against the real backends are in tests/e2e
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -742,3 +743,37 @@ async def test_a_replaced_backend_leaves_its_successors_diagnostics_alone(
         await asyncio.sleep(0.05)
     assert await proxy.pid_of("a") != old_pid
     assert len(proxy.client.diagnostics[uri]) == 1, proxy.client.diagnostics[uri]
+
+
+async def test_a_cancelled_workspace_symbol_search_is_withdrawn_from_the_backends(
+    start_proxy: Any,
+) -> None:
+    """The client cancels a workspace/symbol fan-out: it is answered RequestCancelled once,
+    and each backend still searching is told to stop ($/cancelRequest), not left at it."""
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "hang_on=workspace/symbol,log_requests=workspace/symbol,log_cancels")
+    proxy.open("a")
+    await proxy.backend_text("a")
+    fut = proxy.client.send_request("workspace/symbol", {"query": "x"})
+    msg_id = proxy.client.last_id
+    await file_appears(proxy.root / "a" / ".fake_requests")  # the backend is searching
+    proxy.client.notify("$/cancelRequest", {"id": msg_id})
+    with pytest.raises(ResponseError) as err:
+        await asyncio.wait_for(fut, 10)
+    assert err.value.code == REQUEST_CANCELLED
+    assert len(proxy.responses_for(msg_id)) == 1
+    assert (await file_appears(proxy.root / "a" / ".fake_cancels")).strip()
+
+
+async def test_workspace_symbol_keeps_the_clients_progress_tokens_from_the_backends(
+    start_proxy: Any,
+) -> None:
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "log_requests=workspace/symbol")
+    proxy.open("a")
+    await proxy.backend_text("a")
+    await proxy.client.request(
+        "workspace/symbol", {"query": "x", "workDoneToken": "w1", "partialResultToken": "p1"}
+    )
+    seen = json.loads(await file_appears(proxy.root / "a" / ".fake_requests"))
+    assert seen == {"query": "x"}
