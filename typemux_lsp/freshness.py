@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pygls.uris import from_fs_path
 
-from .environments.model import pth_paths
+from .environments.model import is_environment, pth_paths
 from .watcher import DEFAULT_SKIP_DIRS, Change, Changes, Root, WatchFilter
 
 #: Type-checker configuration files, by name (pyproject.toml holds several tools' tables).
@@ -201,7 +201,7 @@ def classify(plan: WatchPlan, changes: Changes) -> Classification:
         tuple(sources),
         tuple(configs),
         replaced,
-        replaced and not env.cfg.exists(),
+        replaced and not is_environment(env.prefix),  # (a conda prefix has no pyvenv.cfg)
         packages,
     )
 

@@ -121,4 +121,6 @@ class Router:
         for doc in self.store:
             if doc.venv is not None and doc.venv.key == venv.key:
                 doc.checked_at = float("-inf")
-        self._uncached = {k: v for k, v in self._uncached.items() if v[0] != venv}
+        self._uncached = {
+            k: v for k, v in self._uncached.items() if v[0] is None or v[0].key != venv.key
+        }

@@ -187,6 +187,22 @@ def test_pyvenv_cfg_changed_means_replaced_and_gone_means_deleted(project: Path)
     assert deleted.environment_replaced and deleted.environment_deleted
 
 
+def test_a_conda_prefix_replaced_is_restarted_not_stopped(tmp_path: Path) -> None:
+    """A conda-style prefix has no pyvenv.cfg: it is deleted only when it holds no
+    environment at all any more."""
+    project = tmp_path / "app"
+    prefix = project / ".conda-env"
+    make_venv(prefix)
+    (prefix / "pyvenv.cfg").unlink()
+    (prefix / "conda-meta").mkdir()
+    plan = plan_watch(read_environment(prefix), project)
+    recreated = classify(plan, [(Change.CREATED, prefix)])
+    assert recreated.environment_replaced and not recreated.environment_deleted
+    (prefix / "conda-meta").rmdir()
+    deleted = classify(plan, [(Change.DELETED, prefix)])
+    assert deleted.environment_deleted
+
+
 def test_changes_elsewhere_mean_nothing(project: Path, tmp_path: Path) -> None:
     plan = plan_watch(read_environment(project / ".venv"), project)
     assert not classify(plan, [(Change.CHANGED, tmp_path / "elsewhere.py")])
