@@ -21,13 +21,10 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from . import jsonrpc
 from .jsonrpc import Message, MsgId
-
-if TYPE_CHECKING:
-    from .session import BackendSession
 
 _SAFE_STRING: Final = re.compile(r"[A-Za-z0-9_.:/+=-]{1,64}\Z")
 _INT31: Final = 2**31
@@ -56,6 +53,13 @@ def wire_id_for(client_id: MsgId) -> MsgId:
     return proxy_id()
 
 
+class Holder(Protocol):
+    """Where a forwarded request waits for its answer: a backend session, as far as the
+    ledger needs to know one (it never imports the session: data flows session -> ledger)."""
+
+    inflight: dict[MsgId, Pending]
+
+
 @dataclass(slots=True, eq=False)
 class Pending:
     """One client request not answered yet."""
@@ -63,7 +67,7 @@ class Pending:
     client_id: MsgId
     method: str
     #: the backend it was forwarded to or queued at
-    session: BackendSession | None = None
+    session: Holder | None = None
     #: the id the backend sees (`wire_id_for`); set when it is sent
     wire_id: MsgId | None = None
     #: monotonic time it was sent to a backend (for its deadline)
@@ -98,7 +102,7 @@ class Pending:
         return self.request
 
 
-def record_sent(entry: Pending, session: BackendSession, message: Message, body: bytes) -> MsgId:
+def record_sent(entry: Pending, session: Holder, message: Message, body: bytes) -> MsgId:
     """Record that `entry` (the client's `message`, `body`) goes to `session` now; the wire
     id to send it with."""
     wire = wire_id_for(entry.client_id)

@@ -542,7 +542,7 @@ class TypemuxServer:
             self.ledger.fail(target, jsonrpc.REQUEST_CANCELLED, "request cancelled")
             return
         session = target.session
-        if session is None:
+        if not isinstance(session, BackendSession):
             return
         if session.cancel_queued(target):
             self.ledger.fail(target, jsonrpc.REQUEST_CANCELLED, "request cancelled")
@@ -708,7 +708,7 @@ class TypemuxServer:
         frozen: set[BackendSession] = set()
         for entry in self.ledger.overdue(now, deadline):
             session = entry.session
-            if session is None:
+            if not isinstance(session, BackendSession):
                 continue
             self.ledger.fail(
                 entry,
