@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -19,6 +20,8 @@ from .._fs import canonical, within
 from ..model import Environment
 from ..project import Context
 from . import Found, Locator
+
+_WINDOWS = sys.platform == "win32"
 
 
 def locate(ctx: Context) -> Found:
@@ -91,8 +94,23 @@ def _editable_url(path: Path) -> str | None:
     url = data.get("url")
     if not isinstance(url, str) or not url.startswith("file:"):
         return None
-    # (urllib.request.url2pathname is the same on POSIX, and costs ~45 ms of imports)
-    return unquote(urlparse(url).path)
+    return file_url_path(url)
+
+
+def file_url_path(url: str) -> str:
+    """The path of a `file:` URL as pip and uv write it in `direct_url.json`.
+
+    POSIX: the percent-decoded path (what `url2pathname` does there, without the ~45 ms of
+    importing `urllib.request`). Windows: `url2pathname`, which turns `/C:/x%20y` into
+    `C:\\x y` and keeps a UNC host (`file://server/share` -> `\\\\server\\share`).
+    """
+    parts = urlparse(url)
+    if not _WINDOWS:
+        return unquote(parts.path)
+    from urllib.request import url2pathname
+
+    host = parts.netloc if parts.netloc.lower() not in ("", "localhost") else ""
+    return url2pathname(f"//{host}{parts.path}" if host else parts.path)
 
 
 LOCATOR = Locator("editable", locate)

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._fs import Stamp, within_canonical
+from .._fs import Stamp, path_outside
 from ..model import Missing, prefix_of
 from ..project import Context
 from . import Found, Locator
@@ -65,13 +65,11 @@ def uv_executable(boundary: Path | None) -> Path | None:
     own = Path(sys.executable).parent / _UV
     if own.is_file() and os.access(own, os.X_OK):
         return own
-    for entry in os.environ.get("PATH", "").split(os.pathsep):
+    # a uv the repository ships (its .venv/bin on PATH) never runs
+    for entry in _path_outside(os.environ.get("PATH", ""), boundary).split(os.pathsep):
         candidate = Path(entry) / _UV
-        if not entry or not (candidate.is_file() and os.access(candidate, os.X_OK)):
-            continue
-        if boundary is not None and within_canonical(candidate, boundary):
-            continue  # a uv the repository ships (its .venv/bin on PATH) never runs
-        return candidate
+        if entry and candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
     return None
 
 
@@ -160,13 +158,12 @@ def _run_uv(uv: Path, file: Path, boundary: Path | None) -> tuple[Path | None, s
 
 def _uv_environment(boundary: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
-    entries = env.get("PATH", "").split(os.pathsep)
-    env["PATH"] = os.pathsep.join(
-        e
-        for e in entries
-        if e and os.path.isabs(e) and not (boundary and within_canonical(Path(e), boundary))
-    )
+    env["PATH"] = _path_outside(env.get("PATH", ""), boundary)
     return env
+
+
+def _path_outside(path: str, boundary: Path | None) -> str:
+    return path_outside(path, boundary) if boundary is not None else path_outside(path)
 
 
 def clear() -> None:
