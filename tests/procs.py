@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 PROC = Path("/proc")
 
@@ -143,3 +147,15 @@ if __name__ == "__main__":
 
     others = [p for p in tagged(sys.argv[1]) if p.pid != os.getpid()]
     print(json.dumps([dataclasses.asdict(p) for p in others]))
+
+
+def in_user_namespace(
+    argv: Sequence[str], limit: int, limit_file: str = "max_inotify_watches"
+) -> list[str]:
+    """`argv` run in a user namespace of its own whose inotify `limit_file` is `limit`: a real
+    ENOSPC/EMFILE from the kernel, the machine's own limit untouched. Skips the test where
+    unshare(1) is missing."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is not installed: the inotify limit cannot be lowered here")
+    script = f'echo {limit} > /proc/sys/user/{limit_file} && exec "$@"'
+    return ["unshare", "-U", "-r", "sh", "-c", script, "sh", *argv]

@@ -541,20 +541,9 @@ async def test_watch_limit_exhausted_is_visible_and_answers_still_come(
     fewer than the 6 directories alpha's backend needs (its venv, alpha/, vendor/,
     vendor/shapes/, site-packages/, shapes/); the machine's own limit is untouched. It must
     answer, and say in `typemux/status` which root is not watched and how to fix it."""
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare(1) is not installed")
     from conftest import _end_client
 
-    wrapper = [
-        "unshare",
-        "-U",
-        "-r",
-        "sh",
-        "-c",
-        'echo 3 > /proc/sys/user/max_inotify_watches && exec "$@"',
-        "sh",
-        *proxy_command(backend),
-    ]
+    wrapper = procs.in_user_namespace(proxy_command(backend), 3)
     client = MuxClient(CLAUDE_CODE, backend=backend)
     await client.start_io(
         *wrapper, cwd=fresh_monorepo.root, env=proxy_env(), start_new_session=True

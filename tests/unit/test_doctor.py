@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from procs import in_user_namespace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -389,24 +390,10 @@ def test_freshness_shows_what_is_watched_and_warns_past_the_os_limit(
     assert fresh["enabled"] and fresh["environments"]
     assert all(e["directories"] >= 2 for e in fresh["environments"])
     assert fresh["directories"] == sum(e["directories"] for e in fresh["environments"])
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare(1) is not installed: the limit cannot be lowered here")
     done = subprocess.run(
-        [
-            "unshare",
-            "-U",
-            "-r",
-            "sh",
-            "-c",
-            'echo 3 > /proc/sys/user/max_inotify_watches && exec "$@"',
-            "sh",
-            sys.executable,
-            "-m",
-            "typemux_lsp",
-            "--doctor",
-            "--json",
-            str(mono),
-        ],
+        in_user_namespace(
+            [sys.executable, "-m", "typemux_lsp", "--doctor", "--json", str(mono)], 3
+        ),
         capture_output=True,
         text=True,
         env=doctor_env(tmp_path),

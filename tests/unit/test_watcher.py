@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from procs import in_user_namespace
 
 from typemux_lsp.watcher import Change, Changes, Root, Watcher, WatchFilter, fs_clock_ns
 
@@ -319,11 +320,8 @@ LIMITED_RUN = textwrap.dedent(
 def _in_user_namespace(limit_file: str, value: int, *args: str) -> subprocess.CompletedProcess[str]:
     """Run LIMITED_RUN in a new user namespace whose inotify limit is lowered: a real
     ENOSPC/EMFILE from the kernel, without touching the machine's own limit."""
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare(1) is not installed")
-    script = f'echo {value} > /proc/sys/user/{limit_file} && exec "$0" -c "$1" "$2" "$3" "$4"'
     completed = subprocess.run(
-        ["unshare", "-U", "-r", "sh", "-c", script, sys.executable, LIMITED_RUN, *args],
+        in_user_namespace([sys.executable, "-c", LIMITED_RUN, *args], value, limit_file),
         capture_output=True,
         text=True,
         timeout=60,
