@@ -164,6 +164,11 @@ class BackChannel:
         name = session.remote_tokens.get(key)
         if name is not None:
             self._connection.send(jsonrpc.notification(PROGRESS, {**(params or {}), "token": name}))
+            if done and isinstance(name, str) and name in self._tokens:
+                # A work-done token ends once (partial-result tokens, which fan-outs map in
+                # remote_tokens too, never 'end' and are dropped by their fan-out).
+                del self._tokens[name]
+                del session.remote_tokens[key]
             return
         self._connection.send_body(body)
 

@@ -810,7 +810,8 @@ def _workspace_roots(params: Message) -> list[Path]:
     )
     if not roots:
         root = _folder_path({"uri": params.get("rootUri")})
-        if root is None and isinstance(params.get("rootPath"), str):
-            root = Path(params["rootPath"])
+        root_path = params.get("rootPath")
+        if root is None and isinstance(root_path, str) and os.path.isabs(root_path):
+            root = Path(root_path)  # ("" or a relative path names no folder: the cwd serves)
         roots = [root] if root is not None else []
     return roots
