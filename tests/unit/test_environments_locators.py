@@ -448,6 +448,23 @@ def test_uv_shipped_by_the_repository_is_never_run(
     assert pep723.uv_executable(None) == fake_uv  # outside any repository it would be a uv
 
 
+def test_a_relative_path_entry_never_names_the_uv_that_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative PATH entry is relative to whatever the cwd is: a `bin/uv` of the directory
+    the proxy happens to run in is never taken for uv."""
+    planted = tmp_path / "bin" / "uv"
+    planted.parent.mkdir()
+    planted.write_text("#!/bin/sh\n")
+    planted.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "nowhere" / "python"))
+    monkeypatch.setenv("PATH", "bin")
+    assert pep723.uv_executable(None) is None
+    monkeypatch.setenv("PATH", str(planted.parent))
+    assert pep723.uv_executable(None) == planted
+
+
 def test_asking_uv_about_a_script_runs_nothing_of_the_repository(
     tmp_path: Path, repo: Path, uv_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -482,3 +499,23 @@ def test_found_environments_have_a_working_interpreter(tmp_path: Path, repo: Pat
     found = env_of(repo / "m.py")
     assert found.python.exists() and found.python_version() is not None
     assert found.path == env and found.site_packages()
+
+
+# -- editable installs: the URL of direct_url.json ------------------------------------------------
+
+
+def test_an_editable_url_is_a_windows_path_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip writes `file:///C:/Users/me/my%20proj`; on Windows that is `C:\\Users\\me\\my proj`
+    (url2pathname), not `/C:/Users/me/my proj`. nturl2path is Windows' url2pathname, importable
+    everywhere."""
+    import nturl2path
+    import urllib.request
+
+    from typemux_lsp.environments.locators import editable
+
+    assert editable.file_url_path("file:///srv/my%20proj") == "/srv/my proj"
+    monkeypatch.setattr(editable, "_WINDOWS", True)
+    monkeypatch.setattr(urllib.request, "url2pathname", nturl2path.url2pathname)
+    assert editable.file_url_path("file:///C:/Users/me/my%20proj") == r"C:\Users\me\my proj"
+    assert editable.file_url_path("file://server/share/proj") == r"\\server\share\proj"
+    assert editable.file_url_path("file://localhost/C:/proj") == r"C:\proj"
