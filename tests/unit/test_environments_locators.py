@@ -117,6 +117,68 @@ def test_uv_project_environment_moves_the_workspace_environment(
     assert env_of(member / "api.py").path == moved
 
 
+def test_a_project_nested_in_a_non_workspace_project_is_its_own(repo: Path) -> None:
+    """The MCP python-sdk layout: the root's members glob matches examples/servers/x, but
+    examples/pyproject.toml (a project, no workspace) is the first pyproject.toml above it, so
+    uv says "Project is contained in non-workspace project" and makes x a project of its own."""
+    project(
+        repo, "[project]\nname = 'sdk'\n[tool.uv.workspace]\nmembers = ['examples/servers/*']\n"
+    )
+    fake_venv(repo / ".venv")
+    project(repo / "examples", "[project]\nname = 'examples'\n")
+    tool = project(repo / "examples" / "servers" / "simple-tool", "[project]\nname = 't'\n")
+    lookup = missing(tool / "server.py", "uv", f"`cd {tool} && uv sync`")
+    assert lookup.missing is not None
+    assert f"{repo / 'examples' / 'pyproject.toml'} (a project)" in lookup.missing.reason
+    assert f"not as a member of the uv workspace at {repo}" in lookup.missing.reason
+    own = fake_venv(tool / ".venv")
+    found = env_of(tool / "server.py")
+    assert (found.path, found.project_dir) == (own, tool)
+
+
+def test_a_tool_only_pyproject_between_member_and_root_also_sets_it_apart(repo: Path) -> None:
+    project(repo, WORKSPACE)
+    fake_venv(repo / ".venv")
+    (repo / "packages" / "group").mkdir(parents=True)
+    (repo / "packages" / "group" / "pyproject.toml").write_text("[tool.ruff]\n")
+    (repo / "packages" / "pyproject.toml").write_text("[tool.ruff]\n")
+    member = project(repo / "packages" / "api", "[project]\nname = 'api'\n")
+    own = fake_venv(member / ".venv")
+    assert env_of(member / "api.py").path == own  # packages/pyproject.toml comes first
+
+
+def test_a_member_marked_unmanaged_is_not_in_the_workspace(repo: Path) -> None:
+    project(repo, WORKSPACE)
+    fake_venv(repo / ".venv")
+    member = project(
+        repo / "packages" / "api", "[project]\nname = 'api'\n[tool.uv]\nmanaged = false\n"
+    )
+    own = fake_venv(member / ".venv")
+    assert env_of(member / "api.py").path == own
+
+
+def test_workspace_globs_match_as_uv_matches_them(repo: Path) -> None:
+    """members: `*` stops at `/`, `**` spans directories; exclude: `*` crosses `/`."""
+    project(
+        repo,
+        "[project]\nname = 'r'\n[tool.uv.workspace]\nmembers = ['libs/*', 'apps/**/svc', './tools/*', 'old/**']\nexclude = ['old/*']\n",
+    )
+    root_env = fake_venv(repo / ".venv")
+    cases = {
+        "libs/a": True,
+        "libs/group/a": False,  # `*` does not cross `/` in members
+        "apps/svc": True,  # `**` spans zero directories
+        "apps/x/y/svc": True,
+        "tools/t": True,  # ./ dropped
+        "old/group/a": False,  # `*` crosses `/` in exclude
+    }
+    for relative, member in cases.items():
+        directory = project(repo / relative, "[project]\nname = 'm'\n")
+        fake_venv(directory / ".venv")
+        found = env_of(directory / "m.py")
+        assert (found.path == root_env) is member, relative
+
+
 # -- pixi ----------------------------------------------------------------------------------------
 
 
