@@ -291,6 +291,36 @@ def test_poetry_in_project_true_and_create_false(
     assert lookup.missing is not None and "virtualenvs.create = false" in lookup.missing.reason
 
 
+def test_poetry_in_project_false_ignores_a_stray_venv(
+    repo: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Poetry's `in_project_venv_exists()` is false with in-project = false: its cache
+    environment answers, whichever of poetry.toml, the user's config or the variable says so."""
+    project(repo, POETRY)
+    stray = fake_venv(repo / ".venv")
+    cached = fake_venv(
+        home / ".cache" / "pypoetry" / "virtualenvs" / f"{poetry_name(repo)}-py{VERSION}"
+    )
+    assert env_of(repo / "m.py").path == stray  # unset: an existing .venv is Poetry's
+    config = home / ".config" / "pypoetry"
+    config.mkdir(parents=True)
+    (config / "config.toml").write_text("[virtualenvs]\nin-project = false\n")
+    found = env_of(repo / "m.py")
+    assert (found.path, found.manager) == (cached, "poetry")
+    assert "not Poetry's: virtualenvs.in-project = false" in found.found_by
+    (repo / "poetry.toml").write_text("[virtualenvs]\nin-project = true\n")
+    assert env_of(repo / "m.py").path == stray  # the project's poetry.toml beats the user's
+    monkeypatch.setenv("POETRY_VIRTUALENVS_IN_PROJECT", "false")  # the variable beats both
+    clear_cache()
+    assert env_of(repo / "m.py").path == cached
+    import shutil
+
+    shutil.rmtree(cached)
+    lookup = missing(repo / "m.py", "poetry", "poetry install")
+    assert lookup.missing is not None and repo / ".venv" not in lookup.missing.looked
+    assert "not Poetry's" in lookup.missing.reason
+
+
 # -- PDM -----------------------------------------------------------------------------------------
 
 
@@ -316,6 +346,26 @@ def test_pdm_central_environment_and_missing(repo: Path, home: Path) -> None:
     central = home / ".local" / "share" / "pdm" / "venvs"
     env = fake_venv(central / f"{pdm_env_prefix(os.path.realpath(repo))}3.11")
     assert env_of(repo / "m.py").path == env
+
+
+def test_pdm_python_beats_a_venv_unless_told_to_ignore_it(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PDM's `resolve_interpreter` takes the saved interpreter first; `.venv` only without it
+    (or with `PDM_IGNORE_SAVED_PYTHON`)."""
+    env = fake_venv(tmp_path / "pdm-envs" / "p-3.11")
+    project(repo, "[project]\nname = 'p'\n[tool.pdm]\n", **{"__pdm-python": f"{env}/bin/python\n"})
+    stray = fake_venv(repo / ".venv")
+    found = env_of(repo / "m.py")
+    assert (found.path, found.manager) == (env, "pdm")
+    assert "is not used" in found.found_by
+    monkeypatch.setenv("PDM_IGNORE_SAVED_PYTHON", "1")
+    clear_cache()
+    assert env_of(repo / "m.py").path == stray
+    monkeypatch.delenv("PDM_IGNORE_SAVED_PYTHON")
+    (repo / ".pdm-python").write_text(f"{stray}/bin/python\n")
+    clear_cache()
+    assert env_of(repo / "m.py").path == stray
 
 
 # -- Hatch ---------------------------------------------------------------------------------------
@@ -348,6 +398,42 @@ def test_hatch_explicit_path(repo: Path) -> None:
     project(repo, "[project]\nname = 'p'\n[tool.hatch.envs.default]\npath = 'envs/dev'\n")
     env = fake_venv(repo / "envs" / "dev")
     assert env_of(repo / "m.py").path == env.resolve()
+
+
+def test_hatch_setting_or_its_created_environment_beats_a_stray_venv(
+    repo: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project(repo, "[project]\nname = 'p'\n[tool.hatch.envs.default]\n")
+    stray = fake_venv(repo / ".venv")
+    assert env_of(repo / "m.py").path == stray  # Hatch has made nothing, nothing is set
+    data = home / ".local" / "share" / "hatch" / "env" / "virtual"
+    made = fake_venv(data / "p" / hatch_project_id(os.path.realpath(repo)) / "p")
+    found = env_of(repo / "m.py")
+    assert (found.path, found.manager) == (made, "hatch")
+    assert "not Hatch's" in found.found_by
+    config = home / "hatch.toml"
+    config.write_text(f'[dirs.env]\nvirtual = "{home / "hatch-envs"}"\n')
+    monkeypatch.setenv("HATCH_CONFIG", str(config))
+    clear_cache()
+    lookup = missing(repo / "m.py", "hatch", "hatch env create")  # set elsewhere, not there
+    configured = fake_venv(
+        home / "hatch-envs" / "p" / hatch_project_id(os.path.realpath(repo)) / "p"
+    )
+    assert env_of(repo / "m.py").path == configured
+    (repo / "pyproject.toml").write_text(
+        "[project]\nname = 'p'\n[tool.hatch.envs.default]\npath = '.venv'\n"
+    )
+    assert env_of(repo / "m.py").key == stray.resolve()  # told to use the .venv
+    assert lookup.missing is not None
+
+
+def test_a_uv_project_keeps_its_venv_whatever_hatch_made(repo: Path, home: Path) -> None:
+    """`uv sync` uses `.venv`: a project with uv.lock is uv's even with Hatch environments."""
+    project(repo, "[project]\nname = 'p'\n[tool.hatch.envs.default]\n", uv__lock="")
+    stray = fake_venv(repo / ".venv")
+    data = home / ".local" / "share" / "hatch" / "env" / "virtual"
+    fake_venv(data / "p" / hatch_project_id(os.path.realpath(repo)) / "p")
+    assert env_of(repo / "m.py").path == stray
 
 
 def test_a_hatchling_build_without_hatch_environments_is_not_a_hatch_project(repo: Path) -> None:
@@ -429,6 +515,32 @@ def test_pipenv_in_project_and_a_venv_file_naming_an_environment(
     (repo / ".venv").write_text("shared-env\n")  # pipenv's own .venv file: a name
     clear_cache()
     assert env_of(repo / "m.py").path == named
+
+
+def test_pipenv_venv_in_project_false_or_its_workon_environment_beats_a_venv(
+    repo: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pipenv's `get_location`: an explicit false ignores `.venv`; with nothing set, an
+    environment pipenv already made in WORKON_HOME is preferred to a `.venv` directory."""
+    project(repo, Pipfile="[packages]\n")
+    stray = fake_venv(repo / ".venv")
+    assert env_of(repo / "m.py").path == stray
+    prefix = home / ".local" / "share" / "virtualenvs" / pipenv_env_name(os.path.realpath(repo))
+    monkeypatch.setenv("PIPENV_VENV_IN_PROJECT", "0")
+    clear_cache()
+    lookup = missing(repo / "m.py", "pipenv", "pipenv install")
+    assert lookup.missing is not None and "PIPENV_VENV_IN_PROJECT=0" in lookup.missing.reason
+    monkeypatch.delenv("PIPENV_VENV_IN_PROJECT")
+    (repo / "Pipfile").write_text("[pipenv]\nvenv_in_project = false\n")
+    missing(repo / "m.py", "pipenv", "pipenv install")
+    fake_venv(prefix)
+    assert env_of(repo / "m.py").path == prefix
+    (repo / "Pipfile").write_text("[packages]\n")
+    found = env_of(repo / "m.py")  # nothing set: pipenv prefers the one it made
+    assert (found.path, found.manager) == (prefix, "pipenv")
+    monkeypatch.setenv("PIPENV_VENV_IN_PROJECT", "1")
+    clear_cache()
+    assert env_of(repo / "m.py").path == stray
 
 
 # -- PEP 723 scripts -------------------------------------------------------------------------------

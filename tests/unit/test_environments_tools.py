@@ -199,3 +199,85 @@ def test_uv_workspace_membership_is_uv_s_own(repo: Path, tmp_path: Path) -> None
         "tooling/inner",
     ):
         assert found(repo / own / "m.py").path == repo / own / ".venv", own
+
+
+# -- each manager's own setting beats a stray .venv, asked of the real managers -----------------
+
+
+def stray_venv(directory: Path) -> Path:
+    subprocess.run(
+        [PYTHON, "-m", "venv", "--without-pip", str(directory / ".venv")],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return directory / ".venv"
+
+
+def test_poetry_in_project_false_beats_a_stray_venv(repo: Path) -> None:
+    poetry = tool("poetry")
+    proj = project(repo / "svc", '[tool.poetry]\nname = "svc"\npackage-mode = false\n')
+    stray_venv(proj)
+    assert Path(run(poetry, "env", "info", "--path", cwd=proj)) == proj / ".venv"
+    assert found(proj / "m.py").path == proj / ".venv"
+    run(poetry, "config", "--local", "virtualenvs.in-project", "false", cwd=proj)
+    run(poetry, "env", "use", PYTHON, cwd=proj)
+    expected = Path(run(poetry, "env", "info", "--path", cwd=proj))
+    assert expected != proj / ".venv"
+    env = found(proj / "m.py")
+    assert (env.path, env.manager) == (expected, "poetry")
+
+
+def test_pipenv_prefers_its_workon_environment_and_obeys_venv_in_project(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipenv = tool("pipenv")
+    proj = repo / "app"
+    proj.mkdir()
+    (proj / "Pipfile").write_text("[packages]\n")
+    run(pipenv, "--python", PYTHON, cwd=proj)
+    made = Path(run(pipenv, "--venv", cwd=proj))
+    stray_venv(proj)
+    assert Path(run(pipenv, "--venv", cwd=proj)) == made  # nothing set: pipenv's own wins
+    assert found(proj / "m.py").path == made
+    monkeypatch.setenv("PIPENV_VENV_IN_PROJECT", "1")
+    assert Path(run(pipenv, "--venv", cwd=proj)) == proj / ".venv"
+    assert found(proj / "m.py").path == proj / ".venv"
+    monkeypatch.setenv("PIPENV_VENV_IN_PROJECT", "0")
+    assert Path(run(pipenv, "--venv", cwd=proj)) == made
+    assert found(proj / "m.py").path == made
+
+
+def test_pdm_python_beats_a_stray_venv(repo: Path, home: Path) -> None:
+    pdm = tool("pdm")
+    config = home / ".config" / "pdm" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[venv]\nin_project = false\nlocation = "' + str(home / "pdm-venvs") + '"\n')
+    proj = project(
+        repo / "svc",
+        '[project]\nname = "svc"\nversion = "0.1"\nrequires-python = ">=3.11"\n'
+        "[tool.pdm]\ndistribution = false\n",
+    )
+    run(pdm, "venv", "create", PYTHON, cwd=proj)
+    central = next((home / "pdm-venvs").iterdir())
+    run(pdm, "use", "-f", str(central / "bin" / "python"), cwd=proj)
+    stray_venv(proj)
+    expected = Path(run(pdm, "info", "--python", cwd=proj))
+    assert expected.parent.parent == central
+    env = found(proj / "m.py")
+    assert (env.path, env.manager) == (central, "pdm")
+
+
+def test_hatch_environment_beats_a_stray_venv(repo: Path) -> None:
+    hatch = tool("hatch")
+    proj = project(
+        repo / "svc",
+        '[project]\nname = "svc"\nversion = "0.1"\n'
+        "[tool.hatch.envs.default]\nskip-install = true\ndependencies = []\n",
+    )
+    stray_venv(proj)
+    run(hatch, "env", "create", cwd=proj)
+    expected = Path(run(hatch, "env", "find", "default", cwd=proj))
+    assert expected != proj / ".venv"
+    env = found(proj / "m.py")
+    assert (env.path, env.manager) == (expected, "hatch")
