@@ -21,6 +21,7 @@ from typemux_lsp.environments import (
     _fs,
     fallback_environment,
     find_environment,
+    is_project,
     no_environment_message,
     uri_to_path,
 )
@@ -461,3 +462,26 @@ def test_lib64_linked_to_lib_is_one_site_packages(tmp_path: Path) -> None:
     prefix = fake_venv(tmp_path / "env")
     (prefix / "lib64").symlink_to("lib")
     assert Environment(prefix).site_packages() == (site_packages(prefix),)
+
+
+def test_a_project_template_is_not_a_project(repo: Path) -> None:
+    """Files of a template (`name = "$pkg"`, a `{{ cookiecutter.x }}` directory) belong to the
+    project around them, not to a "project" that has no environment."""
+    (repo / "pyproject.toml").write_text("[project]\nname = 'top'\n")
+    top = fake_venv(repo / ".venv")
+    template = repo / "templates" / "$pkg"
+    template.mkdir(parents=True)
+    (template / "pyproject.toml").write_text('[project]\nname = "$pkg"\n')
+    lookup = find_environment(template / "src" / "m.py")
+    assert lookup.environment is not None and lookup.environment.path == top
+    assert not is_project(template)
+    cookie = repo / "{{ cookiecutter.slug }}"
+    cookie.mkdir()
+    (cookie / "pyproject.toml").write_text("[project]\nname = 'real-looking'\n")
+    assert not is_project(cookie)
+    named = repo / "named"
+    named.mkdir()
+    (named / "pyproject.toml").write_text('[tool.poetry]\nname = "${name}"\n')
+    assert not is_project(named)
+    (named / "pyproject.toml").write_text('[project]\nname = "dollar-free"\n')
+    assert is_project(named)  # a real project next to them is still one

@@ -12,6 +12,11 @@ declares a project:
   `pixi.lock`);
 - a directory matched by a typemux-lsp rule that sets `environment`.
 
+A project template is not a project: a directory whose name, or whose pyproject.toml's
+project name, holds an unexpanded placeholder (`$pkg`, `${pkg}`, `{{ cookiecutter.name }}`,
+`{% ... %}`), or whose pyproject.toml is not TOML because of one. Its files belong to the
+project around it.
+
 The walk stops there: a project without an environment of its own never gets an enclosing
 directory's, unless that environment has the project installed (a uv workspace member, an
 editable install) or a rule says so.
@@ -20,6 +25,7 @@ editable install) or a rule says so.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +55,8 @@ PROJECT_FILES = frozenset(
 )
 #: every entry name the walk looks for in a directory
 WANTED = PROJECT_FILES | {DOT_VENV, PYPROJECT, GIT, "poetry.toml"}
+#: an unexpanded placeholder of a project template (string.Template, cookiecutter, copier, Jinja)
+PLACEHOLDER = re.compile(r"\$\{?[A-Za-z_]\w*\}?|\{\{.*?\}\}|\{%.*?%\}")
 _DECLARING_TABLES = ("project", "build-system", "dependency-groups")
 _DECLARING_TOOLS = ("poetry", "pdm", "hatch", "pixi", "uv")
 
@@ -113,6 +121,22 @@ def declares_project(pyproject: Mapping[str, Any] | None) -> bool:
     return any(table(pyproject, "tool", tool) is not None for tool in _DECLARING_TOOLS)
 
 
+def is_template(seen: Seen, directory: Path, pyproject: Mapping[str, Any] | None) -> bool:
+    """Whether `directory` is a project template, not a project (see the module docstring)."""
+    if PLACEHOLDER.search(directory.name):
+        return True
+    if pyproject is None:
+        return False
+    if not pyproject:  # not valid TOML: a template's `{% if %}` lines make it so
+        text = seen.read_text(directory / PYPROJECT)
+        return text is not None and PLACEHOLDER.search(text) is not None
+    names = (
+        (table(pyproject, "project") or {}).get("name"),
+        (table(pyproject, "tool", "poetry") or {}).get("name"),
+    )
+    return any(isinstance(n, str) and PLACEHOLDER.search(n) for n in names)
+
+
 def first_rule(rules: Sequence[EnvironmentRule], directory: Path) -> EnvironmentRule | None:
     """The first rule matching `directory` (first match wins, as for backends), if it sets
     an environment."""
@@ -129,6 +153,8 @@ def project_at(
     markers = seen.names(directory, WANTED)
     rule = first_rule(rules, directory) if rules else None
     pyproject = seen.toml(directory / PYPROJECT) if PYPROJECT in markers else None
+    if rule is None and is_template(seen, directory, pyproject):
+        return None, markers
     if (
         rule is not None
         or markers & PROJECT_FILES

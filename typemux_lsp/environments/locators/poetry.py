@@ -62,8 +62,8 @@ def locate(ctx: Context) -> Found:
         return Missing(
             "poetry",
             directory,
-            f"Poetry is configured with virtualenvs.create = false ({create_source}), so it installs "
-            "into whichever environment is active, which typemux-lsp cannot know",
+            f"Poetry is configured with virtualenvs.create = false ({create_source}), so it "
+            "installs into whichever environment is active, which typemux-lsp cannot know",
             (),
             "name the environment in a [[projects]] rule of your typemux-lsp user config "
             '(environment = "/path/to/env")',
