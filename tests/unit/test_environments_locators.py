@@ -161,7 +161,8 @@ def test_workspace_globs_match_as_uv_matches_them(repo: Path) -> None:
     """members: `*` stops at `/`, `**` spans directories; exclude: `*` crosses `/`."""
     project(
         repo,
-        "[project]\nname = 'r'\n[tool.uv.workspace]\nmembers = ['libs/*', 'apps/**/svc', './tools/*', 'old/**']\nexclude = ['old/*']\n",
+        "[project]\nname = 'r'\n[tool.uv.workspace]\n"
+        "members = ['libs/*', 'apps/**/svc', './tools/*', 'old/**']\nexclude = ['old/*']\n",
     )
     root_env = fake_venv(repo / ".venv")
     cases = {
