@@ -73,6 +73,9 @@ class EnvironmentRule(Protocol):
     @property
     def confine(self) -> Path | None: ...
 
+    @property
+    def refused(self) -> str | None: ...
+
     def matches(self, project_dir: Path) -> bool: ...
 
 
@@ -85,8 +88,13 @@ class Project:
     markers: frozenset[str]
     #: the parsed pyproject.toml ({} if it is not valid TOML), None without one
     pyproject: Mapping[str, Any] | None
-    #: the first rule that matches the directory, if it sets `environment`
-    rule: EnvironmentRule | None = None
+    #: the rules that match the directory and set `environment`, in order (the first whose
+    #: environment may be used gives it)
+    rules: tuple[EnvironmentRule, ...] = ()
+
+    @property
+    def rule(self) -> EnvironmentRule | None:
+        return self.rules[0] if self.rules else None
 
     def has(self, name: str) -> bool:
         return name in self.markers
@@ -137,13 +145,12 @@ def is_template(seen: Seen, directory: Path, pyproject: Mapping[str, Any] | None
     return any(isinstance(n, str) and PLACEHOLDER.search(n) for n in names)
 
 
-def first_rule(rules: Sequence[EnvironmentRule], directory: Path) -> EnvironmentRule | None:
-    """The first rule matching `directory` (first match wins, as for backends), if it sets
-    an environment."""
-    for rule in rules:
-        if rule.matches(directory):
-            return rule if rule.environment is not None else None
-    return None
+def environment_rules(
+    rules: Sequence[EnvironmentRule], directory: Path
+) -> tuple[EnvironmentRule, ...]:
+    """The rules matching `directory` that set an environment, in order: the rules of every
+    level apply, each key from the first matching rule that sets it."""
+    return tuple(r for r in rules if r.environment is not None and r.matches(directory))
 
 
 def project_at(
@@ -151,17 +158,12 @@ def project_at(
 ) -> tuple[Project | None, frozenset[str]]:
     """The project `directory` declares (or None), and the marker names found in it."""
     markers = seen.names(directory, WANTED)
-    rule = first_rule(rules, directory) if rules else None
+    matched = environment_rules(rules, directory) if rules else ()
     pyproject = seen.toml(directory / PYPROJECT) if PYPROJECT in markers else None
-    if rule is None and is_template(seen, directory, pyproject):
+    if not matched and is_template(seen, directory, pyproject):
         return None, markers
-    if (
-        rule is not None
-        or markers & PROJECT_FILES
-        or DOT_VENV in markers
-        or declares_project(pyproject)
-    ):
-        return Project(directory, markers, pyproject, rule), markers
+    if matched or markers & PROJECT_FILES or DOT_VENV in markers or declares_project(pyproject):
+        return Project(directory, markers, pyproject, matched), markers
     return None, markers
 
 
