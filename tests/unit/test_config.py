@@ -520,6 +520,18 @@ environment = "/opt/envs/api"
     assert ", then user config " in loaded.sources["projects"]
 
 
+def test_a_refused_environment_leaves_the_rest_of_its_rule_in_force(repo: Path) -> None:
+    project = (
+        '[[tool.typemux-lsp.projects]]\npath = "api"\nbackend = "ty"\nenvironment = "/opt/env"\n'
+    )
+    loaded = load(repo, project=project)
+    (rule,) = loaded.settings.projects
+    assert rule.refused is not None and "outside the repository" in rule.refused
+    assert loaded.settings.backend_for(repo / "api")[0] == "ty"
+    (problem,) = loaded.problems
+    assert problem.line == 4 and "Its environment is not used" in problem.message
+
+
 def test_both_spellings_of_one_key_are_a_problem(repo: Path) -> None:
     loaded = load(repo, project="[tool.typemux-lsp]\nmax-backends = 3\nmax_backends = 4\n")
     assert loaded.settings.max_backends == 3
