@@ -197,6 +197,14 @@ def test_pixi_in_pyproject_and_missing(repo: Path) -> None:
     assert env_of(repo / "m.py").manager == "pixi"
 
 
+def test_pixi_environment_beats_a_stray_venv(repo: Path) -> None:
+    project(repo, pixi__toml="[workspace]\nname = 'p'\n")
+    stray = fake_venv(repo / ".venv")
+    assert env_of(repo / "m.py").path == stray  # pixi has made nothing yet
+    prefix = fake_conda(repo / ".pixi" / "envs" / "default")
+    assert (env_of(repo / "m.py").path, env_of(repo / "m.py").manager) == (prefix, "pixi")
+
+
 # -- Poetry ----------------------------------------------------------------------------------------
 
 POETRY = """\

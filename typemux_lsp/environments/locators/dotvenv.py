@@ -7,7 +7,7 @@ bare name (no path separator) as a directory in WORKON_HOME: honoured in a Pipfi
 
 A manager's own setting that puts the project's environment elsewhere beats a `.venv`: the
 first manager the project declares decides (uv, whose `uv sync` always uses `.venv`; then
-Poetry, PDM, Hatch, Pipenv, in the locators' order), by its `dotvenv_ignored`, and its
+pixi, Poetry, PDM, Hatch, Pipenv, in the locators' order), by its `dotvenv_ignored`, and its
 locator answers instead.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..model import Missing
 from ..project import DOT_VENV, Context
-from . import Found, Locator, hatch, pdm, pipenv, poetry
+from . import Found, Locator, hatch, pdm, pipenv, pixi, poetry
 from .pipenv import workon_home
 
 _REDIRECT_LIMIT = 4096
@@ -91,6 +91,8 @@ def ignored_by_manager(ctx: Context) -> str | None:
     project = ctx.project
     if project is None or project.has("uv.lock") or project.tool("uv") is not None:
         return None  # uv syncs the project's .venv (UV_PROJECT_ENVIRONMENT: the uv locator)
+    if pixi.declares(ctx):
+        return pixi.dotvenv_ignored(ctx)
     if poetry.declares(ctx):
         return poetry.dotvenv_ignored(ctx)
     if project.has(pdm.SAVED) or project.has("pdm.lock") or project.tool("pdm") is not None:
