@@ -552,6 +552,15 @@ def test_pipenv_venv_in_project_false_or_its_workon_environment_beats_a_venv(
     assert env_of(repo / "m.py").path == stray
 
 
+def test_pipenv_reads_an_empty_venv_file_as_no_redirect(repo: Path, home: Path) -> None:
+    """pipenv's `get_location`: an empty `.venv` file leaves the environment in WORKON_HOME."""
+    project(repo, Pipfile="[packages]\n", __venv="")
+    prefix = home / ".local" / "share" / "virtualenvs" / pipenv_env_name(os.path.realpath(repo))
+    missing(repo / "m.py", "pipenv", "pipenv install")
+    fake_venv(prefix)
+    assert env_of(repo / "m.py").path == prefix
+
+
 # -- PEP 723 scripts -------------------------------------------------------------------------------
 
 SCRIPT = """\

@@ -65,6 +65,8 @@ def _redirect(ctx: Context, entry: Path, directory: Path) -> Found:
         f"write the environment's path on the one line of {entry}, or create the environment "
         "it names"
     )
+    if not text.strip() and project_uses_pipenv(ctx):
+        return None  # pipenv: an empty .venv file leaves the environment in WORKON_HOME
     if not raw:
         why = "is empty" if not lines else "does not hold exactly one line"
         return Missing("pep832", directory, f"the .venv redirect file {entry} {why}", (entry,), fix)
