@@ -43,11 +43,20 @@ def layouts(root: Path) -> dict[str, Path]:
     poetry = root / "poetry"
     poetry.mkdir()
     (poetry / "pyproject.toml").write_text("[tool.poetry]\nname='p'\n")
+    in_project = root / "poetry-venv"  # Poetry's settings decide whether its .venv counts
+    make_venv(in_project / ".venv")
+    (in_project / "pyproject.toml").write_text("[tool.poetry]\nname='q'\n")
+    nested = root / "ws" / "examples" / "servers" / "tool"  # set apart by examples/
+    make_venv(nested / ".venv")
+    (root / "ws" / "examples" / "pyproject.toml").write_text("[project]\nname='ex'\n")
+    (nested / "pyproject.toml").write_text("[project]\nname='tool'\n")
     for path in [root, *root.rglob("*")]:  # old enough to be trusted (not racy)
         os.utime(path, (1e9, 1e9), follow_symlinks=False)
     return {
         ".venv, file 4 levels below": deep / "m.py",
         "uv workspace member": member / "m.py",
+        "poetry project with its .venv": in_project / "m.py",
+        "project nested in a non-workspace project": nested / "m.py",
         "poetry project without environment (never cached)": poetry / "m.py",
     }
 

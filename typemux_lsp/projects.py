@@ -22,6 +22,7 @@ from .environments import (
     is_project,
     project_dir_hint,
 )
+from .environments.project import PLACEHOLDER
 from .venv import VENV_DIR
 
 #: directories the walk visits at most, so the doctor stays quick on huge trees
@@ -100,8 +101,13 @@ def scan(root: Path, *, rules: Sequence[EnvironmentRule] = ()) -> Scan:
         if is_project(here, rules):
             found.projects[here] = found.lookup(here)
             found.served(found.projects[here], 0)
-        # An environment's inside (a venv whatever its name, a conda prefix) is not searched.
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not is_environment(here / d))
+        # An environment's inside (a venv whatever its name, a conda prefix) is not searched,
+        # nor a project template's (`{{ cookiecutter.name }}/`, `$pkg/`): no project's files.
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in SKIP_DIRS and not PLACEHOLDER.search(d) and not is_environment(here / d)
+        )
         python_files = [name for name in files if name.endswith(PYTHON_SUFFIXES)]
         scripts = [name for name in python_files if _is_script(here / name)]
         for name in scripts:

@@ -146,16 +146,20 @@ def test_each_level_beats_the_next(repo: Path, name: str, top: str) -> None:
         assert source == "default"
         assert getattr(loaded.settings, name) == getattr(Settings(), name)
         return
-    expected_source = {
+    level_source = {
         "user": f"user config {repo.parent / 'user' / 'config.toml'}:1",
         "project": f"project config {repo / 'pyproject.toml'}:5",
         "env": f"env {env_var(name)}",
         "flag": f"flag --{key}",
-    }[winner]
-    assert source == expected_source
-    assert _comparable(name, getattr(loaded.settings, name)) == _comparable(
-        name, _rules(values[winner]) if name == "projects" else values[winner]
-    )
+    }
+    if name == "projects":  # rules merge: every level's apply, the highest level's first
+        levels = [level for level in reversed(given) if values[level] is not None]
+        assert source == ", then ".join(level_source[level] for level in levels)
+        merged = [rule for level in levels for rule in _rules(values[level])]
+        assert _comparable(name, loaded.settings.projects) == _comparable(name, merged)
+    else:
+        assert source == level_source[winner]
+        assert getattr(loaded.settings, name) == values[winner]
     # Nothing leaks into the other fields.
     for other in Settings.names():
         if other != name:
@@ -461,20 +465,71 @@ environment = false
 """
     loaded = load(repo, project=project)
     rules = loaded.settings.projects
-    assert [(r.path, r.environment, r.confine) for r in rules] == [
-        ("services/api", ".venv-api", repo),
-        ("services/worker", "none", repo),
+    assert [(r.path, r.environment, r.confine, r.refused is not None) for r in rules] == [
+        ("services/api", ".venv-api", repo, False),
+        ("services/worker", "none", repo, False),
+        # kept, refused: their files get an error naming them, a user rule may give theirs
+        ("services/evil", "/opt/somewhere/env", repo, True),
+        ("services/home", "~/envs/x", repo, True),
     ]
     assert rules[0].to_json()["environment"] == ".venv-api"
+    assert "outside the repository" in (rules[2].to_json()["environmentRefused"] or "")
     problems = [(p.line, p.message) for p in loaded.problems]
     assert [line for line, _ in problems] == [11, 15, 19, 23]
     assert "outside the repository" in problems[0][1] and "outside" in problems[1][1]
+    assert "Its environment is not used" in problems[0][1]
+    assert "user config" in loaded.problems[0].fix
     assert "empty environment" in problems[2][1]
     assert "environment = false" in problems[3][1]
     # the user's own config may name any environment; its rules are not confined
     user = '[[projects]]\npath = "services/api"\nenvironment = "/opt/somewhere/env"\n'
     mine = load(repo, user=user, project="[project]\nname='x'\n").settings.projects
     assert [(r.environment, r.confine) for r in mine] == [("/opt/somewhere/env", None)]
+
+
+def test_user_rules_still_apply_in_a_repository_that_has_rules(repo: Path) -> None:
+    """Rules merge: the repository's first, then the user's; each key from the first matching
+    rule that sets it, settings merged (earlier rules win)."""
+    project = """\
+[[tool.typemux-lsp.projects]]
+path = "services/*"
+settings = { python = { analysis = { typeCheckingMode = "basic" } } }
+"""
+    user = """\
+[[projects]]
+path = "**"
+backend = "ty"
+settings = { python = { analysis = { typeCheckingMode = "strict", extraPaths = ["x"] } } }
+
+[[projects]]
+path = "services/api"
+environment = "/opt/envs/api"
+"""
+    loaded = load(repo, project=project, user=user)
+    assert loaded.problems == []
+    rules = loaded.settings.projects
+    assert [(r.path, r.confine) for r in rules] == [
+        ("services/*", repo),
+        ("**", None),
+        ("services/api", None),
+    ]
+    kind, merged = loaded.settings.backend_for(repo / "services" / "api")
+    assert kind == "ty"  # the repository's rule names no backend: the user's applies
+    assert merged == {"python": {"analysis": {"typeCheckingMode": "basic", "extraPaths": ["x"]}}}
+    assert loaded.sources["projects"].startswith("project config ")
+    assert ", then user config " in loaded.sources["projects"]
+
+
+def test_a_refused_environment_leaves_the_rest_of_its_rule_in_force(repo: Path) -> None:
+    project = (
+        '[[tool.typemux-lsp.projects]]\npath = "api"\nbackend = "ty"\nenvironment = "/opt/env"\n'
+    )
+    loaded = load(repo, project=project)
+    (rule,) = loaded.settings.projects
+    assert rule.refused is not None and "outside the repository" in rule.refused
+    assert loaded.settings.backend_for(repo / "api")[0] == "ty"
+    (problem,) = loaded.problems
+    assert problem.line == 4 and "Its environment is not used" in problem.message
 
 
 def test_both_spellings_of_one_key_are_a_problem(repo: Path) -> None:

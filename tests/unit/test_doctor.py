@@ -379,6 +379,36 @@ def test_every_project_with_its_manager_environment_and_what_is_missing(
     assert f"fix: `cd {poetry} && poetry install`" in done.stdout
 
 
+def test_templates_and_unexpanded_placeholders_are_not_projects(tmp_path: Path) -> None:
+    """haystack-style: a template whose pyproject says `name = "$pkg"` under `$pkg/`, a
+    cookiecutter directory, a Jinja pyproject that is not TOML: none is listed as a project
+    missing its environment."""
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("[project]\nname = 'top'\n")
+    make_venv(repo)
+    hatch_template = repo / "integrations" / "template" / "$pkg"
+    hatch_template.mkdir(parents=True)
+    (hatch_template / "pyproject.toml").write_text(
+        '[project]\nname = "$pkg"\n[tool.hatch.envs.default]\n'
+    )
+    (hatch_template / "m.py").write_text("")
+    named = repo / "templates" / "plain"
+    named.mkdir(parents=True)
+    (named / "pyproject.toml").write_text('[project]\nname = "{{ cookiecutter.name }}"\n')
+    cookie = repo / "cookie" / "{{cookiecutter.project_slug}}"
+    cookie.mkdir(parents=True)
+    (cookie / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    jinja = repo / "jinja"
+    jinja.mkdir()
+    (jinja / "pyproject.toml").write_text("[project]\n{% if x %}name = 'y'{% endif %}\n")
+    env = doctor_env(tmp_path, HOME=str(tmp_path / "home"))
+    code, report = doctor_json(str(repo), env=env)
+    assert code == 0, report["problems"]
+    assert [Path(p["directory"]) for p in report["projects"]] == [repo]
+    assert report["withoutEnvironment"] == []
+
+
 def test_freshness_shows_what_is_watched_and_warns_past_the_os_limit(
     mono: Path, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ from typemux_lsp.environments import (
     _fs,
     fallback_environment,
     find_environment,
+    is_project,
     no_environment_message,
     uri_to_path,
 )
@@ -307,11 +308,18 @@ def test_a_repository_rule_cannot_lead_outside_the_repository(tmp_path: Path, re
     assert env_of(repo / "api" / "m.py", rules=[rule("api", repo, "link")]).key == outside
 
 
-def test_the_first_matching_rule_decides(repo: Path) -> None:
+def test_the_environment_comes_from_the_first_matching_rule_that_names_one(repo: Path) -> None:
+    """Rules merge: a rule that only picks a backend does not hide a later rule's
+    environment."""
     fake_venv(repo / "api" / ".venv")
-    fake_venv(repo / "other")
-    rules = [ProjectRule("api", repo, backend="ty"), rule("api", repo, "../other")]
-    assert env_of(repo / "api" / "m.py", rules=rules).manager == "venv"
+    other = fake_venv(repo / "other")
+    fake_venv(repo / "third")
+    rules = [
+        ProjectRule("api", repo, backend="ty"),
+        rule("api", repo, "../other"),
+        rule("api", repo, "../third"),
+    ]
+    assert env_of(repo / "api" / "m.py", rules=rules).path == other
 
 
 def test_a_rule_naming_no_environment_is_an_error(repo: Path) -> None:
@@ -461,3 +469,66 @@ def test_lib64_linked_to_lib_is_one_site_packages(tmp_path: Path) -> None:
     prefix = fake_venv(tmp_path / "env")
     (prefix / "lib64").symlink_to("lib")
     assert Environment(prefix).site_packages() == (site_packages(prefix),)
+
+
+def test_a_project_template_is_not_a_project(repo: Path) -> None:
+    """Files of a template (`name = "$pkg"`, a `{{ cookiecutter.x }}` directory) belong to the
+    project around them, not to a "project" that has no environment."""
+    (repo / "pyproject.toml").write_text("[project]\nname = 'top'\n")
+    top = fake_venv(repo / ".venv")
+    template = repo / "templates" / "$pkg"
+    template.mkdir(parents=True)
+    (template / "pyproject.toml").write_text('[project]\nname = "$pkg"\n')
+    lookup = find_environment(template / "src" / "m.py")
+    assert lookup.environment is not None and lookup.environment.path == top
+    assert not is_project(template)
+    cookie = repo / "{{ cookiecutter.slug }}"
+    cookie.mkdir()
+    (cookie / "pyproject.toml").write_text("[project]\nname = 'real-looking'\n")
+    assert not is_project(cookie)
+    named = repo / "named"
+    named.mkdir()
+    (named / "pyproject.toml").write_text('[tool.poetry]\nname = "${name}"\n')
+    assert not is_project(named)
+    (named / "pyproject.toml").write_text('[project]\nname = "dollar-free"\n')
+    assert is_project(named)  # a real project next to them is still one
+
+
+def test_a_refused_repository_rule_names_itself_and_a_user_rule_gives_the_environment(
+    tmp_path: Path, repo: Path
+) -> None:
+    """The advice for a refused rule ("set it in your user config") works: the user's rule
+    comes after the repository's and gives the environment; without it, the file's error names
+    the refused rule, its file:line and why (not "no .venv found")."""
+    from typemux_lsp.cli import build_parser
+    from typemux_lsp.config import load_settings
+
+    outside = fake_venv(tmp_path / "elsewhere" / "env")
+    (repo / "api").mkdir()
+    (repo / "api" / "pyproject.toml").write_text(PROJECT)
+    (repo / "pyproject.toml").write_text(
+        "[project]\nname = 'top'\n\n"
+        f'[[tool.typemux-lsp.projects]]\npath = "api"\nenvironment = "{outside}"\n'
+    )
+    alone = load_settings(build_parser().parse_args([]), {}, repo).settings.projects
+    lookup = find_environment(repo / "api" / "m.py", rules=alone)
+    assert lookup.environment is None and lookup.missing is not None
+    message = lookup.missing.message(repo / "api" / "m.py")
+    assert f"The rule at project config {repo / 'pyproject.toml'}:4 (path = 'api')" in message
+    assert "outside the repository" in message and "user config" in message
+    assert "no .venv found" not in message
+    user = tmp_path / "user.toml"
+    user.write_text(f'[[projects]]\npath = "api"\nenvironment = "{outside}"\n')
+    merged = load_settings(build_parser().parse_args(["--config", str(user)]), {}, repo)
+    found = env_of(repo / "api" / "m.py", rules=merged.settings.projects)
+    assert found.path == outside and "user config" in found.found_by
+
+
+def test_a_rule_leading_out_through_a_symlink_is_passed_over_for_a_later_one(
+    tmp_path: Path, repo: Path
+) -> None:
+    outside = fake_venv(tmp_path / "outside-env")
+    (repo / "api").mkdir()
+    (repo / "api" / "link").symlink_to(outside)
+    rules = [rule("api", repo, "link", confine=repo), rule("api", repo, str(outside))]
+    assert env_of(repo / "api" / "m.py", rules=rules).path == outside

@@ -117,6 +117,69 @@ def test_uv_project_environment_moves_the_workspace_environment(
     assert env_of(member / "api.py").path == moved
 
 
+def test_a_project_nested_in_a_non_workspace_project_is_its_own(repo: Path) -> None:
+    """The MCP python-sdk layout: the root's members glob matches examples/servers/x, but
+    examples/pyproject.toml (a project, no workspace) is the first pyproject.toml above it, so
+    uv says "Project is contained in non-workspace project" and makes x a project of its own."""
+    project(
+        repo, "[project]\nname = 'sdk'\n[tool.uv.workspace]\nmembers = ['examples/servers/*']\n"
+    )
+    fake_venv(repo / ".venv")
+    project(repo / "examples", "[project]\nname = 'examples'\n")
+    tool = project(repo / "examples" / "servers" / "simple-tool", "[project]\nname = 't'\n")
+    lookup = missing(tool / "server.py", "uv", f"`cd {tool} && uv sync`")
+    assert lookup.missing is not None
+    assert f"{repo / 'examples' / 'pyproject.toml'} (a project)" in lookup.missing.reason
+    assert f"not as a member of the uv workspace at {repo}" in lookup.missing.reason
+    own = fake_venv(tool / ".venv")
+    found = env_of(tool / "server.py")
+    assert (found.path, found.project_dir) == (own, tool)
+
+
+def test_a_tool_only_pyproject_between_member_and_root_also_sets_it_apart(repo: Path) -> None:
+    project(repo, WORKSPACE)
+    fake_venv(repo / ".venv")
+    (repo / "packages" / "group").mkdir(parents=True)
+    (repo / "packages" / "group" / "pyproject.toml").write_text("[tool.ruff]\n")
+    (repo / "packages" / "pyproject.toml").write_text("[tool.ruff]\n")
+    member = project(repo / "packages" / "api", "[project]\nname = 'api'\n")
+    own = fake_venv(member / ".venv")
+    assert env_of(member / "api.py").path == own  # packages/pyproject.toml comes first
+
+
+def test_a_member_marked_unmanaged_is_not_in_the_workspace(repo: Path) -> None:
+    project(repo, WORKSPACE)
+    fake_venv(repo / ".venv")
+    member = project(
+        repo / "packages" / "api", "[project]\nname = 'api'\n[tool.uv]\nmanaged = false\n"
+    )
+    own = fake_venv(member / ".venv")
+    assert env_of(member / "api.py").path == own
+
+
+def test_workspace_globs_match_as_uv_matches_them(repo: Path) -> None:
+    """members: `*` stops at `/`, `**` spans directories; exclude: `*` crosses `/`."""
+    project(
+        repo,
+        "[project]\nname = 'r'\n[tool.uv.workspace]\n"
+        "members = ['libs/*', 'apps/**/svc', './tools/*', 'old/**']\nexclude = ['old/*']\n",
+    )
+    root_env = fake_venv(repo / ".venv")
+    cases = {
+        "libs/a": True,
+        "libs/group/a": False,  # `*` does not cross `/` in members
+        "apps/svc": True,  # `**` spans zero directories
+        "apps/x/y/svc": True,
+        "tools/t": True,  # ./ dropped
+        "old/group/a": False,  # `*` crosses `/` in exclude
+    }
+    for relative, member in cases.items():
+        directory = project(repo / relative, "[project]\nname = 'm'\n")
+        fake_venv(directory / ".venv")
+        found = env_of(directory / "m.py")
+        assert (found.path == root_env) is member, relative
+
+
 # -- pixi ----------------------------------------------------------------------------------------
 
 
@@ -132,6 +195,14 @@ def test_pixi_in_pyproject_and_missing(repo: Path) -> None:
     missing(repo / "m.py", "pixi", f"`cd {repo} && pixi install`")
     fake_conda(repo / ".pixi" / "envs" / "default")
     assert env_of(repo / "m.py").manager == "pixi"
+
+
+def test_pixi_environment_beats_a_stray_venv(repo: Path) -> None:
+    project(repo, pixi__toml="[workspace]\nname = 'p'\n")
+    stray = fake_venv(repo / ".venv")
+    assert env_of(repo / "m.py").path == stray  # pixi has made nothing yet
+    prefix = fake_conda(repo / ".pixi" / "envs" / "default")
+    assert (env_of(repo / "m.py").path, env_of(repo / "m.py").manager) == (prefix, "pixi")
 
 
 # -- Poetry ----------------------------------------------------------------------------------------
@@ -229,6 +300,36 @@ def test_poetry_in_project_true_and_create_false(
     assert lookup.missing is not None and "virtualenvs.create = false" in lookup.missing.reason
 
 
+def test_poetry_in_project_false_ignores_a_stray_venv(
+    repo: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Poetry's `in_project_venv_exists()` is false with in-project = false: its cache
+    environment answers, whichever of poetry.toml, the user's config or the variable says so."""
+    project(repo, POETRY)
+    stray = fake_venv(repo / ".venv")
+    cached = fake_venv(
+        home / ".cache" / "pypoetry" / "virtualenvs" / f"{poetry_name(repo)}-py{VERSION}"
+    )
+    assert env_of(repo / "m.py").path == stray  # unset: an existing .venv is Poetry's
+    config = home / ".config" / "pypoetry"
+    config.mkdir(parents=True)
+    (config / "config.toml").write_text("[virtualenvs]\nin-project = false\n")
+    found = env_of(repo / "m.py")
+    assert (found.path, found.manager) == (cached, "poetry")
+    assert "not Poetry's: virtualenvs.in-project = false" in found.found_by
+    (repo / "poetry.toml").write_text("[virtualenvs]\nin-project = true\n")
+    assert env_of(repo / "m.py").path == stray  # the project's poetry.toml beats the user's
+    monkeypatch.setenv("POETRY_VIRTUALENVS_IN_PROJECT", "false")  # the variable beats both
+    clear_cache()
+    assert env_of(repo / "m.py").path == cached
+    import shutil
+
+    shutil.rmtree(cached)
+    lookup = missing(repo / "m.py", "poetry", "poetry install")
+    assert lookup.missing is not None and repo / ".venv" not in lookup.missing.looked
+    assert "not Poetry's" in lookup.missing.reason
+
+
 # -- PDM -----------------------------------------------------------------------------------------
 
 
@@ -254,6 +355,26 @@ def test_pdm_central_environment_and_missing(repo: Path, home: Path) -> None:
     central = home / ".local" / "share" / "pdm" / "venvs"
     env = fake_venv(central / f"{pdm_env_prefix(os.path.realpath(repo))}3.11")
     assert env_of(repo / "m.py").path == env
+
+
+def test_pdm_python_beats_a_venv_unless_told_to_ignore_it(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PDM's `resolve_interpreter` takes the saved interpreter first; `.venv` only without it
+    (or with `PDM_IGNORE_SAVED_PYTHON`)."""
+    env = fake_venv(tmp_path / "pdm-envs" / "p-3.11")
+    project(repo, "[project]\nname = 'p'\n[tool.pdm]\n", **{"__pdm-python": f"{env}/bin/python\n"})
+    stray = fake_venv(repo / ".venv")
+    found = env_of(repo / "m.py")
+    assert (found.path, found.manager) == (env, "pdm")
+    assert "is not used" in found.found_by
+    monkeypatch.setenv("PDM_IGNORE_SAVED_PYTHON", "1")
+    clear_cache()
+    assert env_of(repo / "m.py").path == stray
+    monkeypatch.delenv("PDM_IGNORE_SAVED_PYTHON")
+    (repo / ".pdm-python").write_text(f"{stray}/bin/python\n")
+    clear_cache()
+    assert env_of(repo / "m.py").path == stray
 
 
 # -- Hatch ---------------------------------------------------------------------------------------
@@ -286,6 +407,42 @@ def test_hatch_explicit_path(repo: Path) -> None:
     project(repo, "[project]\nname = 'p'\n[tool.hatch.envs.default]\npath = 'envs/dev'\n")
     env = fake_venv(repo / "envs" / "dev")
     assert env_of(repo / "m.py").path == env.resolve()
+
+
+def test_hatch_setting_or_its_created_environment_beats_a_stray_venv(
+    repo: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project(repo, "[project]\nname = 'p'\n[tool.hatch.envs.default]\n")
+    stray = fake_venv(repo / ".venv")
+    assert env_of(repo / "m.py").path == stray  # Hatch has made nothing, nothing is set
+    data = home / ".local" / "share" / "hatch" / "env" / "virtual"
+    made = fake_venv(data / "p" / hatch_project_id(os.path.realpath(repo)) / "p")
+    found = env_of(repo / "m.py")
+    assert (found.path, found.manager) == (made, "hatch")
+    assert "not Hatch's" in found.found_by
+    config = home / "hatch.toml"
+    config.write_text(f'[dirs.env]\nvirtual = "{home / "hatch-envs"}"\n')
+    monkeypatch.setenv("HATCH_CONFIG", str(config))
+    clear_cache()
+    lookup = missing(repo / "m.py", "hatch", "hatch env create")  # set elsewhere, not there
+    configured = fake_venv(
+        home / "hatch-envs" / "p" / hatch_project_id(os.path.realpath(repo)) / "p"
+    )
+    assert env_of(repo / "m.py").path == configured
+    (repo / "pyproject.toml").write_text(
+        "[project]\nname = 'p'\n[tool.hatch.envs.default]\npath = '.venv'\n"
+    )
+    assert env_of(repo / "m.py").key == stray.resolve()  # told to use the .venv
+    assert lookup.missing is not None
+
+
+def test_a_uv_project_keeps_its_venv_whatever_hatch_made(repo: Path, home: Path) -> None:
+    """`uv sync` uses `.venv`: a project with uv.lock is uv's even with Hatch environments."""
+    project(repo, "[project]\nname = 'p'\n[tool.hatch.envs.default]\n", uv__lock="")
+    stray = fake_venv(repo / ".venv")
+    data = home / ".local" / "share" / "hatch" / "env" / "virtual"
+    fake_venv(data / "p" / hatch_project_id(os.path.realpath(repo)) / "p")
+    assert env_of(repo / "m.py").path == stray
 
 
 def test_a_hatchling_build_without_hatch_environments_is_not_a_hatch_project(repo: Path) -> None:
@@ -369,6 +526,41 @@ def test_pipenv_in_project_and_a_venv_file_naming_an_environment(
     assert env_of(repo / "m.py").path == named
 
 
+def test_pipenv_venv_in_project_false_or_its_workon_environment_beats_a_venv(
+    repo: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pipenv's `get_location`: an explicit false ignores `.venv`; with nothing set, an
+    environment pipenv already made in WORKON_HOME is preferred to a `.venv` directory."""
+    project(repo, Pipfile="[packages]\n")
+    stray = fake_venv(repo / ".venv")
+    assert env_of(repo / "m.py").path == stray
+    prefix = home / ".local" / "share" / "virtualenvs" / pipenv_env_name(os.path.realpath(repo))
+    monkeypatch.setenv("PIPENV_VENV_IN_PROJECT", "0")
+    clear_cache()
+    lookup = missing(repo / "m.py", "pipenv", "pipenv install")
+    assert lookup.missing is not None and "PIPENV_VENV_IN_PROJECT=0" in lookup.missing.reason
+    monkeypatch.delenv("PIPENV_VENV_IN_PROJECT")
+    (repo / "Pipfile").write_text("[pipenv]\nvenv_in_project = false\n")
+    missing(repo / "m.py", "pipenv", "pipenv install")
+    fake_venv(prefix)
+    assert env_of(repo / "m.py").path == prefix
+    (repo / "Pipfile").write_text("[packages]\n")
+    found = env_of(repo / "m.py")  # nothing set: pipenv prefers the one it made
+    assert (found.path, found.manager) == (prefix, "pipenv")
+    monkeypatch.setenv("PIPENV_VENV_IN_PROJECT", "1")
+    clear_cache()
+    assert env_of(repo / "m.py").path == stray
+
+
+def test_pipenv_reads_an_empty_venv_file_as_no_redirect(repo: Path, home: Path) -> None:
+    """pipenv's `get_location`: an empty `.venv` file leaves the environment in WORKON_HOME."""
+    project(repo, Pipfile="[packages]\n", __venv="")
+    prefix = home / ".local" / "share" / "virtualenvs" / pipenv_env_name(os.path.realpath(repo))
+    missing(repo / "m.py", "pipenv", "pipenv install")
+    fake_venv(prefix)
+    assert env_of(repo / "m.py").path == prefix
+
+
 # -- PEP 723 scripts -------------------------------------------------------------------------------
 
 SCRIPT = """\
@@ -448,6 +640,23 @@ def test_uv_shipped_by_the_repository_is_never_run(
     assert pep723.uv_executable(None) == fake_uv  # outside any repository it would be a uv
 
 
+def test_a_relative_path_entry_never_names_the_uv_that_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative PATH entry is relative to whatever the cwd is: a `bin/uv` of the directory
+    the proxy happens to run in is never taken for uv."""
+    planted = tmp_path / "bin" / "uv"
+    planted.parent.mkdir()
+    planted.write_text("#!/bin/sh\n")
+    planted.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "nowhere" / "python"))
+    monkeypatch.setenv("PATH", "bin")
+    assert pep723.uv_executable(None) is None
+    monkeypatch.setenv("PATH", str(planted.parent))
+    assert pep723.uv_executable(None) == planted
+
+
 def test_asking_uv_about_a_script_runs_nothing_of_the_repository(
     tmp_path: Path, repo: Path, uv_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -482,3 +691,23 @@ def test_found_environments_have_a_working_interpreter(tmp_path: Path, repo: Pat
     found = env_of(repo / "m.py")
     assert found.python.exists() and found.python_version() is not None
     assert found.path == env and found.site_packages()
+
+
+# -- editable installs: the URL of direct_url.json ------------------------------------------------
+
+
+def test_an_editable_url_is_a_windows_path_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip writes `file:///C:/Users/me/my%20proj`; on Windows that is `C:\\Users\\me\\my proj`
+    (url2pathname), not `/C:/Users/me/my proj`. nturl2path is Windows' url2pathname, importable
+    everywhere."""
+    import nturl2path
+    import urllib.request
+
+    from typemux_lsp.environments.locators import editable
+
+    assert editable.file_url_path("file:///srv/my%20proj") == "/srv/my proj"
+    monkeypatch.setattr(editable, "_WINDOWS", True)
+    monkeypatch.setattr(urllib.request, "url2pathname", nturl2path.url2pathname)
+    assert editable.file_url_path("file:///C:/Users/me/my%20proj") == r"C:\Users\me\my proj"
+    assert editable.file_url_path("file://server/share/proj") == r"\\server\share\proj"
+    assert editable.file_url_path("file://localhost/C:/proj") == r"C:\proj"

@@ -36,7 +36,10 @@ class ProjectRule:
 
     `environment` names the project's environment (a prefix or its interpreter; relative to
     the project directory) or is "none"; a rule from a repository's pyproject.toml may only
-    name one inside `confine` (the repository).
+    name one inside `confine` (the repository). One that names an absolute path outside it is
+    kept, with `refused` saying why its environment is not used: its backend and settings
+    still apply, and the projects it matches get an error naming it unless a later rule (in
+    the user config) names their environment.
     """
 
     path: str
@@ -49,6 +52,8 @@ class ProjectRule:
     environment: str | None = None
     #: the directory `environment` must stay inside (rules from a repository's own file)
     confine: Path | None = None
+    #: why `environment` is not used (named outside the repository), None when it may be
+    refused: str | None = None
 
     def matches(self, project_dir: Path) -> bool:
         pattern = os.path.expanduser(self.path)
@@ -68,6 +73,7 @@ class ProjectRule:
             "backend": self.backend,
             "settings": self.settings,
             "environment": self.environment,
+            "environmentRefused": self.refused,
             "source": self.source,
         }
 
@@ -152,25 +158,37 @@ def structure_rule(entry: Mapping[str, Any], where: str) -> RuleFields:
     return spec
 
 
-def check_environment(value: str, where: str, base: Path, from_repository: bool) -> None:
-    """An `environment` value that cannot work is refused when the configuration is read;
-    the real path of a relative one is checked again at each lookup."""
+def check_environment(value: str, where: str) -> None:
+    """An `environment` value that cannot work drops the rule when the configuration is read
+    (`refusal` says which ones a repository may not name; the real path of a relative one is
+    checked again at each lookup)."""
     if not value.strip():
         raise Invalid(
             f"{where} has an empty environment.",
             'name the environment\'s directory (e.g. environment = ".venv"), or "none".',
             key="environment",
         )
+
+
+#: the fix for an environment a repository's rule may not name
+REFUSED_FIX = (
+    "set this environment in a [[projects]] rule of your user config (config.toml) instead; "
+    "user rules apply after the repository's, and the first matching rule whose environment "
+    "may be used gives it."
+)
+
+
+def refusal(value: str, base: Path, from_repository: bool) -> str | None:
+    """Why a repository's rule may not name the environment `value`, or None."""
     if not from_repository or value == "none":
-        return
+        return None
     target = Path(os.path.expanduser(value))
     if value.startswith("~") or (target.is_absolute() and not _inside(target, base)):
-        raise Invalid(
-            f'{where} has environment = "{value}", outside the repository {base}: a '
-            "repository's own pyproject.toml may only name an environment inside it.",
-            "set it in your user config (config.toml) instead.",
-            key="environment",
+        return (
+            f'environment = "{value}" is outside the repository {base}, and a repository\'s own '
+            "pyproject.toml may only name an environment inside it"
         )
+    return None
 
 
 def _inside(path: Path, base: Path) -> bool:
@@ -223,8 +241,10 @@ def parse_rules(
                     + f"use one of {', '.join(sorted(KINDS))}.",
                     key="backend",
                 )
+            refused = None
             if spec.environment is not None:
-                check_environment(spec.environment, where, base, from_repository)
+                check_environment(spec.environment, where)
+                refused = refusal(spec.environment, base, from_repository)
             if ".." in glob_parts(spec.path) and not os.path.isabs(spec.path):
                 raise Invalid(
                     f'{where} has path = "{spec.path}", which leaves {base}; relative globs '
@@ -237,6 +257,15 @@ def parse_rules(
                 line = lines.line((*path, index, error.key))
             report(file, line, f"{error.message} The rule is ignored.", error.fix)
             continue
+        if refused is not None:
+            report(
+                file,
+                lines.line((*path, index, "environment")) if lines else line,
+                f"{where}: {refused}. Its environment is not used (its path, backend and "
+                "settings are); files of the projects it matches get an error naming it unless "
+                "a later rule names their environment.",
+                REFUSED_FIX,
+            )
         rules.append(
             ProjectRule(
                 spec.path,
@@ -246,6 +275,7 @@ def parse_rules(
                 rule_source,
                 spec.environment,
                 base if from_repository else None,
+                refused,
             )
         )
     return rules

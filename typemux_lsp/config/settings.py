@@ -51,7 +51,9 @@ class Settings:
     backend_command: str | None = None
     #: settings every backend gets in its `workspace/configuration` answers
     backend_settings: dict[str, Any] = field(default_factory=dict)
-    #: per-project backend choice and settings; the first rule that matches wins
+    #: per-project backend, settings and environment: the rules of every level, the highest
+    #: level's first (flags, environment, the repository's pyproject.toml, the user config);
+    #: each key from the first matching rule that sets it
     projects: list[ProjectRule] = field(default_factory=list)
     #: event loop: "auto" (uvloop when installed), "uvloop" or "asyncio"
     event_loop: str = "auto"
@@ -70,16 +72,18 @@ class Settings:
     def backend_for(self, project_dir: Path) -> tuple[str, dict[str, Any]]:
         """The backend kind and backend settings for the project in `project_dir`.
 
-        The first matching rule chooses the kind (its `backend`, else the global one) and its
-        `settings` are merged over the global `backend_settings` (nested tables merge, the
-        rule's values win). The result is a fresh copy: callers may change it.
+        Every matching rule applies, each key from the first that sets it (`projects` holds
+        the rules of every level, the highest first): the kind is the first matching rule's
+        `backend` that is set, else the global one; the `settings` of every matching rule are
+        merged over the global `backend_settings` (nested tables merge, earlier rules win).
+        The result is a fresh copy: callers may change it.
         """
-        found = self.rule_for(project_dir)
-        if found is None:
-            return self.backend, copy.deepcopy(self.backend_settings)
-        rule = found[1]
-        merged: dict[str, Any] = deep_merge(self.backend_settings, rule.settings)
-        return rule.backend or self.backend, merged
+        matching = [rule for rule in self.projects if rule.matches(project_dir)]
+        merged: dict[str, Any] = copy.deepcopy(self.backend_settings)
+        for rule in reversed(matching):
+            merged = deep_merge(merged, rule.settings)
+        kind = next((rule.backend for rule in matching if rule.backend), self.backend)
+        return kind, merged
 
     def to_json(self, name: str) -> Any:
         """A field's value as plain JSON data (for `--doctor --json`)."""

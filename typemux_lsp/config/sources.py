@@ -395,8 +395,15 @@ def load_settings(
     values: dict[str, Any] = {name: getattr(defaults, name) for name in Settings.names()}
     sources = dict.fromkeys(values, "default")
     for layer in layers:
-        values.update(layer.values)
-        sources.update(layer.sources)
+        for name, value in layer.values.items():
+            if name == "projects" and sources[name] != "default":
+                # Rules merge: a higher level's rules come first, the lower level's still
+                # apply (a user rule names the environment a repository's rule may not).
+                values[name] = [*value, *values[name]]
+                sources[name] = f"{layer.sources[name]}, then {sources[name]}"
+            else:
+                values[name] = value
+                sources[name] = layer.sources[name]
     return LoadedSettings(
         Settings(**values), sources, loader.problems, loader.files, loader.toplevel
     )

@@ -105,7 +105,7 @@ def _rules_key(rules: Sequence[EnvironmentRule]) -> tuple[Any, ...]:
     if known is not None and known[0] is rules:
         return known[1]
     key = tuple(
-        (getattr(r, "path", None), str(getattr(r, "base", "")), r.environment, r.source)
+        (getattr(r, "path", None), str(getattr(r, "base", "")), r.environment, r.source, r.refused)
         for r in rules
     )
     if len(_rule_keys) > 64:

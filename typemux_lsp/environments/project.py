@@ -12,6 +12,11 @@ declares a project:
   `pixi.lock`);
 - a directory matched by a typemux-lsp rule that sets `environment`.
 
+A project template is not a project: a directory whose name, or whose pyproject.toml's
+project name, holds an unexpanded placeholder (`$pkg`, `${pkg}`, `{{ cookiecutter.name }}`,
+`{% ... %}`), or whose pyproject.toml is not TOML because of one. Its files belong to the
+project around it.
+
 The walk stops there: a project without an environment of its own never gets an enclosing
 directory's, unless that environment has the project installed (a uv workspace member, an
 editable install) or a rule says so.
@@ -20,6 +25,7 @@ editable install) or a rule says so.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +55,8 @@ PROJECT_FILES = frozenset(
 )
 #: every entry name the walk looks for in a directory
 WANTED = PROJECT_FILES | {DOT_VENV, PYPROJECT, GIT, "poetry.toml"}
+#: an unexpanded placeholder of a project template (string.Template, cookiecutter, copier, Jinja)
+PLACEHOLDER = re.compile(r"\$\{?[A-Za-z_]\w*\}?|\{\{.*?\}\}|\{%.*?%\}")
 _DECLARING_TABLES = ("project", "build-system", "dependency-groups")
 _DECLARING_TOOLS = ("poetry", "pdm", "hatch", "pixi", "uv")
 
@@ -65,6 +73,9 @@ class EnvironmentRule(Protocol):
     @property
     def confine(self) -> Path | None: ...
 
+    @property
+    def refused(self) -> str | None: ...
+
     def matches(self, project_dir: Path) -> bool: ...
 
 
@@ -77,8 +88,13 @@ class Project:
     markers: frozenset[str]
     #: the parsed pyproject.toml ({} if it is not valid TOML), None without one
     pyproject: Mapping[str, Any] | None
-    #: the first rule that matches the directory, if it sets `environment`
-    rule: EnvironmentRule | None = None
+    #: the rules that match the directory and set `environment`, in order (the first whose
+    #: environment may be used gives it)
+    rules: tuple[EnvironmentRule, ...] = ()
+
+    @property
+    def rule(self) -> EnvironmentRule | None:
+        return self.rules[0] if self.rules else None
 
     def has(self, name: str) -> bool:
         return name in self.markers
@@ -113,13 +129,28 @@ def declares_project(pyproject: Mapping[str, Any] | None) -> bool:
     return any(table(pyproject, "tool", tool) is not None for tool in _DECLARING_TOOLS)
 
 
-def first_rule(rules: Sequence[EnvironmentRule], directory: Path) -> EnvironmentRule | None:
-    """The first rule matching `directory` (first match wins, as for backends), if it sets
-    an environment."""
-    for rule in rules:
-        if rule.matches(directory):
-            return rule if rule.environment is not None else None
-    return None
+def is_template(seen: Seen, directory: Path, pyproject: Mapping[str, Any] | None) -> bool:
+    """Whether `directory` is a project template, not a project (see the module docstring)."""
+    if PLACEHOLDER.search(directory.name):
+        return True
+    if pyproject is None:
+        return False
+    if not pyproject:  # not valid TOML: a template's `{% if %}` lines make it so
+        text = seen.read_text(directory / PYPROJECT)
+        return text is not None and PLACEHOLDER.search(text) is not None
+    names = (
+        (table(pyproject, "project") or {}).get("name"),
+        (table(pyproject, "tool", "poetry") or {}).get("name"),
+    )
+    return any(isinstance(n, str) and PLACEHOLDER.search(n) for n in names)
+
+
+def environment_rules(
+    rules: Sequence[EnvironmentRule], directory: Path
+) -> tuple[EnvironmentRule, ...]:
+    """The rules matching `directory` that set an environment, in order: the rules of every
+    level apply, each key from the first matching rule that sets it."""
+    return tuple(r for r in rules if r.environment is not None and r.matches(directory))
 
 
 def project_at(
@@ -127,15 +158,12 @@ def project_at(
 ) -> tuple[Project | None, frozenset[str]]:
     """The project `directory` declares (or None), and the marker names found in it."""
     markers = seen.names(directory, WANTED)
-    rule = first_rule(rules, directory) if rules else None
+    matched = environment_rules(rules, directory) if rules else ()
     pyproject = seen.toml(directory / PYPROJECT) if PYPROJECT in markers else None
-    if (
-        rule is not None
-        or markers & PROJECT_FILES
-        or DOT_VENV in markers
-        or declares_project(pyproject)
-    ):
-        return Project(directory, markers, pyproject, rule), markers
+    if not matched and is_template(seen, directory, pyproject):
+        return None, markers
+    if matched or markers & PROJECT_FILES or DOT_VENV in markers or declares_project(pyproject):
+        return Project(directory, markers, pyproject, matched), markers
     return None, markers
 
 

@@ -28,13 +28,15 @@ import platformdirs
 from .._fs import canonical, string, table
 from ..model import Missing
 from ..names import canonicalize_name, hatch_project_id
-from ..project import Context
+from ..project import DOT_VENV, Context
 from . import Found, Locator
 
 DEFAULT = "default"
 
 
-def locate(ctx: Context) -> Found:
+def _default(ctx: Context) -> tuple[bool, Mapping[str, Any]] | None:
+    """Whether the project declares Hatch environments, and its `default` environment's
+    table; None when Hatch is not its manager or the default is not a `virtual` one."""
     project = ctx.project
     if project is None:
         return None
@@ -48,9 +50,42 @@ def locate(ctx: Context) -> Found:
     default: Mapping[str, Any] = table(envs, DEFAULT) or {}
     if default.get("type", "virtual") != "virtual":
         return None  # a plugin's environment (a container, ...): not a prefix on this disk
+    return declared, default
+
+
+def dotvenv_ignored(ctx: Context) -> str | None:
+    """Why the project's `.venv` is not Hatch's environment: Hatch never uses a `.venv` it
+    was not told to. A project that declares Hatch environments and configures where the
+    default one is (its `path`, `HATCH_ENV_TYPE_VIRTUAL_PATH`, `dirs.env.virtual`), or whose
+    default environment Hatch has created, is answered from that environment."""
+    known = _default(ctx)
+    project = ctx.project
+    if known is None or project is None or not known[0]:
+        return None
+    directory = project.directory
+    prefix, how, configured = _location(ctx, project.pyproject, directory, known[1])
+    if canonical(prefix) == canonical(directory / DOT_VENV):
+        return None
+    if configured:
+        return f"Hatch's default environment is {prefix} ({how})"
+    if ctx.is_environment(prefix):
+        return f"Hatch has created its default environment at {prefix}"
+    return None
+
+
+def locate(ctx: Context) -> Found:
+    known = _default(ctx)
+    project = ctx.project
+    if known is None or project is None:
+        return None
+    declared, default = known
     directory = project.directory
     prefix, how = environment_path(ctx, project.pyproject, directory, default)
-    found = ctx.environment(prefix, directory, "hatch", f"Hatch's default environment ({how})")
+    ignored = dotvenv_ignored(ctx) if project.has(DOT_VENV) else None
+    note = f"; the .venv in {directory} is not Hatch's" if ignored else ""
+    found = ctx.environment(
+        prefix, directory, "hatch", f"Hatch's default environment ({how}{note})"
+    )
     if found is not None or not declared:
         return found
     return Missing(
@@ -70,19 +105,32 @@ def environment_path(
     default: Mapping[str, Any],
 ) -> tuple[Path, str]:
     """Where Hatch puts the project's default environment, and why there."""
+    prefix, how, _ = _location(ctx, pyproject, directory, default)
+    return prefix, how
+
+
+def _location(
+    ctx: Context,
+    pyproject: Mapping[str, Any] | None,
+    directory: Path,
+    default: Mapping[str, Any],
+) -> tuple[Path, str, bool]:
+    """`environment_path`, and whether a setting put it there (not Hatch's default)."""
     root = canonical(directory)
     explicit = ctx.environ.get("HATCH_ENV_TYPE_VIRTUAL_PATH") or default.get("path")
     if isinstance(explicit, str) and explicit:
         path = Path(explicit)
-        return (path if path.is_absolute() else (root / path).resolve()), f"path = {explicit!r}"
+        resolved = path if path.is_absolute() else (root / path).resolve()
+        return resolved, f"path = {explicit!r}", True
     project_id = hatch_project_id(str(root))
     name = string(pyproject, "project", "name")
     project_name = canonicalize_name(name) if name is not None else f"{project_id}-unmanaged"
     config = _user_config(ctx)
     env_dir, how = _env_directory(ctx, config, root)
+    configured = how.startswith("dirs.env.virtual")
     if env_dir == ctx.home / ".virtualenvs" or root in env_dir.resolve().parents:
-        return env_dir / project_name, how
-    return env_dir / project_name / project_id / project_name, how
+        return env_dir / project_name, how, configured
+    return env_dir / project_name / project_id / project_name, how, configured
 
 
 def _user_config(ctx: Context) -> Mapping[str, Any] | None:

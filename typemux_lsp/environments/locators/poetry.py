@@ -1,8 +1,10 @@
 """Poetry: the in-project `.venv`, or `<virtualenvs.path>/<name>-<hash>-py<X.Y>`.
 
-As Poetry 2.x decides (src/poetry/utils/env/env_manager.py, `EnvManager.get`): with
-`virtualenvs.in-project` unset or true, an existing `.venv` is the environment (found by the
-`.venv` locator before this one); with it true, only `.venv` is. Otherwise the environment is
+As Poetry 2.x decides (src/poetry/utils/env/env_manager.py, `EnvManager.get` and
+`in_project_venv_exists`): with `virtualenvs.in-project` unset or true, an existing `.venv`
+directory is the environment (found by the `.venv` locator before this one); with it true,
+only `.venv` is; with it false, a `.venv` in the project is not Poetry's (`dotvenv_ignored`
+tells the `.venv` locator so) and the environment is in the cache. Otherwise the environment is
 in `virtualenvs.path` (default `{cache-dir}/virtualenvs`), named by `names.poetry_env_name`
 plus `-py<minor>`, the minor version taken from `envs.toml` there (written by `poetry env use`)
 or, without it, the one environment of that name. Settings are read as Poetry reads them:
@@ -55,18 +57,23 @@ def locate(ctx: Context) -> Found:
             f"`cd {directory} && poetry install`",
             final=False,
         )
-    create, source = config.flag("virtualenvs.create")
+    create, create_source = config.flag("virtualenvs.create")
     if create is False:
         return Missing(
             "poetry",
             directory,
-            f"Poetry is configured with virtualenvs.create = false ({source}), so it installs "
-            "into whichever environment is active, which typemux-lsp cannot know",
+            f"Poetry is configured with virtualenvs.create = false ({create_source}), so it "
+            "installs into whichever environment is active, which typemux-lsp cannot know",
             (),
             "name the environment in a [[projects]] rule of your typemux-lsp user config "
             '(environment = "/path/to/env")',
             final=False,
         )
+    ignored = (
+        f" (the .venv in {directory} is not Poetry's: virtualenvs.in-project = false, {source})"
+        if in_project is False and project.has(DOT_VENV)
+        else ""
+    )
     venvs = config.virtualenvs_path()
     name = poetry_env_name(package_name(project.pyproject), str(canonical(directory)))
     selected = table(ctx.seen.toml(venvs / "envs.toml"), name)
@@ -81,7 +88,7 @@ def locate(ctx: Context) -> Found:
     found = [c for c in candidates if ctx.is_environment(c)]
     if len(found) == 1:
         return ctx.environment(
-            found[0], directory, "poetry", f"Poetry environment in {venvs} ({how})"
+            found[0], directory, "poetry", f"Poetry environment in {venvs} ({how}){ignored}"
         )
     if len(found) > 1:
         return Missing(
@@ -93,14 +100,29 @@ def locate(ctx: Context) -> Found:
             f"`cd {directory} && poetry env use <python version>`",
             final=False,
         )
+    looked: tuple[Path, ...] = (venvs / f"{name}-py*",)
+    if in_project is not False:
+        looked = (directory / DOT_VENV, *looked)
     return Missing(
         "poetry",
         directory,
-        "it is a Poetry project and Poetry has not created its environment",
-        (directory / DOT_VENV, venvs / f"{name}-py*"),
+        f"it is a Poetry project and Poetry has not created its environment{ignored}",
+        looked,
         f"`cd {directory} && poetry install`",
         final=False,
     )
+
+
+def dotvenv_ignored(ctx: Context) -> str | None:
+    """Why the project's `.venv` is not Poetry's environment (`in_project_venv_exists()` is
+    false: `virtualenvs.in-project = false`), or None when it is."""
+    project = ctx.project
+    if project is None:
+        return None
+    in_project, source = PoetryConfig(ctx, project.directory).flag("virtualenvs.in-project")
+    if in_project is False:
+        return f"Poetry is configured with virtualenvs.in-project = false ({source})"
+    return None
 
 
 def package_name(pyproject: Mapping[str, Any] | None) -> str:
