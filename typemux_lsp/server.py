@@ -20,7 +20,6 @@ import contextlib
 import logging
 import os
 import shlex
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +56,7 @@ from .freshness import classify, decide, disk_text_wins, plan_watch, read_enviro
 from .jsonrpc import Message
 from .ledger import Ledger, Pending
 from .plane import Plane
+from .platform import termination_signals
 from .pool import Pool, Restarted
 from .reaper import Reaper
 from .relay import Relay
@@ -132,7 +132,7 @@ class TypemuxServer:
         self.connect(loop, stdin, stdout)
         plane = self.plane
         self.reaper.start()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in termination_signals():
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.finish, 128 + sig)
         self.connection.start()
