@@ -189,8 +189,9 @@ class Ledger:
                 answer = dict(message[0])
                 answer["id"] = entry.client_id
                 body = jsonrpc.dumps(answer)
-        if self._spellings is not None and self._spellings.needed(entry.spelled):
-            body = self._spellings.body_to_client(body, entry.spelled)
+        spellings = self._spellings
+        if spellings is not None and spellings.needed(entry.spelled):
+            body = spellings.body_to_client(body, entry.spelled)
         self._send_body(body)
         return True
 

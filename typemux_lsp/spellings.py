@@ -14,10 +14,10 @@ document was opened as; pyright publishes percent-escapes normalised). So:
   it: in the request's own spelling, else as the document was opened.
 
 Only URI-valued fields are respelled (`uri`, `targetUri`, `scopeUri`, ..., the keys of a
-WorkspaceEdit's `changes`, command arguments), never an item's `data` (the backend's own,
-returned to it as it was). The common case costs nothing: while every open document is
-spelled as the backends spell it and the request was not respelled, an answer is relayed
-as the backend's exact bytes.
+WorkspaceEdit's `changes` and of `relatedDocuments`, command arguments), never an item's
+`data` (the backend's own, returned to it as it was). The common case costs nothing:
+while every open document is spelled as the backends spell it and the request was not
+respelled, an answer is relayed as the backend's exact bytes.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ from .uris import path_of, spelling, without_localhost
 
 #: keys whose string value is a URI
 URI_KEYS: Final = frozenset({"uri", "targetUri", "scopeUri", "oldUri", "newUri"})
+
+#: keys whose value is an object keyed by URIs (a WorkspaceEdit's `changes`, a pulled
+#: diagnostic report's `relatedDocuments`)
+URI_MAPS: Final = frozenset({"changes", "relatedDocuments"})
 
 #: the client's spelling of each file respelled for a request, by path
 ClientSpellings = dict[Path, str]
@@ -81,8 +85,8 @@ class Spellings:
 
     def needed(self, spelled: ClientSpellings | None) -> bool:
         """Whether what a backend sends the client may name a file in another spelling than
-        the client's (else it is relayed untouched)."""
-        return bool(spelled) or self._store.odd > 0 or self._odd_roots
+        the client's (else it is relayed untouched): on the path of every answer, so cheap."""
+        return bool(spelled or self._store.odd or self._odd_roots)
 
     def body_to_client(self, body: bytes, spelled: ClientSpellings | None = None) -> bytes:
         """A backend's message (bytes) with the client's spellings; the very bytes when
@@ -132,7 +136,7 @@ class Spellings:
             for k, v in value.items():
                 if k == "data":
                     continue
-                if key == "changes" and k.startswith("file:"):
+                if key in URI_MAPS and k.startswith("file:"):
                     new_k = respell(k, changed)
                     new_v = self._walk(v, respell, changed, k)
                     if new_k != k or new_v is not v:

@@ -123,6 +123,8 @@ def test_workspace_edits_and_command_arguments() -> None:
         "command": {"command": "organize", "arguments": ["file:///p/a.py", 3]},
     }
     out = spellings.to_client(edit)
+    report = spellings.to_client({"relatedDocuments": {"file:///p/a.py": {"items": []}}})
+    assert report == {"relatedDocuments": {opened: {"items": []}}}
     assert set(out["changes"]) == {opened, "file:///p/b.py"}
     assert out["changes"][opened] == [{"newText": "file:///p/a.py"}]  # text is text
     assert out["documentChanges"][0]["textDocument"]["uri"] == opened
