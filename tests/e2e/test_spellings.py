@@ -50,7 +50,7 @@ async def ask(proxy: RawClient, uri: str, text: str, method: str, needle: str) -
 
 
 async def check_answers(
-    proxy: RawClient, asked: str, text: str, monorepo: Monorepo, report_line: int
+    proxy: RawClient, asked: str, text: str, monorepo: Monorepo, report_line: int, caps: Any
 ) -> None:
     """Hover and definitions on alpha/app.py, asked as `asked`: the document's answers, and
     the document itself named as `asked`."""
@@ -64,6 +64,14 @@ async def check_answers(
     targets = locations(await ask(proxy, asked, text, "textDocument/definition", "area(2.0)"))
     assert [uri_path(t) for t, _ in targets] == [monorepo.shapes_init("alpha")], targets
     assert all(t.startswith("file:///") for t, _ in targets), targets
+    if not caps.get("callHierarchyProvider"):
+        return
+    # a call hierarchy item names the file as asked, and is understood when sent back so
+    items = await ask(proxy, asked, text, "textDocument/prepareCallHierarchy", "report(radius")
+    assert items and [i["uri"] for i in items] == [asked], items
+    calls = await proxy.request("callHierarchy/incomingCalls", {"item": items[0]})
+    assert calls.get("result"), calls
+    assert {c["from"]["uri"] for c in calls["result"]} == {asked}, calls
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -78,11 +86,12 @@ async def test_one_file_under_two_spellings(
 
     # opened plainly, asked in the other spelling (the pyright `null` of issue 17)
     proxy = await start_raw_proxy(backend, monorepo.root)
-    await proxy.initialize(CLAUDE_CODE.initialize_params(monorepo.root))
+    init = await proxy.initialize(CLAUDE_CODE.initialize_params(monorepo.root))
+    caps = init["result"]["capabilities"]
     proxy.open(app)
     await proxy.wait_for_diagnostics(plain)
-    await check_answers(proxy, other, text, monorepo, report_line)
-    await check_answers(proxy, plain, text, monorepo, report_line)
+    await check_answers(proxy, other, text, monorepo, report_line, caps)
+    await check_answers(proxy, plain, text, monorepo, report_line, caps)
 
     # opened in the other spelling: asked either way; published under the opened one
     proxy = await start_raw_proxy(backend, monorepo.root)
@@ -92,8 +101,8 @@ async def test_one_file_under_two_spellings(
         {"textDocument": {"uri": other, "languageId": "python", "version": 1, "text": text}},
     )
     await proxy.wait_for_diagnostics(other)
-    await check_answers(proxy, other, text, monorepo, report_line)
-    await check_answers(proxy, plain, text, monorepo, report_line)
+    await check_answers(proxy, other, text, monorepo, report_line, caps)
+    await check_answers(proxy, plain, text, monorepo, report_line, caps)
     # an edit and a close in the plain spelling reach the document opened in the other one
     proxy.notify(
         "textDocument/didChange",
