@@ -47,6 +47,9 @@ WRITEV: Callable[[int, Sequence[Any]], int] | None = getattr(os, "writev", None)
 #: non-blocking pipes (`os.set_blocking`; Windows pipes only from Python 3.12)
 NONBLOCKING_PIPES: bool = hasattr(os, "set_blocking") and os.name == "posix"
 
+#: `os.kill(pid, 0)` asks whether a process exists (POSIX); on Windows it would terminate it
+SIGNAL_PROBE: bool = os.name == "posix"
+
 #: what kills a process outright: SIGKILL where it exists (Windows: TerminateProcess)
 KILL_SIGNAL: Final[int] = int(getattr(signal, "SIGKILL", signal.SIGTERM))
 
@@ -93,15 +96,16 @@ def kill_group(pid: int) -> None:
 def group_alive(pgid: int) -> bool:
     """Whether a process of group `pgid` still runs. Zombies do not count: an orphaned child
     (basedpyright's node) is reaped by whatever init the machine has, maybe never. Without
-    /proc a zombie counts as alive; without process groups, `pgid` is one process."""
+    /proc a zombie counts as alive; without process groups, `pgid` is one process, and where
+    no signal can ask (Windows) it is taken as gone: callers ask once it was waited for."""
+    if not PROCESS_GROUPS and not SIGNAL_PROBE:
+        return False
     try:
         if PROCESS_GROUPS:
             os.killpg(pgid, 0)
         else:
             os.kill(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    except OSError:  # Windows: os.kill(pid, 0) of a process gone
+    except OSError:  # ProcessLookupError, PermissionError
         return False
     if not (PROC / "self").is_dir():
         return True

@@ -84,6 +84,19 @@ def test_without_process_groups_the_process_alone_is_killed(
     platform.kill_group(proc.pid)  # gone already: not an error
 
 
+def test_where_no_signal_can_ask_a_waited_for_process_is_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows: os.kill(pid, 0) would terminate the process (a pid maybe reused), so it is
+    never sent; group_alive is asked only of a process already waited for."""
+    monkeypatch.setattr(platform, "PROCESS_GROUPS", False)
+    monkeypatch.setattr(platform, "SIGNAL_PROBE", False)
+    sent: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append(sig))
+    assert platform.group_alive(os.getpid()) is False
+    assert sent == []
+
+
 def test_memory_without_proc_comes_from_ps(no_proc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(platform, "PROC", Path("/proc"))
     from_proc = platform.rss_bytes(os.getpid())
