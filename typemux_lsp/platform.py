@@ -75,6 +75,11 @@ COARSE_CLOCK: int | None = _coarse_clock()
 # -- processes ----------------------------------------------------------------------------------
 
 
+def has_proc() -> bool:
+    """Whether there is a Linux-style /proc to read processes from."""
+    return (PROC / "self").is_dir()
+
+
 def new_group() -> dict[str, Any]:
     """`subprocess.Popen` arguments that start a process in a group of its own (a session on
     POSIX; a new process group on Windows, which `kill_group` cannot kill as one)."""
@@ -107,7 +112,7 @@ def group_alive(pgid: int) -> bool:
             os.kill(pgid, 0)
     except OSError:  # ProcessLookupError, PermissionError
         return False
-    if not (PROC / "self").is_dir():
+    if not has_proc():
         return True
     for entry in os.scandir(PROC):
         if not entry.name.isdigit():
@@ -136,7 +141,7 @@ def rss_bytes(pid: int | None) -> int | None:
     if pid is None:
         return None
     statm = PROC / str(pid) / "statm"
-    if (PROC / "self").is_dir():
+    if has_proc():
         try:
             return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, ValueError, IndexError):
@@ -203,7 +208,7 @@ def unsupported() -> list[str]:
             "it started (basedpyright's node may be left running); the watchdog that stops "
             "backends when typemux-lsp is killed outright kills their processes only"
         )
-    if not (PROC / "self").is_dir():
+    if not has_proc():
         gaps.append(
             "no /proc: a backend's memory in typemux/status comes from `ps` (or is unknown), "
             "and a stopped backend's zombie children are waited for up to 2 s"
