@@ -189,8 +189,8 @@ class Ledger:
                 answer = dict(message[0])
                 answer["id"] = entry.client_id
                 body = jsonrpc.dumps(answer)
-        spellings = self._spellings
-        if spellings is not None and spellings.needed(entry.spelled):
+        spellings = self._spellings  # (spellings.needed, inlined: on every answer's path)
+        if spellings is not None and (entry.spelled or spellings.store.odd or spellings.odd_roots):
             body = spellings.body_to_client(body, entry.spelled)
         self._send_body(body)
         return True

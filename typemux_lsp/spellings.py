@@ -44,10 +44,11 @@ ClientSpellings = dict[Path, str]
 
 class Spellings:
     def __init__(self, store: DocumentStore) -> None:
-        self._store = store
+        self.store = store
         #: the client's spelling of its workspace folders (a backend's `scopeUri`)
         self._roots: dict[Path, str] = {}
-        self._odd_roots = False
+        #: a workspace folder not spelled as backends spell it (read by the ledger)
+        self.odd_roots = False
 
     def add_roots(self, uris: Iterable[str]) -> None:
         """The client's workspace folders (and rootUri), as it spells them."""
@@ -55,7 +56,7 @@ class Spellings:
             path = path_of(uri)
             if path is not None:
                 self._roots.setdefault(path, uri)
-                self._odd_roots = self._odd_roots or uri.rstrip("/") != spelling(path)
+                self.odd_roots = self.odd_roots or uri.rstrip("/") != spelling(path)
 
     # -- client -> backend -------------------------------------------------------------------
 
@@ -73,7 +74,7 @@ class Spellings:
         return respelled, jsonrpc.dumps(respelled), spelled
 
     def _backend_uri(self, uri: str, spelled: ClientSpellings) -> str:
-        doc = self._store.get(uri)
+        doc = self.store.get(uri)
         backend = doc.uri if doc is not None else without_localhost(uri)
         if backend != uri:
             path = path_of(uri)
@@ -86,7 +87,7 @@ class Spellings:
     def needed(self, spelled: ClientSpellings | None) -> bool:
         """Whether what a backend sends the client may name a file in another spelling than
         the client's (else it is relayed untouched): on the path of every answer, so cheap."""
-        return bool(spelled or self._store.odd or self._odd_roots)
+        return bool(spelled or self.store.odd or self.odd_roots)
 
     def body_to_client(self, body: bytes, spelled: ClientSpellings | None = None) -> bytes:
         """A backend's message (bytes) with the client's spellings; the very bytes when
@@ -114,7 +115,7 @@ class Spellings:
                 return uri
             client = spelled.get(path)
             if client is None:
-                doc = self._store.at(path)
+                doc = self.store.at(path)
                 client = doc.uri if doc is not None else self._roots.get(path, uri)
             if client != uri:
                 changed[path] = client
