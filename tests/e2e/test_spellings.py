@@ -121,3 +121,12 @@ async def test_one_file_under_two_spellings(
         if m.get("method") == PUBLISH and uri_path(m["params"]["uri"]) == app
     }
     assert published == {other}, published
+
+    # reopened under the plain spelling (no close): the backend has it open once, as reopened
+    proxy.notify(
+        "textDocument/didOpen",
+        {"textDocument": {"uri": plain, "languageId": "python", "version": 3, "text": text}},
+    )
+    status = (await proxy.request("typemux/status", {}))["result"]
+    assert [b["openDocuments"] for b in status["backends"]] == [[plain]], status["backends"]
+    await check_answers(proxy, other, text, monorepo, report_line, caps)
