@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Any, Final
 from . import jsonrpc
 from .backends import BackendKind, backend_environment, safe_path
 from .features import ClientSupport
+from .platform import kill_group, new_group
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,8 @@ def probe(
                 stderr=subprocess.DEVNULL,
                 cwd=tmp,
                 env=env,
-                start_new_session=True,
                 bufsize=0,
+                **new_group(),
             )
         except OSError as exc:
             logger.info("cannot probe %s: %s", kind.name, exc)
@@ -157,8 +157,7 @@ def probe(
         try:
             return _exchange(proc, params)
         finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid)
             proc.wait()
 
 

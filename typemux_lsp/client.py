@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from . import jsonrpc
 from .jsonrpc import Message, MsgId
+from .platform import new_group
 
 
 class ResponseError(Exception):
@@ -71,7 +72,7 @@ class LspClient:
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
             env=dict(os.environ if env is None else env),
-            start_new_session=True,
+            **new_group(),
         )
         self._transport = transport
         # uvloop's pipe transports are not asyncio.WriteTransport subclasses: cast, not assert.

@@ -18,6 +18,7 @@ from .connection import ClientConnection
 from .documents import DocumentStore
 from .router import RECHECK_SECONDS, NoVenv, Router
 from .session import BackendSession, State
+from .spellings import Spellings
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +26,17 @@ PUBLISH = "textDocument/publishDiagnostics"
 
 
 class Diagnostics:
-    def __init__(self, connection: ClientConnection, store: DocumentStore, router: Router) -> None:
+    def __init__(
+        self,
+        connection: ClientConnection,
+        store: DocumentStore,
+        router: Router,
+        spellings: Spellings | None = None,
+    ) -> None:
         self._connection = connection
         self._store = store
         self._router = router
+        self._spellings = spellings
 
     def publish_fast(self, session: BackendSession, body: bytes, params: Any) -> bool:
         """On a backend's reader thread: publish for a document open in this backend's
@@ -61,6 +69,16 @@ class Diagnostics:
         self._forward(session, body, params)
 
     def _forward(self, session: BackendSession, body: bytes, params: dict[str, Any]) -> None:
+        doc = self._store.get(params["uri"])
+        if self._spellings is not None and (
+            (doc is not None and doc.uri != params["uri"]) or self._spellings.needed(None)
+        ):
+            # published under the client's spelling of the file (pyrefly publishes under its
+            # own whatever the document was opened as), related locations included
+            respelled = self._spellings.to_client(params)
+            if respelled is not params:
+                params = respelled
+                body = jsonrpc.dumps(jsonrpc.notification(PUBLISH, params))
         uri = params["uri"]
         if uri in session.proxy_docs:
             return  # a file the proxy opened for its own reasons: the client never asked
@@ -68,7 +86,6 @@ class Diagnostics:
             session.diagnosed.add(uri)
         else:
             session.diagnosed.discard(uri)
-        doc = self._store.get(uri)
         version = params.get("version")
         if doc is not None and version == doc.sync_version != doc.client_version:
             self._connection.send(

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import __version__, projects
+from . import __version__, platform, projects
 from .backends import KINDS, BackendKind, backend_environment
 from .config import Settings, load_settings
 from .environments import Lookup, canonical
@@ -235,6 +235,8 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
             "version": __version__,
             "python": sys.version.split()[0],
             "executable": sys.executable,
+            "platform": sys.platform,
+            "unsupported": platform.unsupported(),
         },
         "path": str(target),
         "gitToplevel": None,
@@ -419,6 +421,13 @@ def render_text(report: Json) -> str:
     base = report["path"]
     tool = report["typemuxLsp"]
     add(f"typemux-lsp {tool['version']} (Python {tool['python']}, {tool['executable']})")
+    gaps = tool.get("unsupported", [])
+    add(
+        f"platform        {tool.get('platform', '?')}"
+        + (f": {len(gaps)} thing(s) not supported here yet" if gaps else "")
+    )
+    for gap in gaps:
+        add(f"  - {gap}")
     add(f"checked         {base}")
     add(f"git toplevel    {report['gitToplevel'] or '(none: not in a git repository)'}")
     for f in report["configFiles"]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .uris import BadUri, local_path
+from .uris import BadUri, local_path, path_of, spelling
 from .venv import Lookup, Venv
 
 
@@ -117,9 +117,17 @@ class ChangeOutcome(enum.Enum):
 
 
 class DocumentStore:
+    """The open documents by the URI the client opened them with, and by path: a file the
+    client names with another spelling of its URI (`file://localhost/`, `%61` for `a`) is
+    the same document (see spellings.py)."""
+
     def __init__(self, encoding: Encoding = Encoding.UTF16) -> None:
         self.encoding = encoding
         self._docs: dict[str, Document] = {}
+        self._by_path: dict[Path, Document] = {}
+        #: open documents whose URI is not spelled as backends spell it (`uris.spelling`):
+        #: while there are none, answers need no respelling
+        self.odd = 0
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -128,17 +136,40 @@ class DocumentStore:
         return iter(list(self._docs.values()))
 
     def get(self, uri: str) -> Document | None:
-        return self._docs.get(uri)
+        """The open document `uri` names, however it is spelled."""
+        doc = self._docs.get(uri)
+        if doc is None and self._by_path:
+            path = path_of(uri)
+            doc = self._by_path.get(path) if path is not None else None
+        return doc
+
+    def at(self, path: Path) -> Document | None:
+        """The open document of `path`, if any."""
+        return self._by_path.get(path)
 
     def open(self, uri: str, language_id: str, version: int, text: str) -> Document:
-        old = self._docs.get(uri)
+        """Open `uri`; a document open under another spelling of its URI is replaced (the
+        caller closes it at the backends first)."""
+        old = self.get(uri)
+        if old is not None:
+            self.close(old.uri)
         sync = version if old is None else max(version, old.sync_version + 1)
         doc = Document(uri, language_id, text, version, sync)
         self._docs[uri] = doc
+        if doc.path is not None:
+            self._by_path[doc.path] = doc
+            if uri != spelling(doc.path):
+                self.odd += 1
         return doc
 
     def close(self, uri: str) -> Document | None:
-        return self._docs.pop(uri, None)
+        doc = self._docs.pop(uri, None)
+        if doc is not None and doc.path is not None:
+            if self._by_path.get(doc.path) is doc:
+                del self._by_path[doc.path]
+            if uri != spelling(doc.path):
+                self.odd -= 1
+        return doc
 
     def change(
         self,

@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol
 
 from . import jsonrpc
 from .jsonrpc import Message, MsgId
+from .spellings import ClientSpellings, Spellings
 
 _SAFE_STRING: Final = re.compile(r"[A-Za-z0-9_.:/+=-]{1,64}\Z")
 _INT31: Final = 2**31
@@ -80,6 +81,8 @@ class Pending:
     request: tuple[Message, bytes] | None = None
     #: times it was sent again (`MAX_RESENDS`)
     resends: int = 0
+    #: the client's spellings of the URIs respelled for the backend (spellings.py)
+    spelled: ClientSpellings | None = None
 
     def resendable(self) -> bool:
         """Whether it may go to a backend again: the proxy, not the client, disturbed the one
@@ -117,9 +120,13 @@ def record_sent(entry: Pending, session: Holder, message: Message, body: bytes) 
 class Ledger:
     """The pending requests, and the one place that writes responses to the client."""
 
-    def __init__(self, send_body: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, send_body: Callable[[bytes], None], spellings: Spellings | None = None
+    ) -> None:
         self._pending: dict[MsgId, Pending] = {}
         self._send_body = send_body
+        #: answers name the client's files as the client spelled them
+        self._spellings = spellings
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -154,6 +161,8 @@ class Ledger:
         """Answer `entry` with `result`, unless it was answered already."""
         if not self.take(entry):
             return False
+        if self._spellings is not None and self._spellings.needed(entry.spelled):
+            result = self._spellings.to_client(result, entry.spelled)
         self._send_body(jsonrpc.dumps(jsonrpc.response(entry.client_id, result)))
         return True
 
@@ -180,6 +189,9 @@ class Ledger:
                 answer = dict(message[0])
                 answer["id"] = entry.client_id
                 body = jsonrpc.dumps(answer)
+        spellings = self._spellings  # (spellings.needed, inlined: on every answer's path)
+        if spellings is not None and (entry.spelled or spellings.store.odd or spellings.odd_roots):
+            body = spellings.body_to_client(body, entry.spelled)
         self._send_body(body)
         return True
 

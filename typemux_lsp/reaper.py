@@ -17,10 +17,16 @@ import subprocess
 import sys
 import threading
 
+from .platform import new_group
+
 logger = logging.getLogger(__name__)
 
+#: Without process groups (Windows) each backend's process alone is killed; no SIGKILL there,
+#: where os.kill is TerminateProcess whatever the signal.
 _SCRIPT = """
 import os, signal, sys
+kill = getattr(os, "killpg", None) or os.kill
+sig = getattr(signal, "SIGKILL", signal.SIGTERM)
 groups = set()
 for line in sys.stdin:
     op, _, pgid = line.strip().partition(" ")
@@ -28,7 +34,7 @@ for line in sys.stdin:
         (groups.add if op == "+" else groups.discard)(int(pgid))
 for pgid in groups:
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        kill(pgid, sig)
     except OSError:
         pass
 """
@@ -54,8 +60,8 @@ class Reaper:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                start_new_session=True,
                 bufsize=0,
+                **new_group(),
             )
         except OSError as exc:
             logger.warning("no reaper process (%s): a SIGKILLed proxy may leave backends", exc)

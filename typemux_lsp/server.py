@@ -20,7 +20,6 @@ import contextlib
 import logging
 import os
 import shlex
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -57,12 +56,14 @@ from .freshness import classify, decide, disk_text_wins, plan_watch, read_enviro
 from .jsonrpc import Message
 from .ledger import Ledger, Pending
 from .plane import Plane
+from .platform import termination_signals
 from .pool import Pool, Restarted
 from .reaper import Reaper
 from .relay import Relay
 from .resolve import Origins
 from .router import BadUri, NoVenv, Router, local_path
 from .session import BackendError, BackendSession, State, Timeouts
+from .spellings import Spellings
 from .status import status
 from .tree import get_path
 from .venv import Venv, canonical, fallback_venv
@@ -131,7 +132,7 @@ class TypemuxServer:
         self.connect(loop, stdin, stdout)
         plane = self.plane
         self.reaper.start()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in termination_signals():
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.finish, 128 + sig)
         self.connection.start()
@@ -163,7 +164,9 @@ class TypemuxServer:
             on_eof=lambda: plane.submit(self._client_gone, "closed its end of the connection"),
             on_gone=lambda: plane.submit(self._client_gone, "stopped reading"),
         )
-        self.ledger = Ledger(self.connection.send_body)
+        #: one spelling of each file's URI for the backends, the client's own back
+        self.spellings = Spellings(self.store)
+        self.ledger = Ledger(self.connection.send_body, self.spellings)
         self.pool = Pool(
             plane,
             self._new_session,
@@ -172,7 +175,7 @@ class TypemuxServer:
         )
         self.backchannel = BackChannel(self.connection, lambda: self.support)
         self.configuration = Configuration(plane, self.backchannel, lambda: self.support)
-        self.diagnostics = Diagnostics(self.connection, self.store, self.router)
+        self.diagnostics = Diagnostics(self.connection, self.store, self.router, self.spellings)
         self.origins = Origins()
         self.relay = Relay(
             plane,
@@ -240,6 +243,12 @@ class TypemuxServer:
                 if entry is not None:
                     self.ledger.fail(entry, jsonrpc.INVALID_REQUEST, "the server is shut down")
                 return
+            if method not in ("initialize", "textDocument/didOpen"):
+                # A URI the backends know under another spelling is given in theirs (and the
+                # answer in the client's): pyright answers null about a document under two.
+                message, body, spelled = self.spellings.to_backend(message, body)
+                if spelled and entry is not None:
+                    entry.spelled = spelled
             handler = self._handlers.get(method)
             if handler is not None:
                 handler(message, entry, body)
@@ -271,6 +280,8 @@ class TypemuxServer:
             self.relay.backend_response(session, body, message)
             return
         if "id" in message:
+            if self.spellings.needed(None):  # scopeUri, a WorkspaceEdit's URIs: the client's
+                message = {**message, "params": self.spellings.to_client(message.get("params"))}
             if method == CONFIGURATION:
                 self.configuration.answer(session, message["id"], message.get("params"))
             else:
@@ -309,6 +320,7 @@ class TypemuxServer:
         if isinstance(options, dict) and isinstance(options.get("settings"), dict):
             self.configuration.client_settings = options["settings"]
         self.roots = _workspace_roots(params) or [self.cwd]
+        self.spellings.add_roots(_workspace_root_uris(params))
         learned = self.answers.load(self.kind, caps)
         result = client_initialize_result(
             self.kind, self.store.encoding, caps, extra_commands=[STATUS_COMMAND], learned=learned
@@ -395,8 +407,9 @@ class TypemuxServer:
             logger.warning("didOpen with invalid params ignored: %.200s", body)
             return
         assert isinstance(uri, str)
-        if self.store.get(uri) is not None:
-            self._close_everywhere(uri)
+        old = self.store.get(uri)  # open already, maybe under another spelling of its URI
+        if old is not None:
+            self._close_everywhere(old.uri)
         doc = self.store.open(uri, str(fields[1]), version, str(fields[2]))
         if doc.uri_error is not None:
             logger.warning("didOpen: %s", doc.uri_error)
@@ -571,6 +584,9 @@ class TypemuxServer:
     ) -> None:
         event = get_path(message, "params", "event")
         removed = {_folder_path(f) for f in get_path(event, "removed") or []}
+        self.spellings.add_roots(
+            f["uri"] for f in get_path(event, "added") or [] if isinstance(get_path(f, "uri"), str)
+        )
         added = [p for p in (_folder_path(f) for f in get_path(event, "added") or []) if p]
         self.roots = [r for r in self.roots if r not in removed] + [
             p for p in added if p not in self.roots
@@ -798,6 +814,13 @@ def _folder_path(folder: Any) -> Path | None:
     except BadUri:
         return None
     return path
+
+
+def _workspace_root_uris(params: Message) -> list[str]:
+    """The URIs of the client's workspace folders and rootUri, as it spells them."""
+    folders = params.get("workspaceFolders")
+    uris = [get_path(f, "uri") for f in folders] if isinstance(folders, list) else []
+    return [u for u in (*uris, params.get("rootUri")) if isinstance(u, str)]
 
 
 def _workspace_roots(params: Message) -> list[Path]:

@@ -18,8 +18,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -36,10 +34,10 @@ from .freshness import RecentEvents
 from .jsonrpc import FrameDecoder, FrameError, Message, MsgId
 from .ledger import Pending, proxy_id, record_sent
 from .plane import Plane
+from .platform import fs_clock_ns, group_alive, kill_group, new_group
 from .reaper import Reaper
 from .transport import Outbox, Reader
 from .venv import Venv
-from .watcher import fs_clock_ns
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +291,8 @@ class BackendSession:
                 stderr=subprocess.PIPE,
                 cwd=self.venv.project_dir,
                 env=env,
-                start_new_session=True,
                 bufsize=0,
+                **new_group(),
             )
         except OSError as exc:
             raise BackendError(
@@ -400,8 +398,7 @@ class BackendSession:
     def kill(self) -> None:
         """Kill the backend's whole process group (basedpyright's wrapper leaves node behind)."""
         if self._proc is not None and not self.gone.done():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
+            kill_group(self._proc.pid)
 
     def fail(self, error: BackendError) -> None:
         """The one way a session ends badly (failed start, exit, garbage, frozen): it counts as
@@ -449,15 +446,13 @@ class BackendSession:
         readers = [r for r in (self._stdout_reader, self._stderr_reader) if r is not None]
         for reader in readers:
             reader.join(0.2)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid)
         for reader in readers:
             reader.join(0.5)
         deadline = time.monotonic() + 2.0
         while group_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid)
         self.plane.submit(self._exited, code)
 
     def _exited(self, code: int | None) -> None:
@@ -657,30 +652,6 @@ class BackendSession:
 
     def __repr__(self) -> str:
         return f"<BackendSession {self.tag} {self.state.value} {self.venv}>"
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a process of group `pgid` still runs. Zombies do not count: an orphaned child
-    (basedpyright's node) is reaped by whatever init the machine has, maybe never."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    if not os.path.isdir("/proc/self"):
-        return True
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
 
 
 class _SessionLog(logging.LoggerAdapter[logging.Logger]):

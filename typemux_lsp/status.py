@@ -6,8 +6,6 @@ odd (a URI that is no path, a process that just exited): that part says so inste
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 from .backends import BackendKind
 from .config import ConfigProblem
 from .documents import DocumentStore, Encoding
+from .platform import rss_bytes
 from .pool import Pool
 from .router import Router
 
@@ -82,10 +81,4 @@ def status(
 
 
 def _rss_bytes(pid: int | None) -> int | None:
-    if pid is None or not sys.platform.startswith("linux"):
-        return None
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
+    return rss_bytes(pid)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import select
@@ -26,6 +25,16 @@ import stat
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
+
+from . import platform
+
+try:
+    import fcntl as _fcntl
+
+    fcntl: Any = _fcntl
+except ImportError:  # Windows: pipe sizes are left as they are
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +44,8 @@ logger = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 
 _local = threading.local()
+#: one syscall for many buffers, where the OS has it (platform.py)
+_writev = platform.WRITEV or platform.writev
 #: buffers one writev takes at most (POSIX IOV_MAX on Linux)
 _IOV_MAX = 1024
 
@@ -51,11 +62,13 @@ class _Batch:
 #: Pipe capacity asked of the kernel (Linux): a 1 MB response fits without a partial write.
 PIPE_SIZE = 1024 * 1024
 
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # (Linux)
 
 
 def grow_pipe(fd: int) -> None:
     """Ask for a larger pipe buffer; harmless where the kernel refuses or it is no pipe."""
+    if fcntl is None:
+        return
     try:
         if stat.S_ISFIFO(os.fstat(fd).st_mode):
             fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
@@ -160,8 +173,14 @@ class Outbox:
         self._drainer: threading.Thread | None = None
         mode = os.fstat(fd).st_mode
         self._nonblocking = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+        #: a pipe that cannot be non-blocking (platform.py): every write goes through the
+        #: writer thread, which may block, so a sender still never does
+        self._threaded = self._nonblocking and not platform.NONBLOCKING_PIPES
         if self._nonblocking:
             grow_pipe(fd)
+        if self._threaded:
+            self._nonblocking = False
+        elif self._nonblocking:
             os.set_blocking(fd, False)
 
     def send_frame(self, header: bytes, body: bytes) -> None:
@@ -179,7 +198,7 @@ class Outbox:
         with self._lock:
             if self._closed:
                 return
-            if not self._queue:
+            if not self._queue and not self._threaded:
                 written = self._write(parts)
                 if written < 0:
                     return
@@ -231,7 +250,7 @@ class Outbox:
                 total = 0
                 for start in range(0, len(parts), _IOV_MAX):
                     chunk = parts[start : start + _IOV_MAX]
-                    written = os.writev(self.fd, chunk)
+                    written = _writev(self.fd, chunk)
                     total += written
                     if written < sum(len(p) for p in chunk):
                         break  # the pipe is full: the rest is queued

@@ -1,8 +1,11 @@
 """URIs of local files, checked once: a URI that cannot be a local path is an error that
-names it, not an exception deep in a filesystem call."""
+names it, not an exception deep in a filesystem call. Two URIs name the same file when
+they name the same path: `file://localhost/a.py` and `file:///a.py`, `%61` and `a`, `%3A`
+and `:`, and (on Windows, where paths compare without case) `C:` and `c:`."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from .venv import uri_to_path
@@ -55,3 +58,27 @@ def local_path(uri: str) -> Path | None:
             f"({_NAME_MAX} bytes a name, {_PATH_MAX} a path); no file has that name."
         )
     return path
+
+
+@functools.lru_cache(maxsize=4096)
+def path_of(uri: str) -> Path | None:
+    """The path a `file:` URI names, or None (another scheme, or not a local path): the
+    identity of a file however its URI is spelled."""
+    try:
+        return local_path(uri)
+    except BadUri:
+        return None
+
+
+def spelling(path: Path) -> str:
+    """The URI of `path` as backends spell it themselves (`file:///`, percent-escapes as
+    `Path.as_uri` and pygls's `from_fs_path` write them)."""
+    return path.as_uri()
+
+
+def without_localhost(uri: str) -> str:
+    """`file://localhost/p` as `file:///p` (pyright and basedpyright take them for two
+    files); any other URI as it is."""
+    if uri[:17].lower() == "file://localhost/":
+        return "file:///" + uri[17:]
+    return uri

@@ -34,13 +34,14 @@ import contextlib
 import enum
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
+
+from .platform import fs_clock_ns, inotify_limits
 
 logger = logging.getLogger(__name__)
 
@@ -51,22 +52,9 @@ __all__ = [
     "Root",
     "WatchFilter",
     "Watcher",
+    "fs_clock_ns",
     "os_limits",
 ]
-
-
-_CLOCK_REALTIME_COARSE: Final = 5  # Linux's; not in the time module
-
-
-def fs_clock_ns() -> int:
-    """Now, on the clock file times are taken from: every file written from now on has a
-    time at least this. Linux stamps files from its coarse clock, up to one tick (1-10 ms)
-    behind the real time; elsewhere 20 ms before the real time is taken. (Too early costs a
-    needless update of a backend; too late would miss a change.)"""
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError):
-            return time.clock_gettime_ns(_CLOCK_REALTIME_COARSE)
-    return time.time_ns() - 20_000_000
 
 
 class Change(enum.IntEnum):
@@ -118,18 +106,7 @@ def os_limits() -> dict[str, int]:
     A process in a user namespace is bound by its namespace's `/proc/sys/user` limits as
     well as the machine's `fs.inotify` ones: the lower of each pair is shown.
     """
-    limits: dict[str, int] = {}
-    for name, paths in (
-        ("max_user_watches", ("fs/inotify/max_user_watches", "user/max_inotify_watches")),
-        ("max_user_instances", ("fs/inotify/max_user_instances", "user/max_inotify_instances")),
-    ):
-        values = []
-        for path in paths:
-            with contextlib.suppress(OSError, ValueError):
-                values.append(int(Path("/proc/sys", path).read_text()))
-        if values:
-            limits[name] = min(values)
-    return limits
+    return inotify_limits()
 
 
 @dataclass(frozen=True, slots=True)
