@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import procs
 import pytest
 from clients import CLAUDE_CODE, MuxClient, hover_text, position_of, proxy_command, proxy_env
 from pygls.exceptions import JsonRpcException
@@ -455,3 +456,28 @@ class _Reader:
             return self._seen.pop(msg_id)
 
         return await asyncio.wait_for(read(), timeout)
+
+
+# -- memory in status -----------------------------------------------------------------------------
+
+
+def _rss(pid: int) -> int:
+    """Resident bytes of one process, from /proc (independent of the proxy's own reading)."""
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_status_memory_is_the_backends_whole_process_tree(
+    monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """basedpyright from PyPI is a Python wrapper (~12 MB) whose node child does the work
+    (hundreds of MB): the memory status reports is the whole tree's, not the wrapper's."""
+    client = await start_proxy("basedpyright", monorepo.root)
+    await client.wait_for_diagnostics(client.open(monorepo.path(ALPHA)))
+    (backend,) = (await status(client))["backends"]
+    wrapper = backend["pid"]
+    tree = [wrapper, *(p.pid for p in procs.descendants(wrapper))]
+    assert len(tree) > 1, "basedpyright runs node as a child"
+    total = sum(_rss(pid) for pid in tree)
+    assert backend["memory"] > 3 * _rss(wrapper), (backend["memory"], _rss(wrapper))
+    assert abs(backend["memory"] - total) < 0.2 * total, (backend["memory"], total)
