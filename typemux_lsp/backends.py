@@ -220,4 +220,25 @@ KINDS: dict[str, BackendKind] = {
     )
 }
 
-DEFAULT_KIND = "pyright"
+#: `backend = "auto"`, the default: see `choose_auto`
+AUTO = "auto"
+DEFAULT_KIND = AUTO
+#: what "auto" takes when several backends (or none) are installed
+PREFERRED = ("pyright", "basedpyright", "ty", "pyrefly")
+
+
+def choose_auto(path: str) -> tuple[str, str]:
+    """`backend = "auto"`: the one backend installed when only one is (a user who installed
+    `typemux-lsp[ty]` means ty), else pyright, or the first installed in `PREFERRED` when
+    pyright is not. `path` is the PATH backends are looked up on (`safe_path`). Returns the
+    kind and why, in words."""
+    installed = [name for name in PREFERRED if KINDS[name].resolve_executable(path)]
+    if len(installed) == 1:
+        return installed[0], f"auto: {installed[0]} is the one backend installed"
+    if not installed:
+        return "pyright", "auto: no backend is installed, so pyright (the default) is expected"
+    chosen = installed[0]
+    return chosen, (
+        f"auto: {len(installed)} backends installed ({', '.join(installed)}), "
+        f"so {chosen}" + (" (the default)" if chosen == "pyright" else " (pyright is not)")
+    )

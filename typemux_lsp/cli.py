@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--" + name.replace("_", "-"), dest=name, help=f"{help} [{env_var(name)}]", **kwargs
         )
 
-    setting("backend", "type checker to run", choices=sorted(KINDS))
+    setting(
+        "backend",
+        "type checker to run; auto (the default): the one installed when only one is, else pyright",
+        choices=["auto", *sorted(KINDS)],
+    )
     setting(
         "max_backends", "most backends alive at once", type=flag_type("max_backends"), metavar="N"
     )
