@@ -7,13 +7,18 @@ the milliseconds from didOpen to the answer, how many of the callers it found, a
 proxy logged as the readiness signal ("ready (REASON) after MS ms" from the backend's start).
 Medians of `--runs`, kinds interleaved.
 
-    .venv/bin/python bench/warmup.py [--runs 5] [--callers 40] [--open-after 0] [--json]
+`--client vscode` sends VS Code's capabilities (pytest-lsp's recording): pull diagnostics with
+dynamic registration, so pyright, basedpyright and ty publish none.
+
+    .venv/bin/python bench/warmup.py [--runs 5] [--callers 40] [--open-after 0]
+                                     [--client claude-code|vscode] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.resources
 import json
 import os
 import re
@@ -46,10 +51,19 @@ def make_project(root: Path, callers: int) -> None:
     subprocess.run(["git", "init", "-q", str(root)], check=True)
 
 
-async def one(root: Path, kind: str, open_after: float) -> dict[str, Any]:
+def vscode_capabilities() -> dict[str, Any]:
+    """pytest-lsp's newest recorded VS Code capabilities (as scripts/capture_profiles.py)."""
+    clients = importlib.resources.files("pytest_lsp.clients")
+    names = [p.name for p in clients.iterdir() if p.name.startswith("visual_studio_code_v")]
+    newest = max(names, key=lambda n: [int(x) for x in re.findall(r"\d+", n)])
+    caps: dict[str, Any] = json.loads(clients.joinpath(newest).read_text())["capabilities"]
+    return caps
+
+
+async def one(root: Path, kind: str, open_after: float, caps: dict[str, Any]) -> dict[str, Any]:
     client = LspClient()
     await client.start([sys.executable, "-m", "typemux_lsp", "--backend", kind], cwd=root)
-    await client.initialize(root, CLAUDE_CODE_CAPABILITIES, clientInfo={"name": "bench"})
+    await client.initialize(root, caps, clientInfo={"name": "bench"})
     await asyncio.sleep(open_after)
     uri = client.open(root / "pkg" / "lib.py")
     opened = time.monotonic()
@@ -74,8 +88,10 @@ async def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--callers", type=int, default=40)
     parser.add_argument("--open-after", type=float, default=0.0)
+    parser.add_argument("--client", choices=["claude-code", "vscode"], default="claude-code")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    caps = vscode_capabilities() if args.client == "vscode" else CLAUDE_CODE_CAPABILITIES
     kinds = [k for k in KINDS if KINDS[k].resolve_executable(os.environ.get("PATH", ""))]
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +101,7 @@ async def main() -> int:
         os.environ["XDG_CACHE_HOME"] = str(env_cache)
         for _ in range(args.runs):
             for kind in kinds:
-                runs[kind].append(await one(root, kind, args.open_after))
+                runs[kind].append(await one(root, kind, args.open_after, caps))
     report = {
         kind: {
             "answer_ms": statistics.median(r["answer_ms"] for r in rs),
@@ -100,7 +116,8 @@ async def main() -> int:
         return 0
     print(
         f"references asked at once after didOpen ({args.callers} callers, opened "
-        f"{args.open_after} s after initialize), {args.runs} runs; load {os.getloadavg()[0]:.2f}"
+        f"{args.open_after} s after initialize, {args.client}), {args.runs} runs; "
+        f"load {os.getloadavg()[0]:.2f}"
     )
     print("| backend | answer after didOpen, ms | whole answers | ready after start, ms | signal |")
     print("|---|---:|---:|---:|---|")
