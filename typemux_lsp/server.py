@@ -372,6 +372,7 @@ class TypemuxServer:
         background, cache it, and register what the recording lacked where the client
         registers dynamically."""
         kind, answers, plane = self.kind, self.answers, self.plane
+        self.probe = probe  # stopped with the server if it has not answered by then
 
         def learned(result: dict[str, Any]) -> None:
             self.initialize_source = "recorded, then learned"
@@ -401,6 +402,8 @@ class TypemuxServer:
         def run() -> None:
             result = probe.answer(PROBE_TIMEOUT)
             probe.close()
+            if self.probe is probe:
+                self.probe = None
             if result is not None:
                 answers.save(kind, caps, result)
                 plane.submit(learned, result)
