@@ -13,8 +13,10 @@ The client sent is pytest-lsp's recorded VS Code (capabilities and clientInfo) w
 `general.positionEncodings = ["utf-16"]`: the richest common client, in the one encoding that
 every backend and every client supports. The result is the same for every client tried, except
 that ty answers `positionEncoding: "utf-8"` when offered it and drops its static
-`diagnosticProvider` for clients that register pull diagnostics dynamically, and pyrefly adds
-`semanticTokensProvider` only for clients with `semanticTokens.augmentsSyntaxTokens`.
+`diagnosticProvider` for clients that register pull diagnostics dynamically (pyrefly 1.4 added
+`semanticTokensProvider` only for clients with `semanticTokens.augmentsSyntaxTokens`; 1.5.1
+always does). tests/e2e/test_wire.py checks the recordings against the installed backends for
+every client profile of the suite: re-record when it fails after a backend release.
 """
 
 from __future__ import annotations

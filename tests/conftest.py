@@ -23,8 +23,9 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,39 @@ if str(REPO_ROOT) not in sys.path:  # typemux_lsp.example, when the package is n
     sys.path.insert(0, str(REPO_ROOT))
 
 from typemux_lsp.example import build_venvs  # noqa: E402
+
+
+def backend_versions() -> dict[str, str]:
+    """The installed version of each backend kind (its PyPI distribution's), "missing" when
+    not installed: the suite runs against the pinned set and the newest (.ci/run)."""
+    found = {}
+    for name in BACKENDS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    versions = backend_versions()
+    return "backends: " + ", ".join(f"{name} {versions[name]}" for name in BACKENDS)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failure of a test run against a backend names that backend and its version (the
+    newest set changes them without a commit)."""
+    report = yield
+    marker = item.get_closest_marker("backend")
+    if report.failed and marker is not None:
+        name = str(marker.args[0])
+        report.sections.append(
+            ("backend", f"{name} {backend_versions().get(name, '(not a backend kind)')}")
+        )
+    return report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -154,8 +154,7 @@ class BackChannel:
         gave with a request)."""
         token = get_path(params, "token")
         done = get_path(params, "value", "kind") == "end"
-        if done:
-            session.mark_ready("progress end")
+        # (no readiness signal: pyrefly's progress ends within ms, before its index is built)
         key = json.dumps(token)
         if key in session.local_tokens:
             if done:

@@ -1,14 +1,16 @@
 """The initialize answer: the installed backend's own, learned once per version and client.
 
-The client is answered before any backend runs (an environment is known only once a file
-opens, and Claude Code hangs when initialize is answered late), so the answer is what the
-backend kind would say. A recording (profiles/*.json) goes stale as backends are upgraded:
-a client told "pyrefly 1.4.1" misses 1.5.0's semantic tokens. So when no answer is known for
-the installed version and this client's capabilities, the installed backend is asked once,
-in the background, with the client's very `initialize`, and its answer is cached
-(`<user cache>/typemux-lsp/initialize/`). From the next session on the client gets exactly
-what the backend would tell it; the session that learned it gets the capabilities the
-recording lacked registered dynamically, where the client allows that.
+The client is answered before any backend runs for a project (an environment is known only
+once a file opens, and Claude Code hangs when initialize is answered late), so the answer is
+what the installed backend says to this client. A recording (profiles/*.json) goes stale as
+backends are upgraded: a client told "pyrefly 1.4.1" misses 1.5's semantic tokens. So when no
+answer is cached for the installed version and this client's capabilities, the installed
+backend is asked (`Probe`) with the client's very `initialize`, and its answer is cached
+(`<user cache>/typemux-lsp/initialize/`). The first session with an installed version starts
+the probe at launch (`prestart`), so pyright's node boots while the proxy does; the answer is
+given if it comes within the start-up budget (`ANSWER_BY`), else the recording is, and what it
+lacked is registered dynamically as soon as the backend's answer is known, where the client
+allows that.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import logging
 import os
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,6 +39,11 @@ logger = logging.getLogger(__name__)
 FORMAT: Final = 1
 #: seconds the backend has to answer the probe
 PROBE_TIMEOUT: Final = 30.0
+#: seconds after launch by which the client is answered: the backend's own answer if it came,
+#: else the recording (bench/startup.py: the budget is 0.25 s, interpreter start included)
+ANSWER_BY: Final = 0.2
+#: seconds a probe asked after that still gets (ty and pyrefly answer in ~10 ms)
+ANSWER_GRACE: Final = 0.05
 
 #: server capability -> the method a client registers it under
 _REGISTRABLE: Final = {
@@ -85,6 +92,13 @@ class Answers:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    @classmethod
+    def default(cls) -> Answers:
+        """The user's cache of learned answers."""
+        import platformdirs
+
+        return cls(Path(platformdirs.user_cache_dir("typemux-lsp")) / "initialize")
+
     def path(self, kind: BackendKind, capabilities: Any) -> Path | None:
         identity = _identity(kind)
         if identity is None:
@@ -93,6 +107,19 @@ class Answers:
             json.dumps([FORMAT, kind.name, identity, capabilities], sort_keys=True).encode()
         ).hexdigest()[:20]
         return self.directory / f"{kind.name}-{digest}.json"
+
+    def _marker(self, kind: BackendKind) -> Path | None:
+        """A file that says some answer of this installed version is cached."""
+        identity = _identity(kind)
+        if identity is None:
+            return None
+        digest = hashlib.sha256(json.dumps([FORMAT, kind.name, identity]).encode()).hexdigest()
+        return self.directory / f"{kind.name}-{digest[:20]}.known"
+
+    def known(self, kind: BackendKind) -> bool:
+        """Whether the installed version of `kind` was asked before (by any client)."""
+        marker = self._marker(kind)
+        return marker is not None and marker.exists()
 
     def load(self, kind: BackendKind, capabilities: Any) -> dict[str, Any] | None:
         path = self.path(kind, capabilities)
@@ -117,48 +144,131 @@ class Answers:
                 encoding="utf-8",
             )
             tmp.replace(path)  # atomic: another proxy reads all of it or none
+            marker = self._marker(kind)
+            if marker is not None:
+                marker.touch()
         except OSError as exc:
             logger.warning("cannot cache %s's initialize answer in %s: %s", kind.name, path, exc)
 
 
-def probe(
-    kind: BackendKind, client_params: dict[str, Any], roots: Sequence[Path]
-) -> dict[str, Any] | None:
-    """Ask the installed backend for its initialize answer to this client (blocking: run it
-    in a thread). It runs in an empty temporary directory and is stopped at once; nothing
-    the repositories of `roots` ship runs (`backend_environment`)."""
-    with tempfile.TemporaryDirectory(prefix="typemux-lsp-probe-") as tmp:
-        env = backend_environment(Path(tmp), *roots)
+class Probe:
+    """The installed backend, started to be asked its initialize answer, then stopped.
+
+    It can be started before the client's `initialize` arrives (`prestart`, at launch), so a
+    backend that boots slowly (pyright and basedpyright run node: ~170-230 ms to their first
+    answer) boots while the proxy itself starts; ty and pyrefly answer in ~10 ms anyway. It
+    runs in an empty temporary directory, with a PATH that holds nothing of the repositories
+    served (`backend_environment`), and is stopped (its process group killed) once it answered.
+    """
+
+    def __init__(self, kind: BackendKind, env: dict[str, str], executable: Path) -> None:
+        self.kind = kind
+        self.path = env["PATH"]
+        self._tmp = tempfile.TemporaryDirectory(prefix="typemux-lsp-probe-")
+        self.directory = Path(self._tmp.name)
+        self._answered = threading.Event()
+        self._result: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._asked = False
+        self._proc = subprocess.Popen(
+            kind.command(executable, env["PATH"]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=self.directory,
+            env=env,
+            bufsize=0,
+            **new_group(),
+        )
+
+    @classmethod
+    def start(cls, kind: BackendKind, *roots: Path, path: str | None = None) -> Probe | None:
+        """The backend of `kind` started, or None when it is not installed (or cannot start)."""
+        env = backend_environment(*roots)
+        if path is not None:
+            env["PATH"] = path
         executable = kind.resolve_executable(env["PATH"])
         if executable is None:
             return None
-        root = Path(tmp).as_uri()
+        try:
+            return cls(kind, env, executable)
+        except OSError as exc:
+            logger.info("cannot probe %s: %s", kind.name, exc)
+            return None
+
+    def safe_for(self, *roots: Path) -> bool:
+        """Whether the PATH it was started with holds nothing of `roots`' repositories."""
+        allowed = set(safe_path(self.path, *roots).split(os.pathsep))
+        return all(entry in allowed for entry in self.path.split(os.pathsep) if entry)
+
+    def ask(self, client_params: dict[str, Any]) -> None:
+        """Send the client's own initialize (rooted at the probe's empty directory); the
+        answer is read in a thread."""
+        with self._lock:
+            if self._asked:
+                return
+            self._asked = True
+        root = self.directory.as_uri()
         params = copy.deepcopy(client_params)
         params.update(
             processId=os.getpid(),
             rootUri=root,
-            rootPath=tmp,
+            rootPath=str(self.directory),
             workspaceFolders=[{"uri": root, "name": "probe"}],
         )
+        threading.Thread(
+            target=self._run, args=(params,), name=f"probe-{self.kind.name}", daemon=True
+        ).start()
+
+    def answer(self, timeout: float) -> dict[str, Any] | None:
+        """The backend's initialize result, waiting at most `timeout` s; None if not (yet)."""
+        self._answered.wait(max(timeout, 0.0))
+        return self._result
+
+    def close(self) -> None:
+        """Stop the backend (its whole process group) and remove its directory."""
+        kill_group(self._proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(5)
+        with contextlib.suppress(OSError):
+            self._tmp.cleanup()
+        self._answered.set()
+
+    def _run(self, params: dict[str, Any]) -> None:
         try:
-            proc = subprocess.Popen(
-                kind.command(executable, env["PATH"]),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                cwd=tmp,
-                env=env,
-                bufsize=0,
-                **new_group(),
-            )
+            self._result = _exchange(self._proc, params)
         except OSError as exc:
-            logger.info("cannot probe %s: %s", kind.name, exc)
-            return None
-        try:
-            return _exchange(proc, params)
+            logger.info("probing %s failed: %s", self.kind.name, exc)
         finally:
-            kill_group(proc.pid)
-            proc.wait()
+            self._answered.set()
+            self.close()
+
+
+def prestart(kind: BackendKind, cwd: Path, answers: Answers) -> Probe | None:
+    """At launch, before the client's initialize: start the probe when the installed version
+    of `kind` was never asked (no answer cached for it, whatever the client), so its answer
+    can be the first session's.
+
+    The workspace roots are not known yet, so its PATH also leaves out every entry inside a
+    git repository or a virtual environment (where a repository could plant a program); the
+    server checks it against the roots before using it (`Probe.safe_for`)."""
+    if answers.known(kind):
+        return None
+    path = _outside_projects(safe_path(os.environ.get("PATH", ""), cwd))
+    return Probe.start(kind, cwd, path=path)
+
+
+def _outside_projects(path: str) -> str:
+    kept = []
+    for entry in path.split(os.pathsep):
+        where = Path(entry)
+        if not entry or any(
+            (parent / ".git").exists() or (parent / "pyvenv.cfg").exists()
+            for parent in (where, *where.parents)
+        ):
+            continue
+        kept.append(entry)
+    return os.pathsep.join(kept)
 
 
 def _exchange(proc: subprocess.Popen[bytes], params: dict[str, Any]) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import LAUNCHED, __version__
 from .backends import KINDS
 from .config import (
     CONFIG_ENV,
@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--" + name.replace("_", "-"), dest=name, help=f"{help} [{env_var(name)}]", **kwargs
         )
 
-    setting("backend", "type checker to run", choices=sorted(KINDS))
+    setting(
+        "backend",
+        "type checker to run; auto (the default): the one installed when only one is, else pyright",
+        choices=["auto", *sorted(KINDS)],
+    )
     setting(
         "max_backends", "most backends alive at once", type=flag_type("max_backends"), metavar="N"
     )
@@ -178,9 +182,15 @@ def setup_logging(settings: Settings) -> ConfigProblem | None:
 
 
 def serve(loaded: LoadedSettings) -> int:
+    # Before the server's imports: a backend never asked before boots while they run.
+    from .capabilities import Answers, prestart
+
+    probe = prestart(KINDS[loaded.settings.backend], Path.cwd(), Answers.default())
     from .server import TypemuxServer
 
-    server = TypemuxServer(loaded.settings, problems=loaded.problems)
+    server = TypemuxServer(
+        loaded.settings, problems=loaded.problems, probe=probe, launched=LAUNCHED
+    )
     with asyncio.Runner(loop_factory=loop_factory(loaded.settings.event_loop)) as runner:
         return runner.run(server.serve())
 

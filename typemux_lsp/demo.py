@@ -2,13 +2,16 @@
 
 The example is copied to a fresh directory with its own git root, so the walk
 up from `gamma/` stops there (inside this repository it would reach the
-repository's own `.venv` — correct behaviour, but not the strict-mode demo).
+repository's own `.venv` — correct behaviour, but not the strict-mode demo). It ships
+with the package (`typemux_lsp/examples`, a link to the repository's `examples/`), so the
+demo runs from an installed wheel as from a clone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -17,10 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .backends import DEFAULT_KIND, KINDS
+from .backends import AUTO, KINDS, choose_auto, safe_path
 from .client import LspClient, ResponseError
 from .example import build_venvs
 from .features import STATUS_REQUEST
+
+#: The example monorepo, shipped as package data.
+EXAMPLE = Path(__file__).resolve().parent / "examples" / "monorepo"
 
 #: What the demo asks about in each file: the first occurrence of this text.
 SYMBOLS = {"alpha/app.py": "area", "beta/app.py": "Circle", "gamma/tool.py": "shout"}
@@ -80,7 +86,11 @@ def _location(result: Any, root: Path) -> str:
 
 async def run_demo(root: Path, kind: str) -> int:
     out = sys.stdout
-    out.write(f"typemux-lsp demo: backend {kind}\nworkspace: {root}\n")
+    shown = kind
+    if kind == AUTO:
+        chosen, why = choose_auto(safe_path(os.environ.get("PATH", ""), root))
+        shown = f"{chosen} ({why})"
+    out.write(f"typemux-lsp demo: backend {shown}\nworkspace: {root}\n")
     client = LspClient()
     await client.start([sys.executable, "-m", "typemux_lsp", "--backend", kind], cwd=root)
     try:
@@ -133,15 +143,23 @@ def prepare(source: Path, dest: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="typemux-lsp demo", description=__doc__)
     parser.add_argument(
-        "example", nargs="?", default="examples/monorepo", help="the example monorepo to copy"
+        "example",
+        nargs="?",
+        default=str(EXAMPLE),
+        help="the example monorepo to copy (default: the one shipped with typemux-lsp)",
     )
-    parser.add_argument("--backend", choices=sorted(KINDS), default=DEFAULT_KIND)
+    parser.add_argument(
+        "--backend",
+        choices=[AUTO, *sorted(KINDS)],
+        default=AUTO,
+        help="auto: the one backend installed when only one is, else pyright",
+    )
     args = parser.parse_args(argv)
     source = Path(args.example)
     if not (source / "alpha").is_dir():
         print(
-            f"typemux-lsp demo: {source} is not the example monorepo. Run it from a clone of "
-            "typemux-lsp, or pass the path to examples/monorepo.",
+            f"typemux-lsp demo: {source} is not the example monorepo (it has no alpha/). "
+            f"Pass the path of a copy of it, or reinstall typemux-lsp: it ships in {EXAMPLE}.",
             file=sys.stderr,
         )
         return 2

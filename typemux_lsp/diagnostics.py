@@ -59,7 +59,7 @@ class Diagnostics:
         if not isinstance(uri, str):
             return
         if session.state is State.WARMING:
-            session.mark_ready("first diagnostics")
+            session.diagnostics_published()
         if session.state in (State.STOPPING, State.STOPPED):
             return  # a backend on its way out (replaced, evicted) no longer speaks for a file
         owner = self._router.venv_for(uri, self._store.get(uri))

@@ -276,6 +276,8 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
         name: {"value": settings.to_json(name), "source": loaded.sources[name]}
         for name in Settings.names()
     }
+    # `backend = "auto"` is resolved to a kind: which, and why
+    report["settings"]["backend"]["reason"] = loaded.backend_reason
 
     scan = projects.scan(target, rules=settings.projects)
     used_by: dict[str, list[str]] = {}
@@ -446,6 +448,8 @@ def render_text(report: Json) -> str:
             value = item["value"]
             shown = f"{len(value)} rule(s)" if name == "projects" else _short(value, 30)
             add(f"  {name:<19} {shown:<31} {item['source']}")
+            if item.get("reason"):
+                add(f"  {'':<19} ({item['reason']})")
             if name == "projects":
                 for index, rule in enumerate(value, start=1):
                     extra = " +settings" if rule["settings"] else ""

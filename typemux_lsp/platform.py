@@ -8,8 +8,9 @@ that is correct, if weaker, elsewhere:
   node); else the backend process alone is killed;
 - `/proc/<pid>/stat`: a group's zombies do not count as alive; else a group is alive while
   `killpg(pgid, 0)` succeeds;
-- `/proc/<pid>/statm`: a backend's memory in `typemux/status`; else `ps -o rss=`, else
-  unknown (`null`);
+- `/proc/<pid>/stat` and `statm`: a backend's memory in `typemux/status`, its whole process
+  group's (basedpyright's node child, not only its Python wrapper); else `ps`, else unknown
+  (`null`);
 - `/proc/sys/fs/inotify`: the OS watch limits `--doctor` shows; else none shown;
 - `CLOCK_REALTIME_COARSE`: the clock file times are stamped from; else the real-time
   clock, 20 ms early;
@@ -156,6 +157,53 @@ def rss_bytes(pid: int | None) -> int | None:
         return int(out.split()[0]) * 1024  # kilobytes
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
+
+
+def group_rss_bytes(pgids: set[int]) -> dict[int, int]:
+    """Resident memory of each process group in `pgids` whose leader is alive (a backend
+    leads its own group: basedpyright's Python wrapper holds ~12 MB, its node child hundreds):
+    one pass over /proc where there is one, else one `ps`, else nothing (unknown)."""
+    if not pgids:
+        return {}
+    totals: dict[int, int] = {}
+    leaders: set[int] = set()
+    if has_proc():
+        page = os.sysconf("SC_PAGE_SIZE")
+        for entry in os.scandir(PROC):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (PROC / entry.name / "stat").read_bytes()
+                # the fields after the command, which may hold spaces and parentheses
+                pgrp = int(stat[stat.rindex(b")") + 2 :].split()[2])
+                if pgrp not in pgids:
+                    continue
+                pages = int((PROC / entry.name / "statm").read_bytes().split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # exited meanwhile
+            totals[pgrp] = totals.get(pgrp, 0) + pages * page
+            if int(entry.name) == pgrp:
+                leaders.add(pgrp)
+    else:
+        ps = shutil.which("ps")
+        if ps is None:
+            return {}
+        try:
+            out = subprocess.run(
+                [ps, "-A", "-o", "pid=,pgid=,rss="], capture_output=True, text=True, timeout=2
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return {}
+        for line in out.splitlines():
+            try:
+                pid, pgrp, rss = (int(field) for field in line.split())
+            except ValueError:
+                continue
+            if pgrp in pgids:
+                totals[pgrp] = totals.get(pgrp, 0) + rss * 1024  # kilobytes
+                if pid == pgrp:
+                    leaders.add(pgrp)
+    return {pgid: size for pgid, size in totals.items() if pgid in leaders}
 
 
 # -- files and pipes ------------------------------------------------------------------------------

@@ -26,12 +26,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import platformdirs
-
 from . import __version__, jsonrpc
 from .backchannel import REGISTER, BackChannel
 from .backends import KINDS, BackendKind
-from .capabilities import Answers, probe, registrations
+from .capabilities import ANSWER_BY, ANSWER_GRACE, PROBE_TIMEOUT, Answers, Probe, registrations
 from .config import ConfigProblem, Settings
 from .configuration import METHOD as CONFIGURATION
 from .configuration import Configuration
@@ -85,6 +83,8 @@ class TypemuxServer:
         settings: Settings,
         cwd: str | None = None,
         problems: Sequence[ConfigProblem] = (),
+        probe: Probe | None = None,
+        launched: float | None = None,
     ) -> None:
         self.settings = settings
         #: the default kind: it answers initialize; project rules may pick others per venv
@@ -104,9 +104,13 @@ class TypemuxServer:
         self.shutdown_requested = False
         self.reaper = Reaper()
         #: the installed backends' own initialize answers, learned once (capabilities.py)
-        self.answers = Answers(Path(platformdirs.user_cache_dir("typemux-lsp")) / "initialize")
+        self.answers = Answers.default()
         #: whether the client's initialize answer was the installed backend's or a recording
         self.initialize_source = "recorded"
+        #: the installed backend, started at launch to be asked its initialize answer
+        self.probe = probe
+        #: when the client's initialize is answered at the latest (capabilities.ANSWER_BY)
+        self.answer_by = (time.monotonic() if launched is None else launched) + ANSWER_BY
         self._handlers: dict[str, Handler] = {
             "initialize": self.on_initialize,
             "initialized": self.on_initialized,
@@ -149,6 +153,8 @@ class TypemuxServer:
             if self.watcher is not None:
                 self.watcher.close()
             self.reaper.close()
+            if self.probe is not None:
+                self.probe.close()
             await loop.run_in_executor(None, self.connection.outbox.flush, 1.0)
         return code
 
@@ -322,27 +328,51 @@ class TypemuxServer:
         self.roots = _workspace_roots(params) or [self.cwd]
         self.spellings.add_roots(_workspace_root_uris(params))
         learned = self.answers.load(self.kind, caps)
+        source, probe = "learned", None
+        if learned is not None:
+            if self.probe is not None:
+                self.probe.close()
+                self.probe = None
+        elif (probe := self._probe()) is not None:
+            # the installed backend's own answer, when it comes within the start-up budget
+            probe.ask(params)
+            learned = probe.answer(max(self.answer_by - time.monotonic(), ANSWER_GRACE))
+            source = "asked"
+            if learned is not None:
+                self.answers.save(self.kind, caps, learned)
         result = client_initialize_result(
             self.kind, self.store.encoding, caps, extra_commands=[STATUS_COMMAND], learned=learned
         )
-        self.initialize_source = "learned" if learned else "recorded"
+        self.initialize_source = source if learned else "recorded"
         self.initialized = True
         if entry is not None:
             self.ledger.answer(entry, result)
         self.relay.open = True
-        if learned is None:
-            self._learn(params, caps, result)
+        if learned is None and probe is not None:
+            self._learn(probe, caps, result)
         venv = fallback_venv(self.cwd, rules=self.settings.projects)
         if venv is not None:
             logger.info("pre-starting the fallback venv %s", venv)
             with contextlib.suppress(BackendError):
                 self.pool.get_or_start(venv)
 
-    def _learn(self, params: Message, caps: Any, answered: dict[str, Any]) -> None:
-        """Ask the installed backend for its own answer, in the background; cache it, and
-        register what the recording lacked where the client registers dynamically."""
-        kind, answers, plane = self.kind, self.answers, self.plane
+    def _probe(self) -> Probe | None:
+        """The installed backend to ask: the one started at launch if its PATH is safe for
+        the client's roots too, else a new one."""
+        probe, self.probe = self.probe, None
         roots = [*self.roots, self.cwd]
+        if probe is not None and not probe.safe_for(*roots):
+            logger.info("the probe started at launch had a PATH into a workspace: not used")
+            probe.close()
+            probe = None
+        return probe or Probe.start(self.kind, *roots)
+
+    def _learn(self, probe: Probe, caps: Any, answered: dict[str, Any]) -> None:
+        """The installed backend's answer did not come in time: wait for it in the
+        background, cache it, and register what the recording lacked where the client
+        registers dynamically."""
+        kind, answers, plane = self.kind, self.answers, self.plane
+        self.probe = probe  # stopped with the server if it has not answered by then
 
         def learned(result: dict[str, Any]) -> None:
             self.initialize_source = "recorded, then learned"
@@ -370,7 +400,10 @@ class TypemuxServer:
             )
 
         def run() -> None:
-            result = probe(kind, params, roots)
+            result = probe.answer(PROBE_TIMEOUT)
+            probe.close()
+            if self.probe is probe:
+                self.probe = None
             if result is not None:
                 answers.save(kind, caps, result)
                 plane.submit(learned, result)

@@ -186,6 +186,10 @@ class BackendSession:
         self._stderr_tail = bytearray()
         self._stderr_line = bytearray()
         self._warmup_timer: asyncio.TimerHandle | None = None
+        #: when the warm-up's upper bound started (the first document open), 0 before
+        self._warmup_armed_at = 0.0
+        #: the warm-up's own references request (`diagnostics_published`)
+        self._populate: asyncio.Future[Any] | None = None
         self._stop_error: BackendError | None = None
         self._tracing = logger.isEnabledFor(jsonrpc.TRACE)
         loop = plane.loop
@@ -262,12 +266,10 @@ class BackendSession:
                 self.notify("initialized", {})
                 self.state = State.WARMING
                 self.upstream.session_started(self)
-                if self.timeouts.warmup > 0:
-                    self._warmup_timer = self.plane.later(
-                        self.timeouts.warmup, self.mark_ready, "timeout"
-                    )
-                else:
+                if self.timeouts.warmup <= 0:
                     self.mark_ready("warm-up disabled")
+                elif self.open_docs:
+                    self._arm_warmup()
                 self._flush()
                 if not self.started.done():
                     self.started.set_result(None)
@@ -332,11 +334,54 @@ class BackendSession:
             )
         return self.kind.command(executable, path)
 
+    def _arm_warmup(self) -> None:
+        """Start the warm-up's upper bound: from the first document the backend has open (or
+        the first request held), since a backend analyses nothing before. Measured on every
+        kind (pyright, basedpyright, ty, pyrefly): its first publishDiagnostics after an open
+        is the signal that index-dependent answers are whole (pyrefly's `$/progress` ends
+        within ms, before its index: references asked then find nothing)."""
+        if self.state is State.WARMING and self._warmup_timer is None:
+            self._warmup_armed_at = time.monotonic()
+            self._warmup_timer = self.plane.later(self.timeouts.warmup, self.mark_ready, "timeout")
+
+    def diagnostics_published(self) -> None:
+        """A publishDiagnostics while warming up: the backend analysed what it has open, the
+        signal that index-dependent answers are whole. For a kind that reads its project
+        only when asked for references (pyrefly), the warm-up asks that first, and the
+        diagnostics it publishes after (the open files rechecked) are the signal."""
+        if self.state is not State.WARMING:
+            return
+        if not self.kind.populates_on_references:
+            self.mark_ready("first diagnostics")
+            return
+        if self._populate is None:
+            uri = next(iter(sorted(self.open_docs)), None)
+            if uri is None:
+                self.mark_ready("first diagnostics")
+                return
+            self._populate = self.request(
+                "textDocument/references",
+                {
+                    "textDocument": {"uri": uri},
+                    "position": {"line": 0, "character": 0},
+                    "context": {"includeDeclaration": False},
+                },
+            )
+            # (its answer is not needed, only that it came; an error is no news either)
+            self._populate.add_done_callback(lambda f: f.cancelled() or f.exception())
+        elif self._populate.done():
+            self.mark_ready("diagnostics after the project was read")
+
     def mark_ready(self, reason: str) -> None:
         if self.state is not State.WARMING:
             return
+        now = time.monotonic()
+        armed = self._warmup_armed_at
         self.log.info(
-            "ready (%s) after %.0f ms", reason, (time.monotonic() - self.started_at) * 1e3
+            "ready (%s) after %.0f ms%s",
+            reason,
+            (now - self.started_at) * 1e3,
+            f", {(now - armed) * 1e3:.0f} ms after its first document" if armed else "",
         )
         self.state = State.READY
         if self._warmup_timer is not None:
@@ -519,6 +564,8 @@ class BackendSession:
         else:
             entry.session = self
             self.queue.append(Queued(entry, message, body))
+            if entry.method in WARMUP_METHODS:
+                self._arm_warmup()  # (a request for a document the backend does not have)
 
     def _send_request(self, entry: Pending, message: Message, body: bytes) -> None:
         wire = record_sent(entry, self, message, body)
@@ -549,6 +596,7 @@ class BackendSession:
         if doc.uri in self.proxy_docs:  # the client opens what the proxy had open: its text wins
             self.close_document(doc.uri)
         self.open_docs.add(doc.uri)
+        self._arm_warmup()
         self.notify(
             "textDocument/didOpen",
             {
@@ -573,6 +621,7 @@ class BackendSession:
             return
         self.open_docs.add(uri)
         self.proxy_docs.add(uri)
+        self._arm_warmup()
         self.notify(
             "textDocument/didOpen",
             {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}},

@@ -14,7 +14,7 @@ from typing import Any
 from .backends import BackendKind
 from .config import ConfigProblem
 from .documents import DocumentStore, Encoding
-from .platform import rss_bytes
+from .platform import group_rss_bytes
 from .pool import Pool
 from .router import Router
 
@@ -34,7 +34,10 @@ def status(
 ) -> dict[str, Any]:
     now = time.monotonic()
     backends = []
-    for session in pool.live():
+    live = list(pool.live())
+    # each backend's whole process group: basedpyright's node child, not only its wrapper
+    memory = group_rss_bytes({session.pid for session in live if session.pid is not None})
+    for session in live:
         backends.append(
             {
                 "venv": str(session.venv.path),
@@ -46,7 +49,7 @@ def status(
                 "pid": session.pid,
                 "state": session.state.value,
                 "uptime": round(now - session.started_at, 3),
-                "memory": _rss_bytes(session.pid),
+                "memory": memory.get(session.pid) if session.pid is not None else None,
                 "openDocuments": sorted(session.open_docs),
                 "requestsInFlight": len(session.inflight) + len(session.queue),
                 "crashes": pool.crash_count(session.venv),
@@ -78,7 +81,3 @@ def status(
         #: what is watched so answers follow the disk, and what could not be (watch limit)
         "freshness": freshness or {"enabled": False},
     }
-
-
-def _rss_bytes(pid: int | None) -> int | None:
-    return rss_bytes(pid)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import procs
 import pytest
 from clients import CLAUDE_CODE, MuxClient, hover_text, position_of, proxy_command, proxy_env
 from pygls.exceptions import JsonRpcException
@@ -455,3 +456,73 @@ class _Reader:
             return self._seen.pop(msg_id)
 
         return await asyncio.wait_for(read(), timeout)
+
+
+# -- memory in status -----------------------------------------------------------------------------
+
+
+def _rss(pid: int) -> int:
+    """Resident bytes of one process, from /proc (independent of the proxy's own reading)."""
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_status_memory_is_the_backends_whole_process_tree(
+    monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """basedpyright from PyPI is a Python wrapper (~12 MB) whose node child does the work
+    (hundreds of MB): the memory status reports is the whole tree's, not the wrapper's."""
+    client = await start_proxy("basedpyright", monorepo.root)
+    await client.wait_for_diagnostics(client.open(monorepo.path(ALPHA)))
+    (backend,) = (await status(client))["backends"]
+    wrapper = backend["pid"]
+    tree = [wrapper, *(p.pid for p in procs.descendants(wrapper))]
+    assert len(tree) > 1, "basedpyright runs node as a child"
+    total = sum(_rss(pid) for pid in tree)
+    assert backend["memory"] > 3 * _rss(wrapper), (backend["memory"], _rss(wrapper))
+    assert abs(backend["memory"] - total) < 0.2 * total, (backend["memory"], total)
+
+
+# -- warm-up: no partial answer from a backend still reading its project --------------------------
+
+CALLERS = 8
+
+
+def _callers_project(root: Path) -> Path:
+    """A project whose `pkg/lib.py:target` is called from CALLERS other modules."""
+    (root / "pkg").mkdir(parents=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'callers'\nversion = '0'\n")
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "lib.py").write_text("def target(x: int) -> int:\n    return x\n")
+    for i in range(CALLERS):
+        (root / "pkg" / f"m{i}.py").write_text(
+            f"from pkg.lib import target\n\n\ndef f() -> int:\n    return target({i})\n"
+        )
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    return root
+
+
+@pytest.mark.parametrize("opened_after", [0.0, 2.5], ids=["at-once", "after-the-warm-up-bound"])
+async def test_references_asked_at_once_are_whole(
+    backend: str, tmp_path: Path, start_proxy: StartProxy, opened_after: float
+) -> None:
+    """References asked right after the first file is opened find every caller: they wait
+    for the backend's own readiness signal (pyrefly reads its project only when first asked
+    for references and answered that from before: 0 callers; the warm-up asks first). The
+    project is the working directory, so its backend starts with the proxy, before any file
+    is open: its warm-up bound (2 s) runs from the first file opened, not from its start."""
+    root = _callers_project(tmp_path / "callers")
+    client = await start_proxy(backend, root)
+    await asyncio.sleep(opened_after)  # the client opens its first file later
+    uri = client.open(root / "pkg" / "lib.py")
+    found = await client.request(
+        "textDocument/references",
+        {
+            "textDocument": {"uri": uri},
+            "position": {"line": 0, "character": 5},
+            "context": {"includeDeclaration": False},
+        },
+    )
+    files = {Path(loc["uri"].removeprefix("file://")).name for loc in found or []}
+    assert files == {f"m{i}.py" for i in range(CALLERS)}, found

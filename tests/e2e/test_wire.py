@@ -9,13 +9,18 @@ project with the project's venv.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from clients import CLAUDE_CODE, PROFILES, VSCODE, position_of, proxy_command, proxy_env
+from clients import CLAUDE_CODE, PROFILES, position_of, proxy_command, proxy_env
 from rawclient import Message, RawClient
+
+from typemux_lsp.backends import KINDS
+from typemux_lsp.capabilities import Answers
+from typemux_lsp.features import client_initialize_result
 
 if TYPE_CHECKING:
     from conftest import Monorepo
@@ -120,6 +125,17 @@ async def test_answers_equal_straight_backend(
     assert proxy.last_diagnostics(uri) == straight.last_diagnostics(uri)
 
 
+def _without_status_command(ours: dict[str, Any], direct: dict[str, Any]) -> dict[str, Any]:
+    """The proxy's answer but for its own status command (the one thing it adds)."""
+    ours = copy.deepcopy(ours)
+    commands = ours["capabilities"]["executeCommandProvider"]["commands"]
+    assert commands[-1] == "typemux.status"
+    commands.pop()
+    if not commands and "executeCommandProvider" not in direct["capabilities"]:
+        del ours["capabilities"]["executeCommandProvider"]
+    return ours
+
+
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 async def test_initialize_answer_is_the_installed_backends_own(
     backend: str,
@@ -129,65 +145,67 @@ async def test_initialize_answer_is_the_installed_backends_own(
     start_straight: StartRaw,
     tmp_path: Path,
 ) -> None:
-    """Answered before any backend runs: a first session (empty cache) answers from the
-    recording and learns the installed backend's own answer in the background; every later
-    session answers exactly what that backend says to this client (its version included),
-    but for the proxy's own status command."""
+    """Answered before any backend runs for a project, yet the installed backend's own answer
+    to this client (its version included), but for the proxy's own status command: from the
+    very first session (an empty cache: the backend, started at launch, is asked), and in
+    every later one (cached)."""
     client = PROFILES[profile]
     env = proxy_env()
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    first = await start_raw(proxy_command(backend), cwd=monorepo.root, env=env, name="first")
-    await first.initialize(client.initialize_params(monorepo.root))
+    alpha = monorepo.path("alpha")
+    straight = await start_straight(backend, alpha)
+    direct = (await straight.initialize(client.initialize_params(alpha)))["result"]
+    for session in ("first", "second"):
+        proxy = await start_raw(proxy_command(backend), cwd=monorepo.root, env=env, name=session)
+        ours = (await proxy.initialize(client.initialize_params(monorepo.root)))["result"]
+        source = (await proxy.result("typemux/status"))["initializeAnswer"]
+        assert _without_status_command(ours, direct) == direct, (session, source)
+        # asked when it answered within the budget (ty and pyrefly always do; pyright's node
+        # does on a quiet machine), else the recording, which must then be today's
+        assert source in (("asked", "recorded") if session == "first" else ("learned",)), source
+        if source == "recorded":  # the answer is cached once it comes
+            await proxy.wait_for(
+                lambda m: m["method"] == "window/logMessage" and "learned" in m["params"]["message"]
+            )
+
+
+async def test_a_late_answer_is_learned_in_the_background(
+    monorepo: Monorepo, start_raw: StartRawCommand, tmp_path: Path
+) -> None:
+    """A new client of an installed version already asked (so no probe starts at launch):
+    pyright, which needs ~170 ms to boot, cannot answer within the start-up budget. The
+    recording is given, the backend's answer is cached as soon as it comes (and what the
+    recording lacked registered), and the next session gives it."""
+    env = proxy_env()
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    Answers(tmp_path / "cache" / "typemux-lsp" / "initialize").save(
+        KINDS["pyright"], {"another": "client"}, {"capabilities": {}}
+    )
+    first = await start_raw(proxy_command("pyright"), cwd=monorepo.root, env=env, name="first")
+    await first.initialize(CLAUDE_CODE.initialize_params(monorepo.root))
+    assert (await first.result("typemux/status"))["initializeAnswer"] == "recorded"
     await first.wait_for(
         lambda m: m["method"] == "window/logMessage" and "learned" in m["params"]["message"]
     )
     assert (await first.result("typemux/status"))["initializeAnswer"] == "recorded, then learned"
-
-    alpha = monorepo.path("alpha")
-    proxy = await start_raw(proxy_command(backend), cwd=monorepo.root, env=env, name="second")
-    straight = await start_straight(backend, alpha)
-    via_proxy, direct = await asyncio.gather(
-        proxy.initialize(client.initialize_params(monorepo.root)),
-        straight.initialize(client.initialize_params(alpha)),
-    )
-    assert (await proxy.result("typemux/status"))["initializeAnswer"] == "learned"
-    ours = via_proxy["result"]
-    commands = ours["capabilities"]["executeCommandProvider"]["commands"]
-    assert commands[-1] == "typemux.status"
-    commands.pop()
-    if not commands and "executeCommandProvider" not in direct["result"]["capabilities"]:
-        del ours["capabilities"]["executeCommandProvider"]
-    assert ours == direct["result"]
+    second = await start_raw(proxy_command("pyright"), cwd=monorepo.root, env=env, name="second")
+    await second.initialize(CLAUDE_CODE.initialize_params(monorepo.root))
+    assert (await second.result("typemux/status"))["initializeAnswer"] == "learned"
 
 
-async def test_what_the_recording_lacked_is_registered_where_the_client_allows(
-    monorepo: Monorepo, start_raw: StartRawCommand, tmp_path: Path
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+async def test_the_shipped_recording_is_the_installed_backends_answer(
+    backend: str, profile: str, monorepo: Monorepo, start_straight: StartRaw
 ) -> None:
-    """pyrefly 1.5.0 has semantic tokens that the 1.4.1 recording lacks: a VS Code-like
-    client (dynamic registration) gets them registered in the first session already."""
-    env = proxy_env()
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    proxy = await start_raw(proxy_command("pyrefly"), cwd=monorepo.root, env=env, name="p")
-    registered: list[dict[str, Any]] = []
-
-    def answer(message: dict[str, Any]) -> Any:
-        if message["method"] == "client/registerCapability":
-            registered.extend(message["params"]["registrations"])
-        if message["method"] == "workspace/configuration":
-            return [None] * len(message["params"]["items"])
-        return None
-
-    proxy.server_request_handler = answer
-    init = await proxy.initialize(VSCODE.initialize_params(monorepo.root))
-    assert "semanticTokensProvider" not in init["result"]["capabilities"]  # (the recording)
-    await proxy.wait_for(
-        lambda m: m["method"] == "window/logMessage" and "learned" in m["params"]["message"]
-    )
-    (tokens,) = [r for r in registered if r["method"] == "textDocument/semanticTokens"]
-    assert tokens["registerOptions"]["legend"]["tokenTypes"], tokens
-    app = monorepo.path("alpha/app.py")
-    await proxy.wait_for_diagnostics(proxy.open(app))
-    result = await proxy.result(
-        "textDocument/semanticTokens/full", {"textDocument": {"uri": app.as_uri()}}
-    )
-    assert result and result["data"], result
+    """The recording (profiles/*.json) is what a first session answers when the backend is
+    too slow for the start-up budget: it must be today's. Failing here after a backend
+    release: re-record with scripts/capture_profiles.py."""
+    client = PROFILES[profile]
+    alpha = monorepo.path("alpha")
+    straight = await start_straight(backend, alpha)
+    params = client.initialize_params(alpha)
+    direct = (await straight.initialize(params))["result"]
+    kind = KINDS[backend]
+    caps = params["capabilities"]
+    encoding = kind.choose_encoding(caps.get("general", {}).get("positionEncodings"))
+    assert client_initialize_result(kind, encoding, caps) == direct

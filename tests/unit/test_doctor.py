@@ -135,7 +135,12 @@ def test_json_report(mono: Path, tmp_path: Path) -> None:
         "value": 4,
         "source": f"project config {mono / 'pyproject.toml'}:5",
     }
-    assert report["settings"]["backend"] == {"value": "pyright", "source": "default"}
+    assert report["settings"]["backend"] == {
+        "value": "pyright",
+        "source": "default",
+        "reason": "auto: 4 backends installed (pyright, basedpyright, ty, pyrefly), "
+        "so pyright (the default)",
+    }
     venvs = {Path(v["projectDir"]).name: v for v in report["environments"]}
     assert set(venvs) == {"api", "worker"}
     assert venvs["api"]["backend"] == "pyright" and venvs["api"]["rule"] is None

@@ -275,3 +275,17 @@ def test_reaper_without_process_groups_kills_the_processes() -> None:
     finally:
         victim.kill()
         victim.wait()
+
+
+def test_group_memory_without_proc_comes_from_ps(
+    no_proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = os.getpgrp()
+    monkeypatch.setattr(platform, "PROC", Path("/proc"))
+    from_proc = platform.group_rss_bytes({group})
+    monkeypatch.setattr(platform, "PROC", no_proc)
+    from_ps = platform.group_rss_bytes({group})
+    assert from_proc.keys() == from_ps.keys() == {group}
+    assert 0.5 < from_ps[group] / from_proc[group] < 2, (from_ps, from_proc)
+    monkeypatch.setattr(shutil, "which", lambda _: None)
+    assert platform.group_rss_bytes({group}) == {}  # unknown, never made up

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from ..backends import DEFAULT_KIND, KINDS
+from ..backends import AUTO, DEFAULT_KIND, KINDS
 from ..tree import deep_merge
 from .problems import Invalid, describe, toml_value
 from .rules import ProjectRule
@@ -25,7 +25,8 @@ EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 @dataclass(slots=True)
 class Settings:
-    #: backend kind: pyright, basedpyright, ty or pyrefly
+    #: backend kind: pyright, basedpyright, ty or pyrefly; "auto" (the default) is resolved by
+    #: `load_settings`: the one installed when only one is, else pyright
     backend: str = DEFAULT_KIND
     #: most backends alive at once; the least recently used idle one is evicted
     max_backends: int = 8
@@ -124,7 +125,7 @@ _NOT_IN_PROJECT = (
 )
 
 SPECS: dict[str, Spec] = {
-    "backend": Spec("str", choices=tuple(sorted(KINDS))),
+    "backend": Spec("str", choices=(AUTO, *sorted(KINDS))),
     "max_backends": Spec("int", minimum=1),
     "backend_ttl": Spec("float", minimum=0),
     "warmup_timeout": Spec("float", minimum=0),

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import platformdirs
 
+from ..backends import AUTO, choose_auto, safe_path
 from ..environments import canonical, git_toplevel
 from .positions import KeyLines, syntax_error_position
 from .problems import ConfigProblem, Invalid, describe
@@ -67,6 +68,8 @@ class LoadedSettings:
     config_files: list[ConfigFile]
     #: git toplevel of the working directory the settings were loaded for
     git_toplevel: Path | None
+    #: why `settings.backend` is that kind when it was chosen by `backend = "auto"`
+    backend_reason: str | None = None
 
 
 # -- field specifications ----------------------------------------------------------------------
@@ -404,6 +407,9 @@ def load_settings(
             else:
                 values[name] = value
                 sources[name] = layer.sources[name]
+    reason = None
+    if values["backend"] == AUTO:
+        values["backend"], reason = choose_auto(safe_path(env.get("PATH", ""), loader.cwd))
     return LoadedSettings(
-        Settings(**values), sources, loader.problems, loader.files, loader.toplevel
+        Settings(**values), sources, loader.problems, loader.files, loader.toplevel, reason
     )
