@@ -242,6 +242,18 @@ def test_nothing_to_run_without_python3_is_explained_on_stderr(sandbox: dict[str
     assert f"-m pip install -e '{root}[basedpyright]'" in done.stderr, done.stderr
 
 
+def test_auto_fetches_pyright_and_leaves_the_choice_to_typemux_lsp(
+    sandbox: dict[str, Path],
+) -> None:
+    """`auto` is typemux-lsp's own default: the launcher accepts it and fetches the default
+    backend's extra (typemux-lsp then takes whichever backend is installed)."""
+    as_checkout(sandbox["root"])
+    fake(sandbox["bin"] / "uvx", "uvx", sandbox["record"])
+    done = launch(sandbox, TYPEMUX_LSP_BACKEND="auto")
+    assert done.returncode == 0 and done.stderr == ""
+    assert recorded(sandbox) == ["uvx", "--from", f"{sandbox['root']}[pyright]", "typemux-lsp"]
+
+
 def test_unknown_backend_is_refused(sandbox: dict[str, Path]) -> None:
     fake(sandbox["bin"] / "typemux-lsp", "path", sandbox["record"])
     done = launch(sandbox, TYPEMUX_LSP_BACKEND="mypy")
@@ -307,7 +319,7 @@ UNAVAILABLE_CASES = {
         {"TYPEMUX_LSP_BACKEND": "mypy"},
         [
             "typemux-lsp is not running: TYPEMUX_LSP_BACKEND=mypy is not a backend it runs",
-            "set TYPEMUX_LSP_BACKEND to pyright, basedpyright, ty or pyrefly",
+            "set TYPEMUX_LSP_BACKEND to auto, pyright, basedpyright, ty or pyrefly",
         ],
     ),
 }
