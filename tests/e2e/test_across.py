@@ -1,0 +1,195 @@
+"""Answers across projects: `libs/core` installed editable into `services/a`, `services/b` and
+`services/alias` (which imports `greet as hello`); every project has its own `.venv`. On every
+real backend, references, rename and incoming calls from the definition and from a call site
+cover every project — or the proxy says which project it could not ask."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from clients import NEOVIM, MuxClient, apply_change
+from layouts import Layout, build, build_uv_workspace
+from pygls.exceptions import JsonRpcException
+
+StartProxy = Callable[..., Awaitable[MuxClient]]
+
+
+@pytest.fixture(scope="session")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    return build(tmp_path_factory.mktemp("across"))
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    return build_uv_workspace(tmp_path_factory.mktemp("uvws"))
+
+
+def files_of(locations: Any) -> set[str]:
+    """The files of a list of locations, relative to nothing: `libs/core/...` etc."""
+    found = set()
+    for location in locations or []:
+        uri = location.get("uri") or location.get("targetUri")
+        found.add(_short(uri))
+    return found
+
+
+def _short(uri: str) -> str:
+    for marker in ("/libs/", "/services/"):
+        if marker in uri:
+            return marker.strip("/") + "/" + uri.split(marker, 1)[1]
+    return uri
+
+
+async def status_of(client: MuxClient) -> Any:
+    return await client.request(
+        "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+    )
+
+
+CORE = "libs/core/src/core/__init__.py"
+EVERY = {CORE, "services/a/app.py", "services/b/app.py", "services/alias/app.py"}
+
+
+def where(client: MuxClient, layout: Layout, start: str) -> dict[str, Any]:
+    """The position of `greet` in the definition (`start == "definition"`) or in a's call."""
+    if start == "definition":
+        uri = client.open(layout.core)
+        position = client.position(uri, "def greet", offset=4)
+    else:
+        uri = client.open(layout.path("services/a/app.py"))
+        position = client.position(uri, 'greet("a")')
+    return {"textDocument": {"uri": uri}, "position": position}
+
+
+@pytest.mark.parametrize("start", ["definition", "call"])
+async def test_references_cover_every_project(
+    backend: str, layout: Layout, start_proxy: StartProxy, start: str
+) -> None:
+    client = await start_proxy(backend, layout.root)
+    at = where(client, layout, start)
+    found = await client.request(
+        "textDocument/references", {**at, "context": {"includeDeclaration": True}}
+    )
+    assert files_of(found) >= EVERY, found
+    assert len({json.dumps(f, sort_keys=True) for f in found}) == len(found), "duplicates"
+    keys = [
+        (f["uri"], f["range"]["start"]["line"], f["range"]["start"]["character"]) for f in found
+    ]
+    assert keys == sorted(keys), "not ordered"
+
+
+def apply(edit: dict[str, Any], layout: Layout) -> dict[str, str]:
+    """The files as the client would have them after applying a WorkspaceEdit."""
+    per_file: dict[str, list[Any]] = {}
+    for change in edit.get("documentChanges") or []:
+        per_file.setdefault(change["textDocument"]["uri"], []).extend(change["edits"])
+    for uri, edits in (edit.get("changes") or {}).items():
+        per_file.setdefault(uri, []).extend(edits)
+    result = {}
+    for uri, edits in per_file.items():
+        text = Path(uri.removeprefix("file://")).read_text(encoding="utf-8")
+        for e in sorted(
+            edits,
+            key=lambda e: (e["range"]["start"]["line"], e["range"]["start"]["character"]),
+            reverse=True,
+        ):
+            text = apply_change(text, {"range": e["range"], "text": e["newText"]})
+        result[_short(uri)] = text
+    return result
+
+
+@pytest.mark.parametrize("start", ["definition", "call"])
+async def test_rename_edits_every_project_and_keeps_an_alias(
+    backend: str, layout: Layout, start_proxy: StartProxy, start: str
+) -> None:
+    client = await start_proxy(backend, layout.root, NEOVIM)
+    at = where(client, layout, start)
+    edit = await client.request("textDocument/rename", {**at, "newName": "salute"})
+    after = apply(edit, layout)
+    assert set(after) >= EVERY, after
+    assert "def salute(name: str)" in after[CORE] and "return salute(name)" in after[CORE]
+    for name in ("a", "b"):
+        assert f'return salute("{name}")' in after[f"services/{name}/app.py"]
+        assert "from core import salute\n" in after[f"services/{name}/app.py"]
+    alias = after["services/alias/app.py"]
+    assert "from core import salute as hello" in alias and 'hello("alias")' in alias, alias
+    if "documentChanges" in edit:  # Neovim takes versioned edits: the client's versions
+        versions = {
+            c["textDocument"]["uri"]: c["textDocument"]["version"] for c in edit["documentChanges"]
+        }
+        assert versions[at["textDocument"]["uri"]] == 1
+        assert all(v is None for u, v in versions.items() if u != at["textDocument"]["uri"])
+
+
+@pytest.mark.parametrize("start", ["definition", "call"])
+async def test_incoming_calls_cover_every_project(
+    backend: str, layout: Layout, start_proxy: StartProxy, start: str
+) -> None:
+    """As Claude Code asks it: prepare, then incoming calls of the first item."""
+    client = await start_proxy(backend, layout.root)
+    at = where(client, layout, start)
+    items = await client.request("textDocument/prepareCallHierarchy", at)
+    assert items, items
+    calls = await client.request("callHierarchy/incomingCalls", {"item": items[0]})
+    callers = {(_short(c["from"]["uri"]), c["from"]["name"]) for c in calls}
+    assert callers >= {
+        ("services/a/app.py", "main"),
+        ("services/b/app.py", "main"),
+        ("services/alias/app.py", "main"),
+    }, callers
+    keys = [(c["from"]["uri"], json.dumps(c["from"]["range"])) for c in calls]
+    assert len(keys) == len(set(keys)), "a caller twice"
+
+
+async def test_a_uv_workspace_does_not_fan_out(
+    backend: str, workspace: Layout, start_proxy: StartProxy, tmp_path: Path
+) -> None:
+    """One environment sees every member: references are its own answer, straight."""
+    log = tmp_path / "proxy.log"
+    client = await start_proxy(
+        backend, workspace.root, args=("--log-level", "trace", "--log-file", str(log))
+    )
+    uri = client.open(workspace.core)
+    found = await client.request(
+        "textDocument/references",
+        {
+            "textDocument": {"uri": uri},
+            "position": client.position(uri, "def greet", offset=4),
+            "context": {"includeDeclaration": True},
+        },
+    )
+    assert files_of(found) >= {CORE, "services/a/app.py", "services/b/app.py"}, found
+    sent = [
+        json.loads(line.split("proxy -> backend: ", 1)[1])
+        for line in log.read_text(encoding="utf-8").splitlines()
+        if "proxy -> backend: " in line
+    ]
+    assert not [m for m in sent if m.get("method") == "textDocument/definition"], "fanned out"
+    status = await status_of(client)
+    assert status["answersAcross"]["crossing"] == []
+
+
+async def test_a_project_not_asked_is_named_and_a_rename_is_refused(
+    layout: Layout, start_proxy: StartProxy
+) -> None:
+    """With room for two backends, one of the four projects that see core cannot be asked:
+    references answer what was found and `typemux/status` names the gap; a rename is an
+    error naming the project, and no edit."""
+    client = await start_proxy("ty", layout.root, args=("--max-backends", "3"))
+    at = where(client, layout, "definition")
+    found = await client.request(
+        "textDocument/references", {**at, "context": {"includeDeclaration": True}}
+    )
+    assert CORE in files_of(found)
+    status = await status_of(client)
+    gaps = status["answersAcross"]["gaps"]
+    assert gaps and "--max-backends" in gaps[-1]["notAsked"][0], gaps
+    with pytest.raises(JsonRpcException) as err:
+        await client.request("textDocument/rename", {**at, "newName": "salute"})
+    assert "--max-backends" in err.value.message and "services/" in err.value.message
+    assert "No edit was made" in err.value.message

@@ -1,0 +1,742 @@
+"""Answers across projects: references, rename, incoming calls, subtypes and implementations
+of a symbol that other environments see.
+
+Each backend is rooted at its own project, so it knows only the callers in that project. A
+library `libs/core` installed editable into `services/a` and `services/b` is seen by three
+environments; "who calls `greet`" has three partial answers. For the methods in
+`features.ACROSS_METHODS` the definition is resolved first (the document's own backend), then
+the owner of the definition's file and every environment that sees that file
+(`environments.model.ImportRoots`) is asked at the definition's position, with the
+definition's file open in each (the client's text when it has it open, else the disk's),
+and the answers are merged. Backends not running are started within `--max-backends`
+(never evicting one).
+
+Never silently partial: an environment that sees the definition and could not be asked
+(pool full, crash loop, its backend crashed, the deadline) makes a rename an error and no
+edit; references and the others answer what was found, and the gap is logged and shown in
+`typemux/status` — or, with nothing found, an error naming the projects and why.
+
+No cost where there is nothing to merge: an environment whose import roots share nothing
+with another's (`BackendSession.crosses` False) keeps the relay's hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from . import jsonrpc
+from .documents import DocumentStore, Encoding, text_in
+from .environments import canonical
+from .environments.model import ImportRoots, import_roots
+from .features import ClientSupport, unsupported
+from .jsonrpc import Message
+from .ledger import Ledger, Pending
+from .plane import Plane
+from .pool import Pool
+from .router import BadUri, NoVenv, Router, local_path
+from .session import BackendError, BackendSession, State
+from .tree import get_path
+from .venv import Venv
+
+logger = logging.getLogger(__name__)
+
+#: seconds the import roots of the workspace's environments are reused
+ROOTS_TTL: Final = 5.0
+#: seconds a fan-out waits for its backends when no request deadline is set
+BUDGET: Final = 45.0
+#: gaps kept for `typemux/status`
+KEEP_GAPS: Final = 20
+#: methods whose params carry the definition as an item (prepared by the client)
+_ITEM_METHODS: Final = frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"})
+_PREPARE: Final = {
+    "callHierarchy/incomingCalls": "textDocument/prepareCallHierarchy",
+    "typeHierarchy/subtypes": "textDocument/prepareTypeHierarchy",
+}
+_CLIENT_TOKENS: Final = frozenset({"workDoneToken", "partialResultToken"})
+_IDENTIFIER: Final = re.compile(r"[^\W\d]\w*")
+
+Forward = Callable[[Pending, Message, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """An environment that sees the definition and could not be asked."""
+
+    project: Path
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.project} ({self.why})"
+
+
+class CannotAnswer(Exception):
+    """The merged answer would be wrong: the client gets this message as an error."""
+
+
+class Across:
+    def __init__(
+        self,
+        plane: Plane,
+        ledger: Ledger,
+        pool: Pool,
+        router: Router,
+        store: DocumentStore,
+        workspace_venvs: Callable[[], Awaitable[list[Venv]]],
+        extra_paths: Callable[[Venv], tuple[Path, ...]],
+        support: Callable[[], ClientSupport],
+        deadline: Callable[[], float],
+        warmup: Callable[[], float],
+    ) -> None:
+        self._plane = plane
+        self._ledger = ledger
+        self._pool = pool
+        self._router = router
+        self._store = store
+        self._workspace_venvs = workspace_venvs
+        self._extra_paths = extra_paths
+        self._support = support
+        self._deadline = deadline
+        self._warmup = warmup
+        #: environment key -> (the environment, its import roots)
+        self._index: dict[Path, tuple[Venv, ImportRoots]] = {}
+        self._indexed_at = float("-inf")
+        self._indexing: asyncio.Future[None] | None = None
+        #: the latest answers that left an environment out (for `typemux/status`)
+        self.gaps: deque[dict[str, Any]] = deque(maxlen=KEEP_GAPS)
+
+    # -- which environments see what ---------------------------------------------------------
+
+    def session_started(self, session: BackendSession) -> None:
+        """A backend started: its environment's editable installs may be new."""
+        self._indexed_at = float("-inf")
+        self._plane.spawn(self.index())
+
+    async def index(self) -> dict[Path, tuple[Venv, ImportRoots]]:
+        """Every known environment's import roots (the workspace's and the running ones'),
+        and each running session's `crosses` set from them."""
+        if time.monotonic() - self._indexed_at < ROOTS_TTL:
+            return self._index
+        if self._indexing is None or self._indexing.done():
+            self._indexing = asyncio.ensure_future(self._build())
+        await asyncio.shield(self._indexing)
+        return self._index
+
+    async def _build(self) -> None:
+        venvs = {v.key: v for v in await self._workspace_venvs()}
+        with self._plane.lock:
+            for session in self._pool.live():
+                venvs.setdefault(session.venv.key, session.venv)
+            extras = {key: self._extra_paths(venv) for key, venv in venvs.items()}
+        loop = asyncio.get_running_loop()
+
+        def build() -> dict[Path, tuple[Venv, ImportRoots]]:
+            return {k: (v, import_roots(v, extras[k])) for k, v in venvs.items()}
+
+        index = await loop.run_in_executor(None, build)
+        with self._plane.lock:
+            self._index, self._indexed_at = index, time.monotonic()
+            for session in self._pool.live():
+                session.crosses = self._crosses(session.venv.key)
+
+    def _crosses(self, key: Path) -> bool:
+        mine = self._index.get(key)
+        if mine is None:
+            return True  # not known yet: looked at on the control plane
+        return any(k != key and mine[1].shares_with(r) for k, (_, r) in self._index.items())
+
+    def seers(self, path: Path) -> tuple[bool, list[Venv]]:
+        """The environments that see the source file `path`: its owner first (the
+        environment routing gives it; the flag says whether it has one), then every one
+        importing it from outside."""
+        real = canonical(path)
+        if any(real.is_relative_to(key) for key in self._index):
+            return False, []  # an installed package, not a project's source
+        found: dict[Path, Venv] = {}
+        with contextlib.suppress(BadUri, ValueError, OSError):
+            owner = self._router.venv_for(path.as_uri(), self._store.get(path.as_uri()))
+            if not isinstance(owner, NoVenv):
+                found[owner.key] = owner
+        owned = bool(found)
+        for key, (venv, roots) in sorted(self._index.items(), key=lambda kv: str(kv[0])):
+            if key not in found and roots.imports_from(real):
+                found[key] = venv
+        return owned, list(found.values())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "crossing": sorted(
+                str(k) for k in self._index if self._crosses(k) and len(self._index) > 1
+            ),
+            "gaps": list(self.gaps),
+        }
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request(
+        self,
+        entry: Pending,
+        message: Message,
+        body: bytes,
+        target: BackendSession,
+        forward: Forward,
+    ) -> None:
+        """Answer `entry` across projects, or hand it to `forward` when nothing is to merge."""
+
+        async def answered() -> None:
+            try:
+                await self._answer(entry, message, body, target, forward)
+            except CannotAnswer as exc:
+                with self._plane.lock:
+                    self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(exc))
+            except Exception as exc:
+                logger.exception("%s across projects failed", entry.method)
+                with self._plane.lock:
+                    self._ledger.fail(
+                        entry,
+                        jsonrpc.INTERNAL_ERROR,
+                        f"typemux-lsp: {entry.method} failed: {exc}. This is a bug in "
+                        "typemux-lsp; the log has the traceback.",
+                    )
+
+        entry.task = self._plane.spawn(answered())
+
+    async def _answer(
+        self,
+        entry: Pending,
+        message: Message,
+        body: bytes,
+        target: BackendSession,
+        forward: Forward,
+    ) -> None:
+        method = entry.method
+        params = message.get("params")
+        params = params if isinstance(params, dict) else {}
+        await self.index()
+        with self._plane.lock:
+            crosses = self._crosses(target.venv.key)
+            target.crosses = crosses
+        if not crosses:
+            return self._hand_back(entry, message, body, forward)
+        if method in _ITEM_METHODS:
+            where = _item_position(params.get("item"))
+        else:
+            where = await self._definition(target, params)
+        if where is None:
+            return self._hand_back(entry, message, body, forward)
+        uri, position = where
+        path = local_path(uri)
+        if path is None:
+            return self._hand_back(entry, message, body, forward)
+        with self._plane.lock:
+            owned, venvs = self.seers(path)
+            alone = not venvs or (len(venvs) == 1 and venvs[0].key == target.venv.key)
+            if not alone:
+                sessions, gaps = self._sessions(venvs)
+                text = self._text(uri, path)
+        if alone:
+            return self._hand_back(entry, message, body, forward)
+        owner = sessions[0] if owned and sessions and sessions[0].venv.key == venvs[0].key else None
+        if method == "textDocument/prepareRename":
+            return await self._prepare_rename(entry, params, target, owner, where, text)
+        if text is None:
+            raise CannotAnswer(f"typemux-lsp: cannot read {path}, the definition of the symbol.")
+        work: dict[BackendSession, Coroutine[Any, Any, Any]] = {}
+        new_name = params.get("newName")
+        for session in sessions:
+            if method == "textDocument/rename":
+                if session is owner:
+                    ask = self._asker(session, method, {**_at(uri, position), "newName": new_name})
+                else:
+                    ask = self._asker(
+                        session,
+                        "textDocument/references",
+                        {**_at(uri, position), "context": {"includeDeclaration": True}},
+                    )
+            elif method in _ITEM_METHODS:
+                ask = self._item_asker(session, method, uri, position)
+            else:
+                sub = {k: v for k, v in params.items() if k not in _CLIENT_TOKENS}
+                ask = self._asker(session, method, {**sub, **_at(uri, position)})
+            work[session] = self._in(session, uri, text, ask)
+        answers = await self._gather(work, gaps)
+        if method == "textDocument/rename":
+            old = self._identifier(text, position)
+            edit = self._rename(answers, owner, gaps, old, new_name)
+            with self._plane.lock:
+                self._ledger.answer(entry, edit)
+            return None
+        merged = _merge(method, [a for a in answers.values() if a is not None])
+        with self._plane.lock:
+            if gaps:
+                said = "; ".join(map(str, gaps))
+                logger.warning("%s at %s: not asked: %s", method, uri, said)
+                self.gaps.append({"method": method, "uri": uri, "notAsked": [str(g) for g in gaps]})
+                if not merged:
+                    raise CannotAnswer(
+                        f"typemux-lsp: {method} found nothing, but these projects that see "
+                        f"{path} could not be asked: {said}. The answer may be there. Fix: "
+                        "retry; raise --max-backends if the pool is full."
+                    )
+            self._ledger.answer(entry, merged if merged or any_list(answers) else None)
+        return None
+
+    def _hand_back(self, entry: Pending, message: Message, body: bytes, forward: Forward) -> None:
+        """Nothing to merge: the request goes to the document's backend as it is."""
+        with self._plane.lock:
+            entry.task = None
+            if entry.client_id in self._ledger and self._ledger.get(entry.client_id) is entry:
+                forward(entry, message, body)
+
+    async def _definition(
+        self, target: BackendSession, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Where the symbol at the request's position is defined, by the document's backend;
+        the request's own position when the backend names none (the cursor is on it)."""
+        uri = get_path(params, "textDocument", "uri")
+        position = params.get("position")
+        if not isinstance(uri, str) or not isinstance(position, dict):
+            return None
+        await self._wait_ready(target)
+        with self._plane.lock:
+            if not target.alive:
+                return None
+            fut = target.request(
+                "textDocument/definition", {"textDocument": {"uri": uri}, "position": position}
+            )
+        try:
+            result = await fut
+        except BackendError:
+            return None
+        except asyncio.CancelledError:
+            with self._plane.lock:
+                target.cancel_internal(fut)
+            raise
+        for location in result if isinstance(result, list) else [result]:
+            found = _location(location)
+            if found is not None and found[0].endswith((".py", ".pyi")):
+                return found
+        return uri, position
+
+    def _sessions(self, venvs: list[Venv]) -> tuple[list[BackendSession], list[Gap]]:
+        """The sessions of `venvs`, started where a slot is free (never evicting one); one
+        session serving several of them is asked once."""
+        sessions: list[BackendSession] = []
+        gaps: list[Gap] = []
+        for venv in venvs:
+            session = self._pool.get(venv)
+            if session is None:
+                if len(self._pool.live()) >= self._pool.max_backends:
+                    why = f"no backend slot free (--max-backends {self._pool.max_backends})"
+                    gaps.append(Gap(venv.project_dir, why))
+                    continue
+                try:
+                    session = self._pool.get_or_start(venv)
+                except BackendError as exc:
+                    gaps.append(Gap(venv.project_dir, _first_sentence(str(exc))))
+                    continue
+            if session not in sessions:
+                sessions.append(session)
+        return sessions, gaps
+
+    def _text(self, uri: str, path: Path) -> str | None:
+        doc = self._store.get(uri)
+        if doc is not None and not doc.desynced:
+            return doc.backend_text
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    async def _wait_ready(self, session: BackendSession) -> None:
+        await asyncio.shield(session.started)
+        if session.state is State.WARMING:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(session.ready), self._warmup() or 2.0)
+
+    async def _in(
+        self,
+        session: BackendSession,
+        uri: str,
+        text: str,
+        ask: Callable[[], Coroutine[Any, Any, Any]],
+    ) -> Any:
+        """`ask` of `session` once it runs, with the definition's file open in it: the
+        client's document where it belongs to this session, else opened for the question
+        with the client's (or the disk's) text and closed after."""
+        await asyncio.shield(session.started)
+        opened = False
+        with self._plane.lock:
+            if not session.alive:
+                raise BackendError(_first_sentence(str(session.error or "its backend stopped")))
+            doc = self._store.get(uri)
+            if doc is not None and doc.venv is not None and doc.venv.key == session.venv.key:
+                if uri not in session.open_docs and not doc.desynced:
+                    session.open_document(doc)
+            else:
+                if uri in session.proxy_docs:
+                    session.close_document(uri)  # (its text may be older)
+                if uri not in session.open_docs:
+                    session.open_text(uri, text)
+                    opened = True
+        try:
+            await self._wait_ready(session)
+            return await ask()
+        finally:
+            with self._plane.lock:
+                if opened and session.alive and uri in session.proxy_docs:
+                    session.close_document(uri)
+
+    def _asker(
+        self, session: BackendSession, method: str, params: dict[str, Any]
+    ) -> Callable[[], Coroutine[Any, Any, Any]]:
+        async def ask() -> Any:
+            with self._plane.lock:
+                refusal = unsupported(session.kind, method, session.capabilities)
+                if refusal is not None:
+                    raise BackendError(_first_sentence(refusal))
+                if not session.alive:
+                    raise BackendError("its backend stopped")
+                fut = session.request(method, params)
+            try:
+                return await fut
+            except asyncio.CancelledError:
+                with self._plane.lock:
+                    session.cancel_internal(fut)
+                raise
+
+        return ask
+
+    def _item_asker(
+        self, session: BackendSession, method: str, uri: str, position: dict[str, Any]
+    ) -> Callable[[], Coroutine[Any, Any, Any]]:
+        """Each backend is asked with its own item (items carry backend-private `data`)."""
+        prepare = self._asker(session, _PREPARE[method], _at(uri, position))
+
+        async def ask() -> Any:
+            items = await prepare()
+            item = next(
+                (i for i in items or [] if _item_position(i) == (uri, position)),
+                (items or [None])[0],
+            )
+            if item is None:
+                return []
+            return await self._asker(session, method, {"item": item})()
+
+        return ask
+
+    async def _gather(
+        self, work: dict[BackendSession, Coroutine[Any, Any, Any]], gaps: list[Gap]
+    ) -> dict[BackendSession, Any]:
+        """Every session's answer within the budget; the others are gaps. Cancelled (the
+        client's `$/cancelRequest`): every sub-request is withdrawn from its backend."""
+        tasks = {s: asyncio.ensure_future(w) for s, w in work.items()}
+        budget = self._deadline() or BUDGET
+        try:
+            await asyncio.wait(tasks.values(), timeout=budget)
+        finally:
+            for task in tasks.values():
+                if not task.done():
+                    task.cancel()
+        answers: dict[BackendSession, Any] = {}
+        for session, task in tasks.items():
+            project = session.venv.project_dir
+            if task.cancelled():
+                gaps.append(Gap(project, f"no answer within {budget:g} s"))
+            elif task.exception() is not None:
+                gaps.append(Gap(project, _first_sentence(str(task.exception()))))
+            else:
+                answers[session] = task.result()
+        return answers
+
+    # -- rename ------------------------------------------------------------------------------
+
+    def _identifier(self, text: str, position: dict[str, Any]) -> str | None:
+        found = self._identifier_span(text, position)
+        return found[0] if found is not None else None
+
+    def _identifier_span(self, text: str, position: dict[str, Any]) -> tuple[str, int, int] | None:
+        """The identifier at `position`, and its start and end characters (in the
+        negotiated encoding)."""
+        line, char = position.get("line"), position.get("character")
+        if not isinstance(line, int) or not isinstance(char, int):
+            return None
+        lines = text.splitlines()
+        if line >= len(lines):
+            return None
+        content = lines[line]
+        before = text_in(content, _line_range(0, char), self._store.encoding)
+        if before is None:
+            return None
+        for match in _IDENTIFIER.finditer(content):
+            if match.start() <= len(before) <= match.end():
+                return (
+                    match.group(),
+                    _units(content[: match.start()], self._store.encoding),
+                    _units(content[: match.end()], self._store.encoding),
+                )
+        return None
+
+    def _rename(
+        self,
+        answers: dict[BackendSession, Any],
+        owner: BackendSession | None,
+        gaps: list[Gap],
+        old: str | None,
+        new: Any,
+    ) -> dict[str, Any]:
+        """One WorkspaceEdit: the owner's rename, and every other environment's references
+        as edits of the identifier (a reference whose text is not the old name, such as an
+        alias's uses, is left alone: `import core.greet as g` keeps `g`)."""
+        if gaps:
+            raise CannotAnswer(
+                f"typemux-lsp: cannot rename {old!r}: these projects use it and could not be "
+                f"asked: {'; '.join(map(str, gaps))}. No edit was made, since a rename without "
+                "them would break them. Fix: retry; raise --max-backends if the pool is full."
+            )
+        edits: dict[str, list[dict[str, Any]]] = {}
+        operations: list[Any] = []
+        stale: list[str] = []
+        if owner is not None and owner in answers:
+            self._owner_edits(answers[owner], edits, operations, stale)
+        texts: dict[str, str | None] = {}
+        for session, answer in answers.items():
+            if session is owner:
+                continue
+            for location in answer if isinstance(answer, list) else []:
+                found = _location(location)
+                if found is None or not isinstance(location.get("range"), dict):
+                    continue
+                uri = found[0]
+                if uri not in texts:
+                    path = local_path(uri)
+                    texts[uri] = self._text(uri, path) if path is not None else None
+                text = texts[uri]
+                if text is None or text_in(text, location["range"], self._store.encoding) != old:
+                    continue
+                edits.setdefault(uri, []).append({"range": location["range"], "newText": new})
+        if stale:
+            raise CannotAnswer(
+                "typemux-lsp: cannot rename: the backend answered for an older text of "
+                f"{', '.join(stale)} than the client has. No edit was made. Fix: retry."
+            )
+        for uri, those in edits.items():
+            edits[uri] = _no_overlaps(uri, those)
+        return self._workspace_edit(edits, operations)
+
+    def _owner_edits(
+        self,
+        answer: Any,
+        edits: dict[str, list[dict[str, Any]]],
+        operations: list[Any],
+        stale: list[str],
+    ) -> None:
+        if not isinstance(answer, dict):
+            return
+        changes = answer.get("changes")
+        if isinstance(changes, dict):
+            for uri, those in changes.items():
+                edits.setdefault(uri, []).extend(those if isinstance(those, list) else [])
+        for change in answer.get("documentChanges") or []:
+            if not isinstance(change, dict) or "kind" in change:
+                operations.append(change)
+                continue
+            uri = get_path(change, "textDocument", "uri")
+            version = get_path(change, "textDocument", "version")
+            if not isinstance(uri, str):
+                continue
+            doc = self._store.get(uri)
+            if isinstance(version, int) and doc is not None and version != doc.sync_version:
+                stale.append(uri)
+            those = change.get("edits")
+            edits.setdefault(uri, []).extend(those if isinstance(those, list) else [])
+
+    def _workspace_edit(
+        self, edits: dict[str, list[dict[str, Any]]], operations: list[Any]
+    ) -> dict[str, Any]:
+        if not get_path(self._support().caps, "workspace", "workspaceEdit", "documentChanges"):
+            return {"changes": edits}
+        changes: list[Any] = list(operations)
+        for uri in sorted(edits):
+            doc = self._store.get(uri)
+            changes.append(
+                {
+                    "textDocument": {
+                        "uri": uri,
+                        "version": doc.client_version if doc is not None else None,
+                    },
+                    "edits": edits[uri],
+                }
+            )
+        return {"documentChanges": changes}
+
+    async def _prepare_rename(
+        self,
+        entry: Pending,
+        params: dict[str, Any],
+        target: BackendSession,
+        owner: BackendSession | None,
+        where: tuple[str, dict[str, Any]],
+        text: str | None,
+    ) -> None:
+        """The document's backend says whether the symbol can be renamed; when it refuses a
+        symbol another project owns (pyrefly: "Third-party symbols cannot be renamed"), the
+        owner is asked at the definition and, if it agrees, the cursor's identifier is the
+        range to rename."""
+        error: BackendError | None = None
+        try:
+            mine = await self._asker(target, entry.method, params)()
+        except BackendError as exc:
+            mine, error = None, exc
+        if mine is None and owner is not None and owner is not target and text is not None:
+            uri, position = where
+            theirs = await self._in(
+                owner, uri, text, self._asker(owner, entry.method, _at(uri, position))
+            )
+            cursor = self._cursor_range(params)
+            if theirs is not None and cursor is not None:
+                mine, error = cursor, None
+        with self._plane.lock:
+            if error is not None:
+                self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(error))
+            else:
+                self._ledger.answer(entry, mine)
+
+    def _cursor_range(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The identifier at the request's position, with its name as placeholder."""
+        uri = get_path(params, "textDocument", "uri")
+        position = params.get("position")
+        path = local_path(uri) if isinstance(uri, str) else None
+        text = self._text(uri, path) if isinstance(uri, str) and path is not None else None
+        if text is None or not isinstance(position, dict):
+            return None
+        found = self._identifier_span(text, position)
+        if found is None:
+            return None
+        name, start, end = found
+        line = position["line"]
+        return {
+            "range": {
+                "start": {"line": line, "character": start},
+                "end": {"line": line, "character": end},
+            },
+            "placeholder": name,
+        }
+
+
+def _no_overlaps(uri: str, edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The edits of one document, duplicates removed, in order; different edits of
+    overlapping ranges are an error (no way to know which is right)."""
+    unique: dict[str, dict[str, Any]] = {}
+    for edit in edits:
+        unique.setdefault(json.dumps(edit, sort_keys=True), edit)
+    ordered = sorted(unique.values(), key=lambda e: _range_key(e.get("range")))
+    for before, after in itertools.pairwise(ordered):
+        if _range_key(after.get("range"))[:2] < _range_key(before.get("range"))[2:]:
+            raise CannotAnswer(
+                f"typemux-lsp: cannot rename: two projects' backends disagree on {uri} "
+                f"(overlapping edits {before} and {after}). No edit was made."
+            )
+    return ordered
+
+
+def _range_key(rng: Any) -> tuple[int, int, int, int]:
+    try:
+        s, e = rng["start"], rng["end"]
+        return (int(s["line"]), int(s["character"]), int(e["line"]), int(e["character"]))
+    except (TypeError, KeyError, ValueError):
+        return (0, 0, 0, 0)
+
+
+def _line_range(start: int, end: int) -> dict[str, Any]:
+    return {"start": {"line": 0, "character": start}, "end": {"line": 0, "character": end}}
+
+
+def _units(text: str, encoding: Encoding) -> int:
+    """The length of `text` in the encoding's code units."""
+    if encoding is Encoding.UTF32:
+        return len(text)
+    return len(text.encode("utf-16-le" if encoding is Encoding.UTF16 else "utf-8")) // (
+        2 if encoding is Encoding.UTF16 else 1
+    )
+
+
+def _at(uri: str, position: dict[str, Any]) -> dict[str, Any]:
+    return {"textDocument": {"uri": uri}, "position": position}
+
+
+def _location(location: Any) -> tuple[str, dict[str, Any]] | None:
+    """(uri, start) of a Location or LocationLink (its name, not its whole body)."""
+    if not isinstance(location, dict):
+        return None
+    uri = location.get("uri", location.get("targetUri"))
+    rng = location.get("range", location.get("targetSelectionRange"))
+    start = get_path(rng, "start")
+    if not isinstance(uri, str) or not isinstance(start, dict):
+        return None
+    return uri, start
+
+
+def _item_position(item: Any) -> tuple[str, dict[str, Any]] | None:
+    uri = get_path(item, "uri")
+    start = get_path(item, "selectionRange", "start")
+    if not isinstance(uri, str) or not isinstance(start, dict):
+        return None
+    return uri, start
+
+
+def any_list(answers: dict[BackendSession, Any]) -> bool:
+    return any(isinstance(a, list) for a in answers.values())
+
+
+def _merge(method: str, answers: list[Any]) -> list[Any]:
+    """Locations de-duplicated and ordered; call-hierarchy items merged by (uri, range)."""
+    if method == "callHierarchy/incomingCalls":
+        calls: dict[str, dict[str, Any]] = {}
+        for answer in answers:
+            for call in answer if isinstance(answer, list) else []:
+                item = call.get("from") if isinstance(call, dict) else None
+                key = json.dumps([get_path(item, "uri"), get_path(item, "range")], sort_keys=True)
+                known = calls.setdefault(key, {**call, "fromRanges": []})
+                for rng in call.get("fromRanges") or []:
+                    if rng not in known["fromRanges"]:
+                        known["fromRanges"].append(rng)
+        for call in calls.values():
+            call["fromRanges"].sort(key=_range_key)
+        return sorted(calls.values(), key=lambda c: _order(c.get("from")))
+    merged: dict[str, Any] = {}
+    for answer in answers:
+        for item in answer if isinstance(answer, list) else [answer] if answer else []:
+            if method == "typeHierarchy/subtypes":
+                key = json.dumps([get_path(item, "uri"), get_path(item, "range")], sort_keys=True)
+            else:
+                found = _location(item)
+                key = json.dumps(
+                    [found[0], get_path(item, "range") or get_path(item, "targetSelectionRange")]
+                    if found
+                    else item,
+                    sort_keys=True,
+                )
+            merged.setdefault(key, item)
+    return sorted(merged.values(), key=_order)
+
+
+def _order(item: Any) -> tuple[str, tuple[int, int, int, int]]:
+    found = _location(item)
+    rng = get_path(item, "range") or get_path(item, "targetSelectionRange")
+    return (found[0] if found else "", _range_key(rng))
+
+
+def _first_sentence(text: str) -> str:
+    text = text.removeprefix("typemux-lsp: ")
+    return text.split(". ")[0].rstrip(".")
