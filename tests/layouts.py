@@ -104,7 +104,7 @@ def build(
 
 
 def build_uv_workspace(root: Path) -> Layout:
-    """A uv workspace: members `libs/core`, `services/a`, `services/b`, one `.venv` at the
+    """A uv workspace: members `libs/core`, `services/a`, `services/b`, `services/alias`, one `.venv` at the
     root with every member installed editable (as `uv sync` writes it)."""
     (root / "pyproject.toml").write_text(
         '[project]\nname = "ws"\nversion = "0.1"\n\n'
@@ -118,10 +118,11 @@ def build_uv_workspace(root: Path) -> Layout:
     (core_dir / "src/core/__init__.py").write_text(CORE, encoding="utf-8")
     site = make_venv(root / ".venv")
     lines = [str(core_dir / "src")]
-    for name in ("a", "b"):
+    for name in ("a", "b", "alias"):
         service = root / "services" / name
         _project(service, f"service-{name}")
-        (service / "app.py").write_text(CONSUMER.format(name=name), encoding="utf-8")
+        text = ALIAS if name == "alias" else CONSUMER.format(name=name)
+        (service / "app.py").write_text(text, encoding="utf-8")
         lines.append(str(service))
     (site / "_members.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return Layout(root, ("a", "b"))
+    return Layout(root, ("a", "b", "alias"))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from . import jsonrpc
+from . import jsonrpc, projects
 from .documents import DocumentStore, Encoding, text_in
 from .environments import canonical
 from .environments.model import ImportRoots, import_roots
@@ -57,12 +58,26 @@ ROOTS_TTL: Final = 5.0
 BUDGET: Final = 45.0
 #: gaps kept for `typemux/status`
 KEEP_GAPS: Final = 20
+#: backend kinds that report a use of a module in a file only while that file is open
+#: (measured: pyrefly 1.5 finds no reference in an unopened file of its own project, even
+#: after its indexing; pyright, basedpyright and ty search their whole project)
+_OPENS_IMPORTERS: Final = frozenset({"pyrefly"})
+#: files of a project opened at most for one question
+MAX_IMPORTERS: Final = 50
 #: methods whose params carry the definition as an item (prepared by the client)
 _ITEM_METHODS: Final = frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"})
 _PREPARE: Final = {
     "callHierarchy/incomingCalls": "textDocument/prepareCallHierarchy",
     "typeHierarchy/subtypes": "textDocument/prepareTypeHierarchy",
 }
+#: asked of the document's backend first, of the definition's owner when it refuses
+_PREPARES: Final = frozenset(
+    {
+        "textDocument/prepareRename",
+        "textDocument/prepareCallHierarchy",
+        "textDocument/prepareTypeHierarchy",
+    }
+)
 _CLIENT_TOKENS: Final = frozenset({"workDoneToken", "partialResultToken"})
 _IDENTIFIER: Final = re.compile(r"[^\W\d]\w*")
 
@@ -228,16 +243,33 @@ class Across:
             target.crosses = crosses
         if not crosses:
             return self._hand_back(entry, message, body, forward)
+        mine: Any = None
+        error: BackendError | None = None
+        if method in _PREPARES:
+            # The document's own backend first: it answers unless the symbol is another
+            # project's (pyrefly: "Third-party symbols cannot be renamed", no call hierarchy).
+            await self._wait_ready(target)
+            try:
+                mine = await self._asker(target, method, params)()
+            except BackendError as exc:
+                error = exc
+            if mine is not None or (error is not None and method != "textDocument/prepareRename"):
+                with self._plane.lock:
+                    if error is not None:
+                        self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(error))
+                    else:
+                        self._ledger.answer(entry, mine)
+                return None
         if method in _ITEM_METHODS:
             where = _item_position(params.get("item"))
         else:
             where = await self._definition(target, params)
         if where is None:
-            return self._hand_back(entry, message, body, forward)
+            return self._hand_back(entry, message, body, forward, asked=(mine, error))
         uri, position = where
         path = local_path(uri)
         if path is None:
-            return self._hand_back(entry, message, body, forward)
+            return self._hand_back(entry, message, body, forward, asked=(mine, error))
         with self._plane.lock:
             owned, venvs = self.seers(path)
             alone = not venvs or (len(venvs) == 1 and venvs[0].key == target.venv.key)
@@ -245,10 +277,10 @@ class Across:
                 sessions, gaps = self._sessions(venvs)
                 text = self._text(uri, path)
         if alone:
-            return self._hand_back(entry, message, body, forward)
+            return self._hand_back(entry, message, body, forward, asked=(mine, error))
         owner = sessions[0] if owned and sessions and sessions[0].venv.key == venvs[0].key else None
-        if method == "textDocument/prepareRename":
-            return await self._prepare_rename(entry, params, target, owner, where, text)
+        if method in _PREPARES:
+            return await self._prepare(entry, params, target, owner, where, text)
         if text is None:
             raise CannotAnswer(f"typemux-lsp: cannot read {path}, the definition of the symbol.")
         work: dict[BackendSession, Coroutine[Any, Any, Any]] = {}
@@ -291,9 +323,24 @@ class Across:
             self._ledger.answer(entry, merged if merged or any_list(answers) else None)
         return None
 
-    def _hand_back(self, entry: Pending, message: Message, body: bytes, forward: Forward) -> None:
-        """Nothing to merge: the request goes to the document's backend as it is."""
+    def _hand_back(
+        self,
+        entry: Pending,
+        message: Message,
+        body: bytes,
+        forward: Forward,
+        *,
+        asked: tuple[Any, BackendError | None] | None = None,
+    ) -> None:
+        """Nothing to merge: the request goes to the document's backend as it is (a prepare
+        it was asked already is answered with what it said)."""
         with self._plane.lock:
+            if entry.method in _PREPARES and asked is not None:
+                if asked[1] is not None:
+                    self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(asked[1]))
+                else:
+                    self._ledger.answer(entry, asked[0])
+                return
             entry.task = None
             if entry.client_id in self._ledger and self._ledger.get(entry.client_id) is entry:
                 forward(entry, message, body)
@@ -375,10 +422,23 @@ class Across:
         client's document where it belongs to this session, else opened for the question
         with the client's (or the disk's) text and closed after."""
         await asyncio.shield(session.started)
-        opened = False
+        importers: list[Path] = []
+        module = self._module(session, uri)  # (its top package: `from core import x`)
+        if module is not None and session.kind.name in _OPENS_IMPORTERS:
+            importers = await asyncio.get_running_loop().run_in_executor(
+                None,
+                functools.partial(
+                    projects.importers, session.venv.project_dir, module, limit=MAX_IMPORTERS
+                ),
+            )
+        opened: list[str] = []
         with self._plane.lock:
             if not session.alive:
                 raise BackendError(_first_sentence(str(session.error or "its backend stopped")))
+            for importer in importers:
+                if importer.as_uri() not in session.open_docs:
+                    session.open_file(importer)
+                    opened.append(importer.as_uri())
             doc = self._store.get(uri)
             if doc is not None and doc.venv is not None and doc.venv.key == session.venv.key:
                 if uri not in session.open_docs and not doc.desynced:
@@ -388,14 +448,31 @@ class Across:
                     session.close_document(uri)  # (its text may be older)
                 if uri not in session.open_docs:
                     session.open_text(uri, text)
-                    opened = True
+                    opened.append(uri)
         try:
             await self._wait_ready(session)
             return await ask()
         finally:
             with self._plane.lock:
-                if opened and session.alive and uri in session.proxy_docs:
-                    session.close_document(uri)
+                for done in opened:
+                    if session.alive and done in session.proxy_docs:
+                        session.close_document(done)
+
+    def _module(self, session: BackendSession, uri: str) -> str | None:
+        """The top package `session`'s environment imports the file `uri` from, when it is
+        another project's (under one of its extra import roots)."""
+        path = local_path(uri)
+        known = self._index.get(session.venv.key)
+        if path is None or known is None:
+            return None
+        real = canonical(path)
+        for root in known[1].extra:
+            if real.is_relative_to(root):
+                parts = list(real.relative_to(root).with_suffix("").parts)
+                if parts and parts[-1] == "__init__":
+                    parts.pop()
+                return parts[0] if parts else None
+        return None
 
     def _asker(
         self, session: BackendSession, method: str, params: dict[str, Any]
@@ -580,7 +657,7 @@ class Across:
             )
         return {"documentChanges": changes}
 
-    async def _prepare_rename(
+    async def _prepare(
         self,
         entry: Pending,
         params: dict[str, Any],
@@ -589,28 +666,19 @@ class Across:
         where: tuple[str, dict[str, Any]],
         text: str | None,
     ) -> None:
-        """The document's backend says whether the symbol can be renamed; when it refuses a
-        symbol another project owns (pyrefly: "Third-party symbols cannot be renamed"), the
-        owner is asked at the definition and, if it agrees, the cursor's identifier is the
-        range to rename."""
-        error: BackendError | None = None
-        try:
-            mine = await self._asker(target, entry.method, params)()
-        except BackendError as exc:
-            mine, error = None, exc
-        if mine is None and owner is not None and owner is not target and text is not None:
+        """The document's backend refused a symbol another project owns: the owner is asked
+        at the definition. Its items are answered as they are (they name the definition);
+        for a rename, the cursor's identifier is the range to rename when the owner agrees."""
+        theirs: Any = None
+        if owner is not None and owner is not target and text is not None:
             uri, position = where
             theirs = await self._in(
                 owner, uri, text, self._asker(owner, entry.method, _at(uri, position))
             )
-            cursor = self._cursor_range(params)
-            if theirs is not None and cursor is not None:
-                mine, error = cursor, None
+            if theirs is not None and entry.method == "textDocument/prepareRename":
+                theirs = self._cursor_range(params)
         with self._plane.lock:
-            if error is not None:
-                self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(error))
-            else:
-                self._ledger.answer(entry, mine)
+            self._ledger.answer(entry, theirs)
 
     def _cursor_range(self, params: dict[str, Any]) -> dict[str, Any] | None:
         """The identifier at the request's position, with its name as placeholder."""

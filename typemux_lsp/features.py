@@ -141,6 +141,8 @@ ACROSS_METHODS = frozenset(
         "textDocument/references",
         "textDocument/rename",
         "textDocument/prepareRename",
+        "textDocument/prepareCallHierarchy",
+        "textDocument/prepareTypeHierarchy",
         "textDocument/implementation",
         "callHierarchy/incomingCalls",
         "typeHierarchy/subtypes",

@@ -109,6 +109,8 @@ async def test_rename_edits_every_project_and_keeps_an_alias(
 ) -> None:
     client = await start_proxy(backend, layout.root, NEOVIM)
     at = where(client, layout, start)
+    prepared = await client.request("textDocument/prepareRename", at)
+    assert prepared is not None, "the client would not offer the rename"
     edit = await client.request("textDocument/rename", {**at, "newName": "salute"})
     after = apply(edit, layout)
     assert set(after) >= EVERY, after
@@ -137,11 +139,10 @@ async def test_incoming_calls_cover_every_project(
     assert items, items
     calls = await client.request("callHierarchy/incomingCalls", {"item": items[0]})
     callers = {(_short(c["from"]["uri"]), c["from"]["name"]) for c in calls}
-    assert callers >= {
-        ("services/a/app.py", "main"),
-        ("services/b/app.py", "main"),
-        ("services/alias/app.py", "main"),
-    }, callers
+    assert callers >= {("services/a/app.py", "main"), ("services/b/app.py", "main")}, callers
+    # A call through an alias is an incoming call for ty only: the others do not report it
+    # in their own project either (test_a_uv_workspace_does_not_fan_out).
+    assert (("services/alias/app.py", "main") in callers) == (backend == "ty"), callers
     keys = [(c["from"]["uri"], json.dumps(c["from"]["range"])) for c in calls]
     assert len(keys) == len(set(keys)), "a caller twice"
 
@@ -149,7 +150,12 @@ async def test_incoming_calls_cover_every_project(
 async def test_a_uv_workspace_does_not_fan_out(
     backend: str, workspace: Layout, start_proxy: StartProxy, tmp_path: Path
 ) -> None:
-    """One environment sees every member: references are its own answer, straight."""
+    """One environment sees every member: references are its own answer, straight.
+
+    Pinned habits of the backends straight (each fails the day the backend changes): pyrefly
+    1.5 reports no use in a file of its project that is not open (the fan-out opens the
+    importers for it, a workspace's single backend gets no such help); pyright, basedpyright
+    and pyrefly report no incoming call made through an alias (`greet as hello`)."""
     log = tmp_path / "proxy.log"
     client = await start_proxy(
         backend, workspace.root, args=("--log-level", "trace", "--log-file", str(log))
@@ -163,7 +169,19 @@ async def test_a_uv_workspace_does_not_fan_out(
             "context": {"includeDeclaration": True},
         },
     )
-    assert files_of(found) >= {CORE, "services/a/app.py", "services/b/app.py"}, found
+    users = {"services/a/app.py", "services/b/app.py", "services/alias/app.py"}
+    if backend == "pyrefly":
+        assert files_of(found) == {CORE}, found
+    else:
+        assert files_of(found) >= {CORE, *users}, found
+    items = await client.request(
+        "textDocument/prepareCallHierarchy",
+        {"textDocument": {"uri": uri}, "position": client.position(uri, "def greet", offset=4)},
+    )
+    calls = await client.request("callHierarchy/incomingCalls", {"item": items[0]})
+    callers = {_short(c["from"]["uri"]) for c in calls}
+    if backend != "pyrefly":
+        assert ("services/alias/app.py" in callers) == (backend == "ty"), callers
     sent = [
         json.loads(line.split("proxy -> backend: ", 1)[1])
         for line in log.read_text(encoding="utf-8").splitlines()
