@@ -104,8 +104,8 @@ def build(
 
 
 def build_uv_workspace(root: Path) -> Layout:
-    """A uv workspace: members `libs/core`, `services/a`, `services/b`, `services/alias`, one `.venv` at the
-    root with every member installed editable (as `uv sync` writes it)."""
+    """A uv workspace: members `libs/core`, `services/a`, `services/b`, `services/alias`,
+    one `.venv` at the root with every member installed editable (as `uv sync` does)."""
     (root / "pyproject.toml").write_text(
         '[project]\nname = "ws"\nversion = "0.1"\n\n'
         '[tool.uv.workspace]\nmembers = ["libs/*", "services/*"]\n',

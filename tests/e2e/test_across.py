@@ -5,14 +5,15 @@ cover every project — or the proxy says which project it could not ask."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from clients import NEOVIM, MuxClient, apply_change
+from clients import NEOVIM, MuxClient, apply_change, proxy_command, proxy_env
 from layouts import Layout, build, build_uv_workspace
 from pygls.exceptions import JsonRpcException
 
@@ -211,3 +212,95 @@ async def test_a_project_not_asked_is_named_and_a_rename_is_refused(
         await client.request("textDocument/rename", {**at, "newName": "salute"})
     assert "--max-backends" in err.value.message and "services/" in err.value.message
     assert "No edit was made" in err.value.message
+
+
+async def wait_for_file(path: Path, pending: Any, timeout: float = 30) -> None:
+    """Until a file the fake backend writes exists (it has no other way to tell)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(path.exists):
+        assert pending is None or not pending.done(), pending.result()
+        assert loop.time() < deadline, f"{path} never written"
+        await asyncio.sleep(0.02)
+
+
+FAKE = Path(__file__).resolve().parent.parent / "fake_backend.py"
+
+
+async def start_with_fault(
+    start_raw: Any, layout: Layout, project: str, fault: str, tmp_path: Path
+) -> Any:
+    """The proxy on real ty backends, except `project`'s: the fake backend with `fault`
+    (fault injection only: the wrapper runs it where `.fake_backend` exists)."""
+    (layout.path(project) / ".fake_backend").write_text(fault, encoding="utf-8")
+    wrapper = tmp_path / "backend.sh"
+    ty = Path(sys.executable).parent / "ty"
+    wrapper.write_text(
+        f"#!/bin/sh\n[ -f .fake_backend ] && exec {sys.executable} {FAKE}\nexec {ty} server\n"
+    )
+    wrapper.chmod(0o755)
+    env = {**proxy_env(), "TYPEMUX_LSP_BACKEND_COMMAND": str(wrapper)}
+    proxy = await start_raw(proxy_command("ty"), cwd=layout.root, env=env, name="typemux-lsp")
+    await proxy.initialize(NEOVIM.initialize_params(layout.root))
+    return proxy
+
+
+def at_definition(layout: Layout) -> dict[str, Any]:
+    text = layout.core.read_text(encoding="utf-8")
+    line = text.split("\n").index("def greet(name: str) -> str:")
+    return {
+        "textDocument": {"uri": layout.core.as_uri()},
+        "position": {"line": line, "character": 4},
+    }
+
+
+async def test_a_consumer_backend_crashing_mid_rename_gives_an_error_and_no_edit(
+    tmp_path: Path, start_raw: Any
+) -> None:
+    layout = build(tmp_path / "repo")
+    proxy = await start_with_fault(
+        start_raw, layout, "services/b", "crash_on=textDocument/references", tmp_path
+    )
+    proxy.open(layout.core)
+    answer = await proxy.request(
+        "textDocument/rename", {**at_definition(layout), "newName": "salute"}
+    )
+    assert "result" not in answer, answer
+    message = answer["error"]["message"]
+    assert str(layout.path("services/b")) in message and "No edit was made" in message, message
+    # the other projects are untouched and still answer
+    found = await proxy.result(
+        "textDocument/references",
+        {**at_definition(layout), "context": {"includeDeclaration": True}},
+    )
+    assert files_of(found) >= {CORE, "services/a/app.py", "services/alias/app.py"}, found
+
+
+async def test_a_cancelled_fan_out_is_withdrawn_from_every_backend(
+    tmp_path: Path, start_raw: Any
+) -> None:
+    """b's backend never answers references: the client's cancel answers RequestCancelled
+    at once, and b's backend gets a $/cancelRequest for the proxy's sub-request."""
+    layout = build(tmp_path / "repo")
+    proxy = await start_with_fault(
+        start_raw,
+        layout,
+        "services/b",
+        "hang_on=textDocument/references,log_requests=textDocument/references,log_cancels",
+        tmp_path,
+    )
+    proxy.open(layout.core)
+    pending = asyncio.ensure_future(
+        proxy.request(
+            "textDocument/references",
+            {**at_definition(layout), "context": {"includeDeclaration": True}},
+            msg_id="refs",
+        )
+    )
+    requests = layout.path("services/b") / ".fake_requests"
+    await wait_for_file(requests, pending)
+    proxy.notify("$/cancelRequest", {"id": "refs"})
+    answer = await asyncio.wait_for(pending, 10)
+    assert answer["error"]["code"] == -32800, answer
+    logged = layout.path("services/b") / ".fake_cancels"
+    await wait_for_file(logged, None)  # (the fake backend writes it on receipt)
