@@ -106,6 +106,7 @@ def build(
 def build_uv_workspace(root: Path) -> Layout:
     """A uv workspace: members `libs/core`, `services/a`, `services/b`, `services/alias`,
     one `.venv` at the root with every member installed editable (as `uv sync` does)."""
+    root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(
         '[project]\nname = "ws"\nversion = "0.1"\n\n'
         '[tool.uv.workspace]\nmembers = ["libs/*", "services/*"]\n',

@@ -58,10 +58,13 @@ ROOTS_TTL: Final = 5.0
 BUDGET: Final = 45.0
 #: gaps kept for `typemux/status`
 KEEP_GAPS: Final = 20
-#: backend kinds that report a use of a module in a file only while that file is open
-#: (measured: pyrefly 1.5 finds no reference in an unopened file of its own project, even
-#: after its indexing; pyright, basedpyright and ty search their whole project)
-_OPENS_IMPORTERS: Final = frozenset({"pyrefly"})
+#: Backend kinds whose first answers after their start lack the uses in files not open
+#: (bench/across_habits.py: pyright, basedpyright and pyrefly answer without the consumer's
+#: importing file until their background analysis has reached it, ~0.1-0.2 s after their
+#: first answer; complete at once with the importer open; ty is complete at once).
+_OPENS_IMPORTERS: Final = frozenset({"pyright", "basedpyright", "pyrefly"})
+#: seconds after its start a backend gets the importing files opened for it
+IMPORTERS_WHILE_YOUNGER: Final = 30.0
 #: files of a project opened at most for one question
 MAX_IMPORTERS: Final = 50
 #: methods whose params carry the definition as an item (prepared by the client)
@@ -424,7 +427,8 @@ class Across:
         await asyncio.shield(session.started)
         importers: list[Path] = []
         module = self._module(session, uri)  # (its top package: `from core import x`)
-        if module is not None and session.kind.name in _OPENS_IMPORTERS:
+        young = time.monotonic() - session.started_at < IMPORTERS_WHILE_YOUNGER
+        if module is not None and young and session.kind.name in _OPENS_IMPORTERS:
             importers = await asyncio.get_running_loop().run_in_executor(
                 None,
                 functools.partial(

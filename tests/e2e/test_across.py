@@ -151,12 +151,11 @@ async def test_incoming_calls_cover_every_project(
 async def test_a_uv_workspace_does_not_fan_out(
     backend: str, workspace: Layout, start_proxy: StartProxy, tmp_path: Path
 ) -> None:
-    """One environment sees every member: references are its own answer, straight.
+    """One environment sees every member: references are its own answer, straight (no
+    definition asked first, nothing opened).
 
-    Pinned habits of the backends straight (each fails the day the backend changes): pyrefly
-    1.5 reports no use in a file of its project that is not open (the fan-out opens the
-    importers for it, a workspace's single backend gets no such help); pyright, basedpyright
-    and pyrefly report no incoming call made through an alias (`greet as hello`)."""
+    A habit of the backends, pinned (it fails the day it changes): pyright, basedpyright
+    and pyrefly report no incoming call made through an alias (`greet as hello`), ty does."""
     log = tmp_path / "proxy.log"
     client = await start_proxy(
         backend, workspace.root, args=("--log-level", "trace", "--log-file", str(log))
@@ -170,19 +169,16 @@ async def test_a_uv_workspace_does_not_fan_out(
             "context": {"includeDeclaration": True},
         },
     )
-    users = {"services/a/app.py", "services/b/app.py", "services/alias/app.py"}
-    if backend == "pyrefly":
-        assert files_of(found) == {CORE}, found
-    else:
-        assert files_of(found) >= {CORE, *users}, found
+    # (right after its start a backend's own answer may lack files it has not analysed yet:
+    # bench/across_habits.py; that is the backend straight, not the proxy's business here)
+    assert CORE in files_of(found), found
     items = await client.request(
         "textDocument/prepareCallHierarchy",
         {"textDocument": {"uri": uri}, "position": client.position(uri, "def greet", offset=4)},
     )
     calls = await client.request("callHierarchy/incomingCalls", {"item": items[0]})
     callers = {_short(c["from"]["uri"]) for c in calls}
-    if backend != "pyrefly":
-        assert ("services/alias/app.py" in callers) == (backend == "ty"), callers
+    assert ("services/alias/app.py" in callers) == (backend == "ty"), callers
     sent = [
         json.loads(line.split("proxy -> backend: ", 1)[1])
         for line in log.read_text(encoding="utf-8").splitlines()
