@@ -2,7 +2,8 @@
 
 `libs/core` (its own `.venv`) installed editable into each consumer's `.venv` the way uv,
 hatchling and PDM do it: a `.pth` file naming the library's source directory. A consumer
-calls `greet` once; `services/alias` imports it under an alias. `uv_workspace` builds the
+calls `greet` once; `services/alias` imports it under an alias; `services/b/loud.py`
+subclasses core's `Greeter`. `uv_workspace` builds the
 other shape: one environment at the root that has every member installed, so nothing fans
 out.
 """
@@ -32,6 +33,14 @@ CONSUMER = """from core import greet
 
 def main() -> str:
     return greet("{name}")
+"""
+
+LOUD = """from core import Greeter
+
+
+class Loud(Greeter):
+    def greet(self, name: str) -> str:
+        return name.upper()
 """
 
 ALIAS = """from core import greet as hello
@@ -98,6 +107,8 @@ def build(
         _project(service, f"service-{name}")
         text = ALIAS if name == "alias" else CONSUMER.format(name=name)
         (service / "app.py").write_text(text, encoding="utf-8")
+        if name == "b":
+            (service / "loud.py").write_text(LOUD, encoding="utf-8")
         site = make_venv(service / ".venv")
         (site / "_core.pth").write_text(f"{core_dir / 'src'}\n", encoding="utf-8")
     return Layout(root, tuple(names))

@@ -148,6 +148,38 @@ async def test_incoming_calls_cover_every_project(
     assert len(keys) == len(set(keys)), "a caller twice"
 
 
+@pytest.mark.parametrize("backend", ["basedpyright", "ty", "pyrefly"])  # (pyright has none)
+async def test_implementations_in_other_projects(
+    backend: str, layout: Layout, start_proxy: StartProxy
+) -> None:
+    client = await start_proxy(backend, layout.root)
+    uri = client.open(layout.core)
+    found = await client.request(
+        "textDocument/implementation",
+        {
+            "textDocument": {"uri": uri},
+            "position": client.position(uri, "def greet(self", offset=4),
+        },
+    )
+    found = found if isinstance(found, list) else [found]
+    assert "services/b/loud.py" in files_of(found), found
+
+
+@pytest.mark.parametrize("backend", ["ty", "pyrefly"])  # (the kinds with type hierarchy)
+async def test_subtypes_in_other_projects(
+    backend: str, layout: Layout, start_proxy: StartProxy
+) -> None:
+    client = await start_proxy(backend, layout.root)
+    uri = client.open(layout.core)
+    items = await client.request(
+        "textDocument/prepareTypeHierarchy",
+        {"textDocument": {"uri": uri}, "position": client.position(uri, "class Greeter", offset=6)},
+    )
+    assert items, items
+    subtypes = await client.request("typeHierarchy/subtypes", {"item": items[0]})
+    assert {(_short(s["uri"]), s["name"]) for s in subtypes} >= {("services/b/loud.py", "Loud")}
+
+
 async def test_a_uv_workspace_does_not_fan_out(
     backend: str, workspace: Layout, start_proxy: StartProxy, tmp_path: Path
 ) -> None:
