@@ -81,6 +81,12 @@ _PREPARES: Final = frozenset(
         "textDocument/prepareTypeHierarchy",
     }
 )
+#: answered as partial results under the client's token as each backend answers (incoming
+#: calls are not: a caller's ranges from two backends are one item, which a partial result
+#: cannot amend)
+_STREAMED: Final = frozenset(
+    {"textDocument/references", "textDocument/implementation", "typeHierarchy/subtypes"}
+)
 _CLIENT_TOKENS: Final = frozenset({"workDoneToken", "partialResultToken"})
 _IDENTIFIER: Final = re.compile(r"[^\W\d]\w*")
 
@@ -115,8 +121,11 @@ class Across:
         support: Callable[[], ClientSupport],
         deadline: Callable[[], float],
         warmup: Callable[[], float],
+        send: Callable[[Message], None],
     ) -> None:
         self._plane = plane
+        #: a message to the client (partial results)
+        self._send = send
         self._ledger = ledger
         self._pool = pool
         self._router = router
@@ -304,7 +313,22 @@ class Across:
                 sub = {k: v for k, v in params.items() if k not in _CLIENT_TOKENS}
                 ask = self._asker(session, method, {**sub, **_at(uri, position)})
             work[session] = self._in(session, uri, text, ask)
-        answers = await self._gather(work, gaps)
+        token = params.get("partialResultToken") if method in _STREAMED else None
+        streamed: set[str] = set()
+
+        def stream(answer: Any) -> None:
+            """A backend's answer, as partial results under the client's token: what no
+            other backend already gave."""
+            new = [i for i in _merge(method, [answer]) if _key(method, i) not in streamed]
+            if new:
+                streamed.update(_key(method, i) for i in new)
+                with self._plane.lock:
+                    if self._ledger.get(entry.client_id) is entry:
+                        self._send(
+                            jsonrpc.notification("$/progress", {"token": token, "value": new})
+                        )
+
+        answers = await self._gather(work, gaps, stream if token is not None else None)
         if method == "textDocument/rename":
             old = self._identifier(text, position)
             edit = self._rename(answers, owner, gaps, old, new_name)
@@ -317,12 +341,14 @@ class Across:
                 said = "; ".join(map(str, gaps))
                 logger.warning("%s at %s: not asked: %s", method, uri, said)
                 self.gaps.append({"method": method, "uri": uri, "notAsked": [str(g) for g in gaps]})
-                if not merged:
+                if not merged and not streamed:
                     raise CannotAnswer(
                         f"typemux-lsp: {method} found nothing, but these projects that see "
                         f"{path} could not be asked: {said}. The answer may be there. Fix: "
                         "retry; raise --max-backends if the pool is full."
                     )
+            if streamed:  # (the whole result went as partial results: the answer is empty)
+                merged = []
             self._ledger.answer(entry, merged if merged or any_list(answers) else None)
         return None
 
@@ -517,11 +543,22 @@ class Across:
         return ask
 
     async def _gather(
-        self, work: dict[BackendSession, Coroutine[Any, Any, Any]], gaps: list[Gap]
+        self,
+        work: dict[BackendSession, Coroutine[Any, Any, Any]],
+        gaps: list[Gap],
+        each: Callable[[Any], None] | None = None,
     ) -> dict[BackendSession, Any]:
-        """Every session's answer within the budget; the others are gaps. Cancelled (the
-        client's `$/cancelRequest`): every sub-request is withdrawn from its backend."""
+        """Every session's answer within the budget (`each` is given each as it comes); the
+        others are gaps. Cancelled (the client's `$/cancelRequest`): every sub-request is
+        withdrawn from its backend."""
         tasks = {s: asyncio.ensure_future(w) for s, w in work.items()}
+        if each is not None:
+            for task in tasks.values():
+                task.add_done_callback(
+                    lambda t: (
+                        each(t.result()) if not t.cancelled() and t.exception() is None else None
+                    )
+                )
         budget = self._deadline() or BUDGET
         try:
             await asyncio.wait(tasks.values(), timeout=budget)
@@ -777,9 +814,9 @@ def _merge(method: str, answers: list[Any]) -> list[Any]:
         calls: dict[str, dict[str, Any]] = {}
         for answer in answers:
             for call in answer if isinstance(answer, list) else []:
-                item = call.get("from") if isinstance(call, dict) else None
-                key = json.dumps([get_path(item, "uri"), get_path(item, "range")], sort_keys=True)
-                known = calls.setdefault(key, {**call, "fromRanges": []})
+                if not isinstance(call, dict):
+                    continue
+                known = calls.setdefault(_key(method, call), {**call, "fromRanges": []})
                 for rng in call.get("fromRanges") or []:
                     if rng not in known["fromRanges"]:
                         known["fromRanges"].append(rng)
@@ -789,18 +826,23 @@ def _merge(method: str, answers: list[Any]) -> list[Any]:
     merged: dict[str, Any] = {}
     for answer in answers:
         for item in answer if isinstance(answer, list) else [answer] if answer else []:
-            if method == "typeHierarchy/subtypes":
-                key = json.dumps([get_path(item, "uri"), get_path(item, "range")], sort_keys=True)
-            else:
-                found = _location(item)
-                key = json.dumps(
-                    [found[0], get_path(item, "range") or get_path(item, "targetSelectionRange")]
-                    if found
-                    else item,
-                    sort_keys=True,
-                )
-            merged.setdefault(key, item)
+            merged.setdefault(_key(method, item), item)
     return sorted(merged.values(), key=_order)
+
+
+def _key(method: str, item: Any) -> str:
+    """What makes two answers' items the same: a location's file and range, a hierarchy
+    item's file and range, a caller's file and range."""
+    if method == "typeHierarchy/subtypes":
+        return json.dumps([get_path(item, "uri"), get_path(item, "range")], sort_keys=True)
+    if method == "callHierarchy/incomingCalls":
+        caller = get_path(item, "from")
+        return json.dumps([get_path(caller, "uri"), get_path(caller, "range")], sort_keys=True)
+    found = _location(item)
+    if found is None:
+        return json.dumps(item, sort_keys=True)
+    rng = get_path(item, "range") or get_path(item, "targetSelectionRange")
+    return json.dumps([found[0], rng], sort_keys=True)
 
 
 def _order(item: Any) -> tuple[str, tuple[int, int, int, int]]:

@@ -223,6 +223,7 @@ class TypemuxServer:
             lambda: self.support,
             lambda: self.settings.request_timeout,
             lambda: self.settings.warmup_timeout,
+            self.connection.send,
         )
         self.feedback = Feedback(
             self.connection.send,

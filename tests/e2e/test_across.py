@@ -180,6 +180,34 @@ async def test_subtypes_in_other_projects(
     assert {(_short(s["uri"]), s["name"]) for s in subtypes} >= {("services/b/loud.py", "Loud")}
 
 
+async def test_partial_results_stream_under_the_clients_token(
+    layout: Layout, start_raw_proxy: Any
+) -> None:
+    """Each backend's references reach the client as partial results under its token, none
+    twice; the final answer is then empty, as the protocol says."""
+    proxy = await start_raw_proxy("ty", layout.root)
+    await proxy.initialize(NEOVIM.initialize_params(layout.root))
+    proxy.open(layout.core)
+    answer = await proxy.result(
+        "textDocument/references",
+        {
+            **at_definition(layout),
+            "context": {"includeDeclaration": True},
+            "partialResultToken": "refs",
+        },
+    )
+    partial = [
+        m["params"]["value"]
+        for d, m in proxy.messages
+        if d == "in" and m.get("method") == "$/progress" and m["params"]["token"] == "refs"
+    ]
+    streamed = [location for value in partial for location in value]
+    assert answer == [] and len(partial) >= 2, (answer, partial)
+    assert files_of(streamed) >= EVERY, streamed
+    keys = [json.dumps(s, sort_keys=True) for s in streamed]
+    assert len(keys) == len(set(keys)), "a location twice"
+
+
 async def test_a_uv_workspace_does_not_fan_out(
     backend: str, workspace: Layout, start_proxy: StartProxy, tmp_path: Path
 ) -> None:
