@@ -139,15 +139,34 @@ class Across:
         self._index: dict[Path, tuple[Venv, ImportRoots]] = {}
         self._indexed_at = float("-inf")
         self._indexing: asyncio.Future[None] | None = None
+        #: environment key -> (the mtimes of its site-packages directories, its roots)
+        self._roots: dict[Path, tuple[tuple[int, ...], ImportRoots]] = {}
+        self._ticking = False
         #: the latest answers that left an environment out (for `typemux/status`)
         self.gaps: deque[dict[str, Any]] = deque(maxlen=KEEP_GAPS)
 
     # -- which environments see what ---------------------------------------------------------
 
-    def session_started(self, session: BackendSession) -> None:
-        """A backend started: its environment's editable installs may be new."""
+    def refresh(self) -> None:
+        """A backend started, or an environment's `.pth` files changed (an editable install
+        added or removed): the import roots are read again now, so a backend that took the
+        hot path until now leaves it at once when it starts to share files."""
         self._indexed_at = float("-inf")
+        self._roots = {}  # (a .pth rewritten in place leaves its directory's mtime alone)
         self._plane.spawn(self.index())
+        if not self._ticking:
+            self._ticking = True
+            self._plane.later(ROOTS_TTL, self._tick)
+
+    def _tick(self) -> None:
+        """While backends run, the import roots are looked at every `ROOTS_TTL` seconds (a
+        `stat` per site-packages; read again only where one changed): an editable install
+        added to an environment whose backend is not running changes what others see."""
+        if not self._pool.live():
+            self._ticking = False
+            return
+        self._plane.spawn(self.index())
+        self._plane.later(ROOTS_TTL, self._tick)
 
     async def index(self) -> dict[Path, tuple[Venv, ImportRoots]]:
         """Every known environment's import roots (the workspace's and the running ones'),
@@ -167,11 +186,22 @@ class Across:
             extras = {key: self._extra_paths(venv) for key, venv in venvs.items()}
         loop = asyncio.get_running_loop()
 
+        known = dict(self._roots)
+
         def build() -> dict[Path, tuple[Venv, ImportRoots]]:
-            return {k: (v, import_roots(v, extras[k])) for k, v in venvs.items()}
+            index = {}
+            for key, venv in venvs.items():
+                stamp = _stamp(venv, extras[key])
+                cached = known.get(key)
+                if cached is None or cached[0] != stamp:
+                    cached = (stamp, import_roots(venv, extras[key]))
+                    known[key] = cached
+                index[key] = (venv, cached[1])
+            return index
 
         index = await loop.run_in_executor(None, build)
         with self._plane.lock:
+            self._roots = known
             self._index, self._indexed_at = index, time.monotonic()
             for session in self._pool.live():
                 session.crosses = self._crosses(session.venv.key)
@@ -741,6 +771,18 @@ class Across:
             },
             "placeholder": name,
         }
+
+
+def _stamp(venv: Venv, extra: tuple[Path, ...]) -> tuple[int, ...]:
+    """Changes when a file is added to or removed from the environment's site-packages (a
+    new or removed `.pth`), or the settings' extra paths change."""
+    stamp: list[int] = [hash(extra)]
+    for site in sorted(venv.path.glob("lib*/python3*/site-packages")) or [
+        venv.path / "Lib" / "site-packages"
+    ]:
+        with contextlib.suppress(OSError):
+            stamp.append(site.stat().st_mtime_ns)
+    return tuple(stamp)
 
 
 def _no_overlaps(uri: str, edits: list[dict[str, Any]]) -> list[dict[str, Any]]:

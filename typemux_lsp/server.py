@@ -691,6 +691,8 @@ class TypemuxServer:
         if session is None or not session.alive or session.watch_plan is None:
             return
         classified = classify(session.watch_plan, changes)
+        if any(_editable_install(path) for _, path in classified.environment):
+            self.across.refresh()
         self._open_documents_changed(session, classified.sources)
         action = decide(session.kind.name, classified, open_uris=session.open_docs)
         if action is None:
@@ -843,7 +845,7 @@ class TypemuxServer:
 
     def session_started(self, session: BackendSession) -> None:
         self.feedback.backend_started(session)
-        self.across.session_started(session)
+        self.across.refresh()
         for doc in self.store:
             if doc.venv is not None and doc.venv.key == session.venv.key and not doc.desynced:
                 session.open_document(doc)
@@ -880,6 +882,11 @@ class TypemuxServer:
             if entry.task is not None:
                 entry.task.cancel()
             self.ledger.fail(entry, jsonrpc.REQUEST_FAILED, why)
+
+
+def _editable_install(path: Path) -> bool:
+    """A `.pth` file or a setuptools editable finder: what makes other projects importable."""
+    return path.suffix == ".pth" or path.name.startswith("__editable__")
 
 
 def _is_int(value: Any) -> bool:

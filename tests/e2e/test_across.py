@@ -180,6 +180,34 @@ async def test_subtypes_in_other_projects(
     assert {(_short(s["uri"]), s["name"]) for s in subtypes} >= {("services/b/loud.py", "Loud")}
 
 
+async def test_an_editable_install_added_while_running_is_seen(
+    tmp_path: Path, start_proxy: StartProxy
+) -> None:
+    """`uv add --editable ../../libs/core` in a while a's backend is not running: core's
+    references, until then core's own backend's alone (the hot path), include a."""
+    layout = build(tmp_path / "repo", 1, alias=False)
+    pth = next(layout.path("services/a/.venv").glob("lib/python3*/site-packages/_core.pth"))
+    text = pth.read_text()
+    pth.unlink()
+    client = await start_proxy("ty", layout.root)
+    uri = client.open(layout.core)
+    params = {
+        "textDocument": {"uri": uri},
+        "position": client.position(uri, "def greet", offset=4),
+        "context": {"includeDeclaration": True},
+    }
+    before = files_of(await client.request("textDocument/references", params))
+    assert before == {CORE}, before
+    pth.write_text(text)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while "services/a/app.py" not in files_of(
+        await client.request("textDocument/references", params)
+    ):
+        assert loop.time() < deadline, "a's new editable install never seen"
+        await asyncio.sleep(0.25)
+
+
 async def test_partial_results_stream_under_the_clients_token(
     layout: Layout, start_raw_proxy: Any
 ) -> None:
