@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clients import NEOVIM, MuxClient, apply_change, proxy_command, proxy_env
+from clients import NEOVIM, VSCODE, MuxClient, apply_change, proxy_command, proxy_env
 from layouts import Layout, build, build_uv_workspace
 from pygls.exceptions import JsonRpcException
 
@@ -121,12 +121,28 @@ async def test_rename_edits_every_project_and_keeps_an_alias(
         assert "from core import salute\n" in after[f"services/{name}/app.py"]
     alias = after["services/alias/app.py"]
     assert "from core import salute as hello" in alias and 'hello("alias")' in alias, alias
-    if "documentChanges" in edit:  # Neovim takes versioned edits: the client's versions
-        versions = {
-            c["textDocument"]["uri"]: c["textDocument"]["version"] for c in edit["documentChanges"]
-        }
-        assert versions[at["textDocument"]["uri"]] == 1
-        assert all(v is None for u, v in versions.items() if u != at["textDocument"]["uri"])
+
+
+@pytest.mark.parametrize("backend", ["ty", "pyright"])
+async def test_rename_in_document_changes_with_the_clients_versions(
+    backend: str, layout: Layout, start_proxy: StartProxy
+) -> None:
+    """A client that takes `documentChanges` (VS Code) gets them, with its own version of the
+    document it has open (edited twice: version 3) and null for the others."""
+    client = await start_proxy(backend, layout.root, VSCODE)
+    at = where(client, layout, "call")
+    uri = at["textDocument"]["uri"]
+    for _ in range(2):  # (the same text, two versions later)
+        client.change(uri, [{"text": client.text(uri)}])
+    edit = await client.request("textDocument/rename", {**at, "newName": "salute"})
+    assert "changes" not in edit, edit
+    versions = {
+        c["textDocument"]["uri"]: c["textDocument"]["version"] for c in edit["documentChanges"]
+    }
+    assert versions[uri] == 3, versions
+    assert {u for u, v in versions.items() if v is None} == {
+        layout.uri(f) for f in EVERY if layout.uri(f) != uri
+    }, versions
 
 
 @pytest.mark.parametrize("start", ["definition", "call"])
