@@ -165,6 +165,7 @@ class Across:
         if not self._pool.live():
             self._ticking = False
             return
+        self._indexed_at = float("-inf")
         self._plane.spawn(self.index())
         self._plane.later(ROOTS_TTL, self._tick)
 
@@ -295,7 +296,7 @@ class Across:
                 mine = await self._asker(target, method, params)()
             except BackendError as exc:
                 error = exc
-            if mine is not None or (error is not None and method != "textDocument/prepareRename"):
+            if mine or (error is not None and method != "textDocument/prepareRename"):
                 with self._plane.lock:
                     if error is not None:
                         self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(error))
@@ -322,7 +323,7 @@ class Across:
             return self._hand_back(entry, message, body, forward, asked=(mine, error))
         owner = sessions[0] if owned and sessions and sessions[0].venv.key == venvs[0].key else None
         if method in _PREPARES:
-            return await self._prepare(entry, params, target, owner, where, text)
+            return await self._prepare(entry, params, target, owner, where, text, (mine, error))
         if text is None:
             raise CannotAnswer(f"typemux-lsp: cannot read {path}, the definition of the symbol.")
         work: dict[BackendSession, Coroutine[Any, Any, Any]] = {}
@@ -652,6 +653,11 @@ class Across:
                 f"asked: {'; '.join(map(str, gaps))}. No edit was made, since a rename without "
                 "them would break them. Fix: retry; raise --max-backends if the pool is full."
             )
+        if old is None:
+            raise CannotAnswer(
+                "typemux-lsp: cannot rename across projects: no identifier at the definition "
+                "the backend named. No edit was made."
+            )
         edits: dict[str, list[dict[str, Any]]] = {}
         operations: list[Any] = []
         stale: list[str] = []
@@ -736,10 +742,12 @@ class Across:
         owner: BackendSession | None,
         where: tuple[str, dict[str, Any]],
         text: str | None,
+        asked: tuple[Any, BackendError | None],
     ) -> None:
         """The document's backend refused a symbol another project owns: the owner is asked
         at the definition. Its items are answered as they are (they name the definition);
-        for a rename, the cursor's identifier is the range to rename when the owner agrees."""
+        for a rename, the cursor's identifier is the range to rename when the owner agrees.
+        Without another owner, the document's backend's own answer (or error) stands."""
         theirs: Any = None
         if owner is not None and owner is not target and text is not None:
             uri, position = where
@@ -749,7 +757,10 @@ class Across:
             if theirs is not None and entry.method == "textDocument/prepareRename":
                 theirs = self._cursor_range(params)
         with self._plane.lock:
-            self._ledger.answer(entry, theirs)
+            if not theirs and asked[1] is not None:
+                self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(asked[1]))
+            else:
+                self._ledger.answer(entry, theirs or asked[0])
 
     def _cursor_range(self, params: dict[str, Any]) -> dict[str, Any] | None:
         """The identifier at the request's position, with its name as placeholder."""
