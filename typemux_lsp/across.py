@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 ROOTS_TTL: Final = 5.0
 #: seconds a fan-out waits for its backends when no request deadline is set
 BUDGET: Final = 45.0
+#: times a sub-request given up for a change under it is asked again
+RETRIES: Final = 3
 #: gaps kept for `typemux/status`
 KEEP_GAPS: Final = 20
 #: Backend kinds whose first answers after their start lack the uses in files not open
@@ -142,6 +144,9 @@ class Across:
         #: environment key -> (the mtimes of its site-packages directories, its roots)
         self._roots: dict[Path, tuple[tuple[int, ...], ImportRoots]] = {}
         self._ticking = False
+        #: (session id, uri) -> (questions using it, the text given) for the files opened
+        #: in a backend for questions asked across projects
+        self._lent: dict[tuple[int, str], tuple[int, str | None]] = {}
         #: the latest answers that left an environment out (for `typemux/status`)
         self.gaps: deque[dict[str, Any]] = deque(maxlen=KEEP_GAPS)
 
@@ -492,32 +497,61 @@ class Across:
                     projects.importers, session.venv.project_dir, module, limit=MAX_IMPORTERS
                 ),
             )
-        opened: list[str] = []
+        borrowed: list[str] = []
         with self._plane.lock:
             if not session.alive:
                 raise BackendError(_first_sentence(str(session.error or "its backend stopped")))
             for importer in importers:
-                if importer.as_uri() not in session.open_docs:
-                    session.open_file(importer)
-                    opened.append(importer.as_uri())
+                if self._borrow(session, importer.as_uri(), None):
+                    borrowed.append(importer.as_uri())
             doc = self._store.get(uri)
             if doc is not None and doc.venv is not None and doc.venv.key == session.venv.key:
                 if uri not in session.open_docs and not doc.desynced:
                     session.open_document(doc)
-            else:
-                if uri in session.proxy_docs:
-                    session.close_document(uri)  # (its text may be older)
-                if uri not in session.open_docs:
-                    session.open_text(uri, text)
-                    opened.append(uri)
+            elif self._borrow(session, uri, text):
+                borrowed.append(uri)
         try:
             await self._wait_ready(session)
             return await ask()
         finally:
             with self._plane.lock:
-                for done in opened:
-                    if session.alive and done in session.proxy_docs:
-                        session.close_document(done)
+                for done in borrowed:
+                    self._give_back(session, done)
+
+    def _borrow(self, session: BackendSession, uri: str, text: str | None) -> bool:
+        """Open `uri` in `session` for a question (`text`, else the disk's), unless it is the
+        client's there; shared by the questions asked at once (each open or close while
+        another is asked would be a change under it: pyrefly cancels the request)."""
+        key = (session.id, uri)
+        held = self._lent.get(key)
+        if held is not None and uri in session.proxy_docs:
+            if text is not None and text != held[1]:
+                session.close_document(uri)  # (the client's text changed meanwhile)
+                session.open_text(uri, text)
+            self._lent[key] = (held[0] + 1, text if text is not None else held[1])
+            return True
+        if uri in session.open_docs and uri not in session.proxy_docs:
+            return False  # the client's own document
+        if uri in session.proxy_docs:
+            session.close_document(uri)  # opened by another part of the proxy: maybe older
+        if text is None:
+            session.open_file(Path(local_path(uri) or uri))
+        else:
+            session.open_text(uri, text)
+        self._lent[key] = (1, text)
+        return True
+
+    def _give_back(self, session: BackendSession, uri: str) -> None:
+        key = (session.id, uri)
+        held = self._lent.get(key)
+        if held is None:
+            return
+        if held[0] > 1:
+            self._lent[key] = (held[0] - 1, held[1])
+            return
+        del self._lent[key]
+        if session.alive and uri in session.proxy_docs:
+            session.close_document(uri)
 
     def _module(self, session: BackendSession, uri: str) -> str | None:
         """The top package `session`'s environment imports the file `uri` from, when it is
@@ -539,19 +573,32 @@ class Across:
         self, session: BackendSession, method: str, params: dict[str, Any]
     ) -> Callable[[], Coroutine[Any, Any, Any]]:
         async def ask() -> Any:
-            with self._plane.lock:
-                refusal = unsupported(session.kind, method, session.capabilities)
-                if refusal is not None:
-                    raise BackendError(_first_sentence(refusal))
-                if not session.alive:
-                    raise BackendError("its backend stopped")
-                fut = session.request(method, params)
-            try:
-                return await fut
-            except asyncio.CancelledError:
+            attempt = 0
+            while True:
+                attempt += 1
                 with self._plane.lock:
-                    session.cancel_internal(fut)
-                raise
+                    refusal = unsupported(session.kind, method, session.capabilities)
+                    if refusal is not None:
+                        raise BackendError(_first_sentence(refusal))
+                    if not session.alive:
+                        raise BackendError("its backend stopped")
+                    fut = session.request(method, params)
+                try:
+                    return await fut
+                except asyncio.CancelledError:
+                    with self._plane.lock:
+                        session.cancel_internal(fut)
+                    raise
+                except BackendError as exc:
+                    # Given up because something changed under it (ty: ContentModified; pyrefly
+                    # cancels on "subsequent mutation": a change of the disk told, or another
+                    # question's file opened): asked again. (A request withdrawn by the proxy
+                    # never gets here: its future is cancelled.)
+                    given_up = (jsonrpc.CONTENT_MODIFIED, jsonrpc.REQUEST_CANCELLED)
+                    if attempt > RETRIES or not str(exc).startswith(
+                        tuple(f"{code}:" for code in given_up)
+                    ):
+                        raise
 
         return ask
 

@@ -252,6 +252,26 @@ async def test_partial_results_stream_under_the_clients_token(
     assert len(keys) == len(set(keys)), "a location twice"
 
 
+async def test_questions_asked_at_once_do_not_disturb_each_other(
+    backend: str, layout: Layout, start_proxy: StartProxy
+) -> None:
+    """Claude Code sends a turn's tool calls at once: fan-outs sharing backends (each opens
+    core's file in them) all answer whole (pyrefly cancels a request when a file is opened
+    or closed under it)."""
+    client = await start_proxy(backend, layout.root)
+    at = where(client, layout, "call")
+    items = await client.request("textDocument/prepareCallHierarchy", at)
+    refs = {**at, "context": {"includeDeclaration": True}}
+    answers = await asyncio.gather(
+        client.request("textDocument/references", refs),
+        client.request("callHierarchy/incomingCalls", {"item": items[0]}),
+        client.request("textDocument/references", refs),
+    )
+    assert files_of(answers[0]) >= EVERY and files_of(answers[2]) >= EVERY, answers
+    callers = {_short(c["from"]["uri"]) for c in answers[1]}
+    assert callers >= {"services/a/app.py", "services/b/app.py"}, answers[1]
+
+
 async def test_a_uv_workspace_does_not_fan_out(
     backend: str, workspace: Layout, start_proxy: StartProxy, tmp_path: Path
 ) -> None:
