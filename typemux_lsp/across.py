@@ -413,27 +413,28 @@ class Across:
     async def _definition(
         self, target: BackendSession, params: dict[str, Any]
     ) -> tuple[str, dict[str, Any]] | None:
-        """Where the symbol at the request's position is defined, by the document's backend;
-        the request's own position when the backend names none (the cursor is on it)."""
+        """Where the symbol at the request's position is defined, by the document's backend
+        (asked again if it gives up for a change under it); the request's own position when
+        the backend names none (the cursor is on it)."""
         uri = get_path(params, "textDocument", "uri")
         position = params.get("position")
         if not isinstance(uri, str) or not isinstance(position, dict):
             return None
         await self._wait_ready(target)
-        with self._plane.lock:
-            if not target.alive:
-                return None
-            fut = target.request(
-                "textDocument/definition", {"textDocument": {"uri": uri}, "position": position}
-            )
         try:
-            result = await fut
-        except BackendError:
-            return None
-        except asyncio.CancelledError:
-            with self._plane.lock:
-                target.cancel_internal(fut)
-            raise
+            result = await self._asker(
+                target,
+                "textDocument/definition",
+                {"textDocument": {"uri": uri}, "position": position},
+            )()
+        except BackendError as exc:
+            # Without the definition the other projects cannot be asked: the document's own
+            # backend's answer alone would be partial.
+            raise CannotAnswer(
+                f"typemux-lsp: {uri} may be used across projects, but its backend could not "
+                f"say where the symbol is defined ({_first_sentence(str(exc))}), so the other "
+                "projects could not be asked. Fix: retry."
+            ) from exc
         for location in result if isinstance(result, list) else [result]:
             found = _location(location)
             if found is not None and found[0].endswith((".py", ".pyi")):
