@@ -62,7 +62,7 @@ RETRIES: Final = 3
 KEEP_GAPS: Final = 20
 #: Backend kinds whose first answers after their start lack the uses in files not open
 #: (bench/across_habits.py: pyright, basedpyright and pyrefly answer without the consumer's
-#: importing file until their background analysis has reached it, ~0.1-0.2 s after their
+#: importing file until their background analysis has reached it, 0.05-0.2 s after their
 #: first answer; complete at once with the importer open; ty is complete at once).
 _OPENS_IMPORTERS: Final = frozenset({"pyright", "basedpyright", "pyrefly"})
 #: seconds after its start a backend gets the importing files opened for it
