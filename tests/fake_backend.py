@@ -108,6 +108,7 @@ def handle_initialize(msg: dict[str, Any]) -> None:
                 "textDocumentSync": {"openClose": True, "change": 2, "save": True},
                 "hoverProvider": True,
                 "definitionProvider": True,
+                "referencesProvider": True,
                 "workspaceSymbolProvider": True,
             },
             "serverInfo": {"name": "fake"},

@@ -287,3 +287,19 @@ def _column(line: str, units: int, encoding: Encoding) -> int:
         else:
             count += 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
     return len(line)
+
+
+def text_in(text: str, rng: Any, encoding: Encoding) -> str | None:
+    """The text a JSON `Range` covers in `text` (None if it does not fit)."""
+    try:
+        start_line, start_char, end_line, end_char = _range(rng)
+    except InvalidChange:
+        return None
+    lines = split_lines(text)
+    if end_line >= len(lines) or (end_line, end_char) < (start_line, start_char):
+        return None
+    first, last = _content(lines[start_line]), _content(lines[end_line])
+    c1, c2 = _column(first, start_char, encoding), _column(last, end_char, encoding)
+    if start_line == end_line:
+        return first[c1:c2]
+    return "".join([lines[start_line][c1:], *lines[start_line + 1 : end_line], last[:c2]])

@@ -220,6 +220,10 @@ class FanOut:
                 return result
             await asyncio.sleep(0.25)
 
+    async def workspace_venvs(self) -> list[Venv]:
+        """Every environment serving Python files under the workspace folders (cached)."""
+        return await self._workspace_venvs()
+
     async def _workspace_venvs(self) -> list[Venv]:
         """Every environment serving Python files under the workspace folders (cached)."""
         roots = tuple(self._roots())

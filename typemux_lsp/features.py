@@ -135,6 +135,20 @@ REQUESTS = frozenset(
 DOCUMENT_REQUESTS = frozenset(m for m in REQUESTS if m.startswith("textDocument/"))
 
 #: Methods routed by a URI that is not `textDocument.uri`.
+#: Requests whose answer lives in every environment that sees the symbol (across.py).
+ACROSS_METHODS = frozenset(
+    {
+        "textDocument/references",
+        "textDocument/rename",
+        "textDocument/prepareRename",
+        "textDocument/prepareCallHierarchy",
+        "textDocument/prepareTypeHierarchy",
+        "textDocument/implementation",
+        "callHierarchy/incomingCalls",
+        "typeHierarchy/subtypes",
+    }
+)
+
 ITEM_URI_METHODS = frozenset(
     {
         "callHierarchy/incomingCalls",

@@ -9,6 +9,7 @@ workspace-wide requests (`workspace/symbol`) search every environment it finds.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,3 +141,27 @@ def a_python_file(project: Path) -> Path | None:
             if name.endswith(PYTHON_SUFFIXES):
                 return here / name
     return None
+
+
+def importers(project: Path, module: str, *, limit: int = 50) -> list[Path]:
+    """The project's own Python files that import `module` (or a submodule of it), by a
+    textual match of `import module` / `from module`: at most `limit` of them."""
+    top = re.escape(module)
+    pattern = re.compile(rf"^\s*(?:from\s+{top}(?:\.|\s)|import\s+(?:.*,\s*)?{top}\b)", re.M)
+    found: list[Path] = []
+    for current, dirs, files in os.walk(project):
+        here = Path(current)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not is_environment(here / d))
+        for name in sorted(files):
+            if not name.endswith(PYTHON_SUFFIXES):
+                continue
+            try:
+                with open(here / name, encoding="utf-8", errors="replace") as handle:
+                    head = handle.read(SCRIPT_SNIFF)
+            except OSError:
+                continue
+            if pattern.search(head):
+                found.append(here / name)
+                if len(found) >= limit:
+                    return found
+    return found

@@ -28,7 +28,7 @@ from . import jsonrpc
 from .connection import ClientConnection
 from .diagnostics import Diagnostics
 from .documents import ChangeOutcome, DocumentStore
-from .features import NOTIFICATIONS, PROVIDER_METHODS, unsupported
+from .features import ACROSS_METHODS, NOTIFICATIONS, PROVIDER_METHODS, unsupported
 from .jsonrpc import BadMessage, FrameError, Message
 from .ledger import Ledger, Pending
 from .plane import Plane
@@ -168,9 +168,13 @@ class Relay:
         if session is None:
             return False
         if entry is not None:
-            if not session.accepts(method) or (
-                method in PROVIDER_METHODS
-                and unsupported(session.kind, method, session.capabilities) is not None
+            if (
+                not session.accepts(method)
+                or (method in ACROSS_METHODS and session.crosses)
+                or (
+                    method in PROVIDER_METHODS
+                    and unsupported(session.kind, method, session.capabilities) is not None
+                )
             ):
                 return False
             session.forward(entry, message, body)

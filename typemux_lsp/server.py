@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import __version__, jsonrpc
+from .across import Across
 from .backchannel import REGISTER, BackChannel
 from .backends import KINDS, BackendKind
 from .capabilities import ANSWER_BY, ANSWER_GRACE, PROBE_TIMEOUT, Answers, Probe, registrations
@@ -38,6 +39,7 @@ from .diagnostics import PUBLISH, Diagnostics
 from .documents import DocumentStore, Encoding
 from .fanout import FanOut
 from .features import (
+    ACROSS_METHODS,
     BROADCAST_NOTIFICATIONS,
     DOCUMENT_REQUESTS,
     REQUESTS,
@@ -71,6 +73,14 @@ logger = logging.getLogger(__name__)
 
 #: seconds a cancelled request waits for its backend's own answer before the proxy answers
 CANCEL_GRACE: Final = 0.5
+#: where backend settings name extra import roots (pyright, basedpyright, ty, pyrefly)
+_EXTRA_PATHS: Final = (
+    ("python", "analysis", "extraPaths"),
+    ("basedpyright", "analysis", "extraPaths"),
+    ("ty", "environment", "extra-paths"),
+    ("ty", "environment", "extraPaths"),
+    ("pyrefly", "search-path"),
+)
 #: how often deadlines are checked
 DEADLINE_TICK: Final = 1.0
 
@@ -201,6 +211,19 @@ class TypemuxServer:
             self.store,
             lambda: self.roots,
             lambda: self.settings.request_timeout,
+        )
+        self.across = Across(
+            plane,
+            self.ledger,
+            self.pool,
+            self.router,
+            self.store,
+            self.fanout.workspace_venvs,
+            self._extra_paths,
+            lambda: self.support,
+            lambda: self.settings.request_timeout,
+            lambda: self.settings.warmup_timeout,
+            self.connection.send,
         )
         self.feedback = Feedback(
             self.connection.send,
@@ -515,7 +538,15 @@ class TypemuxServer:
                 return
             session.forward(entry, message, body)
             return
-        uri = self.router.uri_of(method, params)
+        self._to_document(entry, message, body, across=True)
+
+    def _to_document(
+        self, entry: Pending, message: Message, body: bytes, *, across: bool = False
+    ) -> None:
+        """To the backend of the document the request names; with `across`, a request whose
+        answer lives in several environments is answered by all of them (across.py)."""
+        method = entry.method
+        uri = self.router.uri_of(method, message.get("params"))
         if uri is None:
             self._unroutable(entry, method)
             return
@@ -527,7 +558,20 @@ class TypemuxServer:
         if refusal is not None:
             self.ledger.fail(entry, jsonrpc.METHOD_NOT_FOUND, refusal)
             return
+        if across and method in ACROSS_METHODS and target.crosses:
+            self.across.request(entry, message, body, target, self._to_document)
+            return
         target.forward(entry, message, body)
+
+    def _extra_paths(self, venv: Venv) -> tuple[Path, ...]:
+        """The `extraPaths` the backend settings of the venv's project add to its imports."""
+        _, settings = self.settings.backend_for(venv.project_dir)
+        found: list[Path] = []
+        for keys in _EXTRA_PATHS:
+            value = get_path(settings, *keys)
+            if isinstance(value, list):
+                found.extend(Path(v) for v in value if isinstance(v, str))
+        return tuple(found)
 
     def _unroutable(self, entry: Pending, method: str) -> None:
         if method not in REQUESTS:
@@ -647,6 +691,8 @@ class TypemuxServer:
         if session is None or not session.alive or session.watch_plan is None:
             return
         classified = classify(session.watch_plan, changes)
+        if any(_editable_install(path) for _, path in classified.environment):
+            self.across.refresh()
         self._open_documents_changed(session, classified.sources)
         action = decide(session.kind.name, classified, open_uris=session.open_docs)
         if action is None:
@@ -726,6 +772,9 @@ class TypemuxServer:
             self._route_request(entry, message, body)
 
     def status(self) -> dict[str, Any]:
+        return {**self._status(), "answersAcross": self.across.status()}
+
+    def _status(self) -> dict[str, Any]:
         return status(
             version=__version__,
             kind=self.kind,
@@ -796,6 +845,7 @@ class TypemuxServer:
 
     def session_started(self, session: BackendSession) -> None:
         self.feedback.backend_started(session)
+        self.across.refresh()
         for doc in self.store:
             if doc.venv is not None and doc.venv.key == session.venv.key and not doc.desynced:
                 session.open_document(doc)
@@ -832,6 +882,11 @@ class TypemuxServer:
             if entry.task is not None:
                 entry.task.cancel()
             self.ledger.fail(entry, jsonrpc.REQUEST_FAILED, why)
+
+
+def _editable_install(path: Path) -> bool:
+    """A `.pth` file or a setuptools editable finder: what makes other projects importable."""
+    return path.suffix == ".pth" or path.name.startswith("__editable__")
 
 
 def _is_int(value: Any) -> bool:

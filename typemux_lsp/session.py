@@ -157,6 +157,9 @@ class BackendSession:
         self.diagnosed: set[str] = set()
         #: set when the session ended by failing rather than by being stopped
         self.crashed = False
+        #: whether other environments see files this one sees (across.py): its references,
+        #: renames and call hierarchies are then merged on the control plane; until known, yes
+        self.crosses = True
         #: backend settings for this venv (config `backend-settings`, per-project rules)
         self.settings: dict[str, Any] = {}
         #: what freshness watches for it (freshness.WatchPlan), once it runs
@@ -619,6 +622,11 @@ class BackendSession:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return
+        self.open_text(uri, text)
+
+    def open_text(self, uri: str, text: str) -> None:
+        """Open a document of the proxy's own with `text` (a file another environment owns,
+        for a question asked across projects)."""
         self.open_docs.add(uri)
         self.proxy_docs.add(uri)
         self._arm_warmup()

@@ -264,3 +264,56 @@ class Lookup:
     def venv(self) -> Environment | None:
         """The name the server used before environments beyond `.venv` existed."""
         return self.environment
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRoots:
+    """The source directories an environment imports from, beyond its installed packages.
+
+    An environment sees a source file when the file lies under one of these: its project's
+    own sources (`project`, which holds uv workspace members too), and the directories its
+    editable installs and settings add (`extra`): `.pth` path entries as uv, hatchling, PDM
+    and setuptools' compat mode write them, setuptools' PEP 660 finder mappings (read, never
+    run), and `extraPaths`-style settings. Paths are real (canonical).
+    """
+
+    #: the environment's key (its real prefix)
+    key: Path
+    #: the project's own sources: the files this environment answers for
+    project: Path
+    #: source directories outside the environment's prefix that it imports from
+    extra: tuple[Path, ...]
+
+    def sees(self, path: Path) -> bool:
+        """Whether a module at `path` (real) is importable from a root of this environment."""
+        return path.is_relative_to(self.project) or self.imports_from(path)
+
+    def imports_from(self, path: Path) -> bool:
+        """Whether `path` (real) lies under a root outside the project (another project's
+        sources this environment has installed): the project's own files are the owner's to
+        say, a nested project with its own environment is not this one's."""
+        return any(path.is_relative_to(root) for root in self.extra)
+
+    def shares_with(self, other: ImportRoots) -> bool:
+        """Whether some file is seen by both: a file of one is under the other's roots, or
+        both import from the same library."""
+        mine, theirs = (self.project, *self.extra), (other.project, *other.extra)
+        return any(
+            a.is_relative_to(b) or b.is_relative_to(a)
+            for a in mine
+            for b in theirs
+            if not (a == self.project and b == other.project)
+        )
+
+
+def import_roots(env: Environment, extra_paths: tuple[Path, ...] = ()) -> ImportRoots:
+    """What `env` imports source from (see `ImportRoots`); `extra_paths` are the settings'
+    `extraPaths`, relative to the project."""
+    project = canonical(env.project_dir)
+    extra: list[Path] = []
+    for path in (*env.site_packages(), *(env.project_dir / p for p in extra_paths)):
+        real = canonical(path)
+        if real.is_relative_to(env.key) or real in extra or not real.is_dir():
+            continue  # site-packages itself and what lies inside the prefix are packages
+        extra.append(real)
+    return ImportRoots(env.key, project, tuple(extra))

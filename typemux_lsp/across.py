@@ -1,0 +1,957 @@
+"""Answers across projects: references, rename, incoming calls, subtypes and implementations
+of a symbol that other environments see.
+
+Each backend is rooted at its own project, so it knows only the callers in that project. A
+library `libs/core` installed editable into `services/a` and `services/b` is seen by three
+environments; "who calls `greet`" has three partial answers. For the methods in
+`features.ACROSS_METHODS` the definition is resolved first (the document's own backend), then
+the owner of the definition's file and every environment that sees that file
+(`environments.model.ImportRoots`) is asked at the definition's position, with the
+definition's file open in each (the client's text when it has it open, else the disk's),
+and the answers are merged. Backends not running are started within `--max-backends`
+(never evicting one).
+
+Never silently partial: an environment that sees the definition and could not be asked
+(pool full, crash loop, its backend crashed, the deadline) makes a rename an error and no
+edit; references and the others answer what was found, and the gap is logged and shown in
+`typemux/status` — or, with nothing found, an error naming the projects and why.
+
+No cost where there is nothing to merge: an environment whose import roots share nothing
+with another's (`BackendSession.crosses` False) keeps the relay's hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from . import jsonrpc, projects
+from .documents import DocumentStore, Encoding, text_in
+from .environments import canonical
+from .environments.model import ImportRoots, import_roots
+from .features import ClientSupport, unsupported
+from .jsonrpc import Message
+from .ledger import Ledger, Pending
+from .plane import Plane
+from .pool import Pool
+from .router import BadUri, NoVenv, Router, local_path
+from .session import BackendError, BackendSession, State
+from .tree import get_path
+from .venv import Venv
+
+logger = logging.getLogger(__name__)
+
+#: seconds the import roots of the workspace's environments are reused
+ROOTS_TTL: Final = 5.0
+#: seconds a fan-out waits for its backends when no request deadline is set
+BUDGET: Final = 45.0
+#: times a sub-request given up for a change under it is asked again
+RETRIES: Final = 3
+#: gaps kept for `typemux/status`
+KEEP_GAPS: Final = 20
+#: Backend kinds whose first answers after their start lack the uses in files not open
+#: (bench/across_habits.py: pyright, basedpyright and pyrefly answer without the consumer's
+#: importing file until their background analysis has reached it, 0.05-0.2 s after their
+#: first answer; complete at once with the importer open; ty is complete at once).
+_OPENS_IMPORTERS: Final = frozenset({"pyright", "basedpyright", "pyrefly"})
+#: seconds after its start a backend gets the importing files opened for it
+IMPORTERS_WHILE_YOUNGER: Final = 30.0
+#: files of a project opened at most for one question
+MAX_IMPORTERS: Final = 50
+#: methods whose params carry the definition as an item (prepared by the client)
+_ITEM_METHODS: Final = frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"})
+_PREPARE: Final = {
+    "callHierarchy/incomingCalls": "textDocument/prepareCallHierarchy",
+    "typeHierarchy/subtypes": "textDocument/prepareTypeHierarchy",
+}
+#: asked of the document's backend first, of the definition's owner when it refuses
+_PREPARES: Final = frozenset(
+    {
+        "textDocument/prepareRename",
+        "textDocument/prepareCallHierarchy",
+        "textDocument/prepareTypeHierarchy",
+    }
+)
+#: answered as partial results under the client's token as each backend answers (incoming
+#: calls are not: a caller's ranges from two backends are one item, which a partial result
+#: cannot amend)
+_STREAMED: Final = frozenset(
+    {"textDocument/references", "textDocument/implementation", "typeHierarchy/subtypes"}
+)
+_CLIENT_TOKENS: Final = frozenset({"workDoneToken", "partialResultToken"})
+_IDENTIFIER: Final = re.compile(r"[^\W\d]\w*")
+
+Forward = Callable[[Pending, Message, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """An environment that sees the definition and could not be asked."""
+
+    project: Path
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.project} ({self.why})"
+
+
+class CannotAnswer(Exception):
+    """The merged answer would be wrong: the client gets this message as an error."""
+
+
+class Across:
+    def __init__(
+        self,
+        plane: Plane,
+        ledger: Ledger,
+        pool: Pool,
+        router: Router,
+        store: DocumentStore,
+        workspace_venvs: Callable[[], Awaitable[list[Venv]]],
+        extra_paths: Callable[[Venv], tuple[Path, ...]],
+        support: Callable[[], ClientSupport],
+        deadline: Callable[[], float],
+        warmup: Callable[[], float],
+        send: Callable[[Message], None],
+    ) -> None:
+        self._plane = plane
+        #: a message to the client (partial results)
+        self._send = send
+        self._ledger = ledger
+        self._pool = pool
+        self._router = router
+        self._store = store
+        self._workspace_venvs = workspace_venvs
+        self._extra_paths = extra_paths
+        self._support = support
+        self._deadline = deadline
+        self._warmup = warmup
+        #: environment key -> (the environment, its import roots)
+        self._index: dict[Path, tuple[Venv, ImportRoots]] = {}
+        self._indexed_at = float("-inf")
+        self._indexing: asyncio.Future[None] | None = None
+        #: environment key -> (the mtimes of its site-packages directories, its roots)
+        self._roots: dict[Path, tuple[tuple[int, ...], ImportRoots]] = {}
+        self._ticking = False
+        #: (session id, uri) -> (questions using it, the text given) for the files opened
+        #: in a backend for questions asked across projects
+        self._lent: dict[tuple[int, str], tuple[int, str | None]] = {}
+        #: the latest answers that left an environment out (for `typemux/status`)
+        self.gaps: deque[dict[str, Any]] = deque(maxlen=KEEP_GAPS)
+
+    # -- which environments see what ---------------------------------------------------------
+
+    def refresh(self) -> None:
+        """A backend started, or an environment's `.pth` files changed (an editable install
+        added or removed): the import roots are read again now, so a backend that took the
+        hot path until now leaves it at once when it starts to share files."""
+        self._indexed_at = float("-inf")
+        self._roots = {}  # (a .pth rewritten in place leaves its directory's mtime alone)
+        self._plane.spawn(self.index())
+        if not self._ticking:
+            self._ticking = True
+            self._plane.later(ROOTS_TTL, self._tick)
+
+    def _tick(self) -> None:
+        """While backends run, the import roots are looked at every `ROOTS_TTL` seconds (a
+        `stat` per site-packages; read again only where one changed): an editable install
+        added to an environment whose backend is not running changes what others see."""
+        if not self._pool.live():
+            self._ticking = False
+            return
+        self._indexed_at = float("-inf")
+        self._plane.spawn(self.index())
+        self._plane.later(ROOTS_TTL, self._tick)
+
+    async def index(self) -> dict[Path, tuple[Venv, ImportRoots]]:
+        """Every known environment's import roots (the workspace's and the running ones'),
+        and each running session's `crosses` set from them."""
+        if time.monotonic() - self._indexed_at < ROOTS_TTL:
+            return self._index
+        if self._indexing is None or self._indexing.done():
+            self._indexing = asyncio.ensure_future(self._build())
+        await asyncio.shield(self._indexing)
+        return self._index
+
+    async def _build(self) -> None:
+        venvs = {v.key: v for v in await self._workspace_venvs()}
+        with self._plane.lock:
+            for session in self._pool.live():
+                venvs.setdefault(session.venv.key, session.venv)
+            extras = {key: self._extra_paths(venv) for key, venv in venvs.items()}
+        loop = asyncio.get_running_loop()
+
+        known = dict(self._roots)
+
+        def build() -> dict[Path, tuple[Venv, ImportRoots]]:
+            index = {}
+            for key, venv in venvs.items():
+                stamp = _stamp(venv, extras[key])
+                cached = known.get(key)
+                if cached is None or cached[0] != stamp:
+                    cached = (stamp, import_roots(venv, extras[key]))
+                    known[key] = cached
+                index[key] = (venv, cached[1])
+            return index
+
+        index = await loop.run_in_executor(None, build)
+        with self._plane.lock:
+            self._roots = known
+            self._index, self._indexed_at = index, time.monotonic()
+            for session in self._pool.live():
+                session.crosses = self._crosses(session.venv.key)
+
+    def _crosses(self, key: Path) -> bool:
+        mine = self._index.get(key)
+        if mine is None:
+            return True  # not known yet: looked at on the control plane
+        return any(k != key and mine[1].shares_with(r) for k, (_, r) in self._index.items())
+
+    def seers(self, path: Path) -> tuple[bool, list[Venv]]:
+        """The environments that see the source file `path`: its owner first (the
+        environment routing gives it; the flag says whether it has one), then every one
+        importing it from outside."""
+        real = canonical(path)
+        if any(real.is_relative_to(key) for key in self._index):
+            return False, []  # an installed package, not a project's source
+        found: dict[Path, Venv] = {}
+        with contextlib.suppress(BadUri, ValueError, OSError):
+            owner = self._router.venv_for(path.as_uri(), self._store.get(path.as_uri()))
+            if not isinstance(owner, NoVenv):
+                found[owner.key] = owner
+        owned = bool(found)
+        for key, (venv, roots) in sorted(self._index.items(), key=lambda kv: str(kv[0])):
+            if key not in found and roots.imports_from(real):
+                found[key] = venv
+        return owned, list(found.values())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "crossing": sorted(
+                str(k) for k in self._index if self._crosses(k) and len(self._index) > 1
+            ),
+            "gaps": list(self.gaps),
+        }
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request(
+        self,
+        entry: Pending,
+        message: Message,
+        body: bytes,
+        target: BackendSession,
+        forward: Forward,
+    ) -> None:
+        """Answer `entry` across projects, or hand it to `forward` when nothing is to merge."""
+
+        async def answered() -> None:
+            try:
+                await self._answer(entry, message, body, target, forward)
+            except CannotAnswer as exc:
+                with self._plane.lock:
+                    self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(exc))
+            except Exception as exc:
+                logger.exception("%s across projects failed", entry.method)
+                with self._plane.lock:
+                    self._ledger.fail(
+                        entry,
+                        jsonrpc.INTERNAL_ERROR,
+                        f"typemux-lsp: {entry.method} failed: {exc}. This is a bug in "
+                        "typemux-lsp; the log has the traceback.",
+                    )
+
+        entry.task = self._plane.spawn(answered())
+
+    async def _answer(
+        self,
+        entry: Pending,
+        message: Message,
+        body: bytes,
+        target: BackendSession,
+        forward: Forward,
+    ) -> None:
+        method = entry.method
+        params = message.get("params")
+        params = params if isinstance(params, dict) else {}
+        await self.index()
+        with self._plane.lock:
+            crosses = self._crosses(target.venv.key)
+            target.crosses = crosses
+        if not crosses:
+            return self._hand_back(entry, message, body, forward)
+        mine: Any = None
+        error: BackendError | None = None
+        if method in _PREPARES:
+            # The document's own backend first: it answers unless the symbol is another
+            # project's (pyrefly: "Third-party symbols cannot be renamed", no call hierarchy).
+            await self._wait_ready(target)
+            try:
+                mine = await self._asker(target, method, params)()
+            except BackendError as exc:
+                error = exc
+            if mine or (error is not None and method != "textDocument/prepareRename"):
+                with self._plane.lock:
+                    if error is not None:
+                        self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(error))
+                    else:
+                        self._ledger.answer(entry, mine)
+                return None
+        if method in _ITEM_METHODS:
+            where = _item_position(params.get("item"))
+        else:
+            where = await self._definition(target, params)
+        if where is None:
+            return self._hand_back(entry, message, body, forward, asked=(mine, error))
+        uri, position = where
+        path = local_path(uri)
+        if path is None:
+            return self._hand_back(entry, message, body, forward, asked=(mine, error))
+        with self._plane.lock:
+            owned, venvs = self.seers(path)
+            alone = not venvs or (len(venvs) == 1 and venvs[0].key == target.venv.key)
+            if not alone:
+                sessions, gaps = self._sessions(venvs)
+                text = self._text(uri, path)
+        if alone:
+            return self._hand_back(entry, message, body, forward, asked=(mine, error))
+        owner = sessions[0] if owned and sessions and sessions[0].venv.key == venvs[0].key else None
+        if method in _PREPARES:
+            return await self._prepare(entry, params, target, owner, where, text, (mine, error))
+        if text is None:
+            raise CannotAnswer(f"typemux-lsp: cannot read {path}, the definition of the symbol.")
+        work: dict[BackendSession, Coroutine[Any, Any, Any]] = {}
+        new_name = params.get("newName")
+        for session in sessions:
+            if method == "textDocument/rename":
+                if session is owner:
+                    ask = self._asker(session, method, {**_at(uri, position), "newName": new_name})
+                else:
+                    ask = self._asker(
+                        session,
+                        "textDocument/references",
+                        {**_at(uri, position), "context": {"includeDeclaration": True}},
+                    )
+            elif method in _ITEM_METHODS:
+                ask = self._item_asker(session, method, uri, position)
+            else:
+                sub = {k: v for k, v in params.items() if k not in _CLIENT_TOKENS}
+                ask = self._asker(session, method, {**sub, **_at(uri, position)})
+            work[session] = self._in(session, uri, text, ask)
+        token = params.get("partialResultToken") if method in _STREAMED else None
+        streamed: set[str] = set()
+
+        def stream(answer: Any) -> None:
+            """A backend's answer, as partial results under the client's token: what no
+            other backend already gave."""
+            new = [i for i in _merge(method, [answer]) if _key(method, i) not in streamed]
+            if new:
+                streamed.update(_key(method, i) for i in new)
+                with self._plane.lock:
+                    if self._ledger.get(entry.client_id) is entry:
+                        self._send(
+                            jsonrpc.notification("$/progress", {"token": token, "value": new})
+                        )
+
+        answers = await self._gather(work, gaps, stream if token is not None else None)
+        if method == "textDocument/rename":
+            old = self._identifier(text, position)
+            edit = self._rename(answers, owner, gaps, old, new_name)
+            with self._plane.lock:
+                self._ledger.answer(entry, edit)
+            return None
+        merged = _merge(method, [a for a in answers.values() if a is not None])
+        with self._plane.lock:
+            if gaps:
+                said = "; ".join(map(str, gaps))
+                logger.warning("%s at %s: not asked: %s", method, uri, said)
+                self.gaps.append({"method": method, "uri": uri, "notAsked": [str(g) for g in gaps]})
+                if not merged and not streamed:
+                    raise CannotAnswer(
+                        f"typemux-lsp: {method} found nothing, but these projects that see "
+                        f"{path} could not be asked: {said}. The answer may be there. Fix: "
+                        "retry; raise --max-backends if the pool is full."
+                    )
+            if streamed:  # (the whole result went as partial results: the answer is empty)
+                merged = []
+            self._ledger.answer(entry, merged if merged or any_list(answers) else None)
+        return None
+
+    def _hand_back(
+        self,
+        entry: Pending,
+        message: Message,
+        body: bytes,
+        forward: Forward,
+        *,
+        asked: tuple[Any, BackendError | None] | None = None,
+    ) -> None:
+        """Nothing to merge: the request goes to the document's backend as it is (a prepare
+        it was asked already is answered with what it said)."""
+        with self._plane.lock:
+            if entry.method in _PREPARES and asked is not None:
+                if asked[1] is not None:
+                    self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(asked[1]))
+                else:
+                    self._ledger.answer(entry, asked[0])
+                return
+            entry.task = None
+            if entry.client_id in self._ledger and self._ledger.get(entry.client_id) is entry:
+                forward(entry, message, body)
+
+    async def _definition(
+        self, target: BackendSession, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Where the symbol at the request's position is defined, by the document's backend
+        (asked again if it gives up for a change under it); the request's own position when
+        the backend names none (the cursor is on it)."""
+        uri = get_path(params, "textDocument", "uri")
+        position = params.get("position")
+        if not isinstance(uri, str) or not isinstance(position, dict):
+            return None
+        await self._wait_ready(target)
+        try:
+            result = await self._asker(
+                target,
+                "textDocument/definition",
+                {"textDocument": {"uri": uri}, "position": position},
+            )()
+        except BackendError as exc:
+            # Without the definition the other projects cannot be asked: the document's own
+            # backend's answer alone would be partial.
+            raise CannotAnswer(
+                f"typemux-lsp: {uri} may be used across projects, but its backend could not "
+                f"say where the symbol is defined ({_first_sentence(str(exc))}), so the other "
+                "projects could not be asked. Fix: retry."
+            ) from exc
+        for location in result if isinstance(result, list) else [result]:
+            found = _location(location)
+            if found is not None and found[0].endswith((".py", ".pyi")):
+                return found
+        return uri, position
+
+    def _sessions(self, venvs: list[Venv]) -> tuple[list[BackendSession], list[Gap]]:
+        """The sessions of `venvs`, started where a slot is free (never evicting one); one
+        session serving several of them is asked once."""
+        sessions: list[BackendSession] = []
+        gaps: list[Gap] = []
+        for venv in venvs:
+            session = self._pool.get(venv)
+            if session is None:
+                if len(self._pool.live()) >= self._pool.max_backends:
+                    why = f"no backend slot free (--max-backends {self._pool.max_backends})"
+                    gaps.append(Gap(venv.project_dir, why))
+                    continue
+                try:
+                    session = self._pool.get_or_start(venv)
+                except BackendError as exc:
+                    gaps.append(Gap(venv.project_dir, _first_sentence(str(exc))))
+                    continue
+            if session not in sessions:
+                sessions.append(session)
+        return sessions, gaps
+
+    def _text(self, uri: str, path: Path) -> str | None:
+        doc = self._store.get(uri)
+        if doc is not None and not doc.desynced:
+            return doc.backend_text
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    async def _wait_ready(self, session: BackendSession) -> None:
+        await asyncio.shield(session.started)
+        if session.state is State.WARMING:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(session.ready), self._warmup() or 2.0)
+
+    async def _in(
+        self,
+        session: BackendSession,
+        uri: str,
+        text: str,
+        ask: Callable[[], Coroutine[Any, Any, Any]],
+    ) -> Any:
+        """`ask` of `session` once it runs, with the definition's file open in it: the
+        client's document where it belongs to this session, else opened for the question
+        with the client's (or the disk's) text and closed after."""
+        await asyncio.shield(session.started)
+        importers: list[Path] = []
+        module = self._module(session, uri)  # (its top package: `from core import x`)
+        young = time.monotonic() - session.started_at < IMPORTERS_WHILE_YOUNGER
+        if module is not None and young and session.kind.name in _OPENS_IMPORTERS:
+            importers = await asyncio.get_running_loop().run_in_executor(
+                None,
+                functools.partial(
+                    projects.importers, session.venv.project_dir, module, limit=MAX_IMPORTERS
+                ),
+            )
+        borrowed: list[str] = []
+        with self._plane.lock:
+            if not session.alive:
+                raise BackendError(_first_sentence(str(session.error or "its backend stopped")))
+            for importer in importers:
+                if self._borrow(session, importer.as_uri(), None):
+                    borrowed.append(importer.as_uri())
+            doc = self._store.get(uri)
+            if doc is not None and doc.venv is not None and doc.venv.key == session.venv.key:
+                if uri not in session.open_docs and not doc.desynced:
+                    session.open_document(doc)
+            elif self._borrow(session, uri, text):
+                borrowed.append(uri)
+        try:
+            await self._wait_ready(session)
+            return await ask()
+        finally:
+            with self._plane.lock:
+                for done in borrowed:
+                    self._give_back(session, done)
+
+    def _borrow(self, session: BackendSession, uri: str, text: str | None) -> bool:
+        """Open `uri` in `session` for a question (`text`, else the disk's), unless it is the
+        client's there; shared by the questions asked at once (each open or close while
+        another is asked would be a change under it: pyrefly cancels the request)."""
+        key = (session.id, uri)
+        held = self._lent.get(key)
+        if held is not None and uri in session.proxy_docs:
+            if text is not None and text != held[1]:
+                session.close_document(uri)  # (the client's text changed meanwhile)
+                session.open_text(uri, text)
+            self._lent[key] = (held[0] + 1, text if text is not None else held[1])
+            return True
+        if uri in session.open_docs and uri not in session.proxy_docs:
+            return False  # the client's own document
+        if uri in session.proxy_docs:
+            session.close_document(uri)  # opened by another part of the proxy: maybe older
+        if text is None:
+            session.open_file(Path(local_path(uri) or uri))
+        else:
+            session.open_text(uri, text)
+        self._lent[key] = (1, text)
+        return True
+
+    def _give_back(self, session: BackendSession, uri: str) -> None:
+        key = (session.id, uri)
+        held = self._lent.get(key)
+        if held is None:
+            return
+        if held[0] > 1:
+            self._lent[key] = (held[0] - 1, held[1])
+            return
+        del self._lent[key]
+        if session.alive and uri in session.proxy_docs:
+            session.close_document(uri)
+
+    def _module(self, session: BackendSession, uri: str) -> str | None:
+        """The top package `session`'s environment imports the file `uri` from, when it is
+        another project's (under one of its extra import roots)."""
+        path = local_path(uri)
+        known = self._index.get(session.venv.key)
+        if path is None or known is None:
+            return None
+        real = canonical(path)
+        for root in known[1].extra:
+            if real.is_relative_to(root):
+                parts = list(real.relative_to(root).with_suffix("").parts)
+                if parts and parts[-1] == "__init__":
+                    parts.pop()
+                return parts[0] if parts else None
+        return None
+
+    def _asker(
+        self, session: BackendSession, method: str, params: dict[str, Any]
+    ) -> Callable[[], Coroutine[Any, Any, Any]]:
+        async def ask() -> Any:
+            attempt = 0
+            while True:
+                attempt += 1
+                with self._plane.lock:
+                    refusal = unsupported(session.kind, method, session.capabilities)
+                    if refusal is not None:
+                        raise BackendError(_first_sentence(refusal))
+                    if not session.alive:
+                        raise BackendError("its backend stopped")
+                    fut = session.request(method, params)
+                try:
+                    return await fut
+                except asyncio.CancelledError:
+                    with self._plane.lock:
+                        session.cancel_internal(fut)
+                    raise
+                except BackendError as exc:
+                    # Given up because something changed under it (ty: ContentModified; pyrefly
+                    # cancels on "subsequent mutation": a change of the disk told, or another
+                    # question's file opened): asked again. (A request withdrawn by the proxy
+                    # never gets here: its future is cancelled.)
+                    given_up = (jsonrpc.CONTENT_MODIFIED, jsonrpc.REQUEST_CANCELLED)
+                    if attempt > RETRIES or not str(exc).startswith(
+                        tuple(f"{code}:" for code in given_up)
+                    ):
+                        raise
+
+        return ask
+
+    def _item_asker(
+        self, session: BackendSession, method: str, uri: str, position: dict[str, Any]
+    ) -> Callable[[], Coroutine[Any, Any, Any]]:
+        """Each backend is asked with its own item (items carry backend-private `data`)."""
+        prepare = self._asker(session, _PREPARE[method], _at(uri, position))
+
+        async def ask() -> Any:
+            items = await prepare()
+            item = next(
+                (i for i in items or [] if _item_position(i) == (uri, position)),
+                (items or [None])[0],
+            )
+            if item is None:
+                return []
+            return await self._asker(session, method, {"item": item})()
+
+        return ask
+
+    async def _gather(
+        self,
+        work: dict[BackendSession, Coroutine[Any, Any, Any]],
+        gaps: list[Gap],
+        each: Callable[[Any], None] | None = None,
+    ) -> dict[BackendSession, Any]:
+        """Every session's answer within the budget (`each` is given each as it comes); the
+        others are gaps. Cancelled (the client's `$/cancelRequest`): every sub-request is
+        withdrawn from its backend."""
+        tasks = {s: asyncio.ensure_future(w) for s, w in work.items()}
+        if each is not None:
+            for task in tasks.values():
+                task.add_done_callback(
+                    lambda t: (
+                        each(t.result()) if not t.cancelled() and t.exception() is None else None
+                    )
+                )
+        budget = self._deadline() or BUDGET
+        try:
+            await asyncio.wait(tasks.values(), timeout=budget)
+        finally:
+            for task in tasks.values():
+                if not task.done():
+                    task.cancel()
+        answers: dict[BackendSession, Any] = {}
+        for session, task in tasks.items():
+            project = session.venv.project_dir
+            if task.cancelled():
+                gaps.append(Gap(project, f"no answer within {budget:g} s"))
+            elif task.exception() is not None:
+                gaps.append(Gap(project, _first_sentence(str(task.exception()))))
+            else:
+                answers[session] = task.result()
+        return answers
+
+    # -- rename ------------------------------------------------------------------------------
+
+    def _identifier(self, text: str, position: dict[str, Any]) -> str | None:
+        found = self._identifier_span(text, position)
+        return found[0] if found is not None else None
+
+    def _identifier_span(self, text: str, position: dict[str, Any]) -> tuple[str, int, int] | None:
+        """The identifier at `position`, and its start and end characters (in the
+        negotiated encoding)."""
+        line, char = position.get("line"), position.get("character")
+        if not isinstance(line, int) or not isinstance(char, int):
+            return None
+        lines = text.splitlines()
+        if line >= len(lines):
+            return None
+        content = lines[line]
+        before = text_in(content, _line_range(0, char), self._store.encoding)
+        if before is None:
+            return None
+        for match in _IDENTIFIER.finditer(content):
+            if match.start() <= len(before) <= match.end():
+                return (
+                    match.group(),
+                    _units(content[: match.start()], self._store.encoding),
+                    _units(content[: match.end()], self._store.encoding),
+                )
+        return None
+
+    def _rename(
+        self,
+        answers: dict[BackendSession, Any],
+        owner: BackendSession | None,
+        gaps: list[Gap],
+        old: str | None,
+        new: Any,
+    ) -> dict[str, Any]:
+        """One WorkspaceEdit: the owner's rename, and every other environment's references
+        as edits of the identifier (a reference whose text is not the old name, such as an
+        alias's uses, is left alone: `import core.greet as g` keeps `g`)."""
+        if gaps:
+            raise CannotAnswer(
+                f"typemux-lsp: cannot rename {old!r}: these projects use it and could not be "
+                f"asked: {'; '.join(map(str, gaps))}. No edit was made, since a rename without "
+                "them would break them. Fix: retry; raise --max-backends if the pool is full."
+            )
+        if old is None:
+            raise CannotAnswer(
+                "typemux-lsp: cannot rename across projects: no identifier at the definition "
+                "the backend named. No edit was made."
+            )
+        edits: dict[str, list[dict[str, Any]]] = {}
+        operations: list[Any] = []
+        stale: list[str] = []
+        if owner is not None and owner in answers:
+            self._owner_edits(answers[owner], edits, operations, stale)
+        texts: dict[str, str | None] = {}
+        for session, answer in answers.items():
+            if session is owner:
+                continue
+            for location in answer if isinstance(answer, list) else []:
+                found = _location(location)
+                if found is None or not isinstance(location.get("range"), dict):
+                    continue
+                uri = found[0]
+                if uri not in texts:
+                    path = local_path(uri)
+                    texts[uri] = self._text(uri, path) if path is not None else None
+                text = texts[uri]
+                if text is None or text_in(text, location["range"], self._store.encoding) != old:
+                    continue
+                edits.setdefault(uri, []).append({"range": location["range"], "newText": new})
+        if stale:
+            raise CannotAnswer(
+                "typemux-lsp: cannot rename: the backend answered for an older text of "
+                f"{', '.join(stale)} than the client has. No edit was made. Fix: retry."
+            )
+        for uri, those in edits.items():
+            edits[uri] = _no_overlaps(uri, those)
+        return self._workspace_edit(edits, operations)
+
+    def _owner_edits(
+        self,
+        answer: Any,
+        edits: dict[str, list[dict[str, Any]]],
+        operations: list[Any],
+        stale: list[str],
+    ) -> None:
+        if not isinstance(answer, dict):
+            return
+        changes = answer.get("changes")
+        if isinstance(changes, dict):
+            for uri, those in changes.items():
+                edits.setdefault(uri, []).extend(those if isinstance(those, list) else [])
+        for change in answer.get("documentChanges") or []:
+            if not isinstance(change, dict) or "kind" in change:
+                operations.append(change)
+                continue
+            uri = get_path(change, "textDocument", "uri")
+            version = get_path(change, "textDocument", "version")
+            if not isinstance(uri, str):
+                continue
+            doc = self._store.get(uri)
+            if isinstance(version, int) and doc is not None and version != doc.sync_version:
+                stale.append(uri)
+            those = change.get("edits")
+            edits.setdefault(uri, []).extend(those if isinstance(those, list) else [])
+
+    def _workspace_edit(
+        self, edits: dict[str, list[dict[str, Any]]], operations: list[Any]
+    ) -> dict[str, Any]:
+        if not get_path(self._support().caps, "workspace", "workspaceEdit", "documentChanges"):
+            return {"changes": edits}
+        changes: list[Any] = list(operations)
+        for uri in sorted(edits):
+            doc = self._store.get(uri)
+            changes.append(
+                {
+                    "textDocument": {
+                        "uri": uri,
+                        "version": doc.client_version if doc is not None else None,
+                    },
+                    "edits": edits[uri],
+                }
+            )
+        return {"documentChanges": changes}
+
+    async def _prepare(
+        self,
+        entry: Pending,
+        params: dict[str, Any],
+        target: BackendSession,
+        owner: BackendSession | None,
+        where: tuple[str, dict[str, Any]],
+        text: str | None,
+        asked: tuple[Any, BackendError | None],
+    ) -> None:
+        """The document's backend refused a symbol another project owns: the owner is asked
+        at the definition. Its items are answered as they are (they name the definition);
+        for a rename, the cursor's identifier is the range to rename when the owner agrees.
+        Without another owner, the document's backend's own answer (or error) stands."""
+        theirs: Any = None
+        if owner is not None and owner is not target and text is not None:
+            uri, position = where
+            theirs = await self._in(
+                owner, uri, text, self._asker(owner, entry.method, _at(uri, position))
+            )
+            if theirs is not None and entry.method == "textDocument/prepareRename":
+                theirs = self._cursor_range(params)
+        with self._plane.lock:
+            if not theirs and asked[1] is not None:
+                self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(asked[1]))
+            else:
+                self._ledger.answer(entry, theirs or asked[0])
+
+    def _cursor_range(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The identifier at the request's position, with its name as placeholder."""
+        uri = get_path(params, "textDocument", "uri")
+        position = params.get("position")
+        path = local_path(uri) if isinstance(uri, str) else None
+        text = self._text(uri, path) if isinstance(uri, str) and path is not None else None
+        if text is None or not isinstance(position, dict):
+            return None
+        found = self._identifier_span(text, position)
+        if found is None:
+            return None
+        name, start, end = found
+        line = position["line"]
+        return {
+            "range": {
+                "start": {"line": line, "character": start},
+                "end": {"line": line, "character": end},
+            },
+            "placeholder": name,
+        }
+
+
+def _stamp(venv: Venv, extra: tuple[Path, ...]) -> tuple[int, ...]:
+    """Changes when a file is added to or removed from the environment's site-packages (a
+    new or removed `.pth`), or the settings' extra paths change."""
+    stamp: list[int] = [hash(extra)]
+    for site in sorted(venv.path.glob("lib*/python3*/site-packages")) or [
+        venv.path / "Lib" / "site-packages"
+    ]:
+        with contextlib.suppress(OSError):
+            stamp.append(site.stat().st_mtime_ns)
+    return tuple(stamp)
+
+
+def _no_overlaps(uri: str, edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The edits of one document, duplicates removed, in order; different edits of
+    overlapping ranges are an error (no way to know which is right)."""
+    unique: dict[str, dict[str, Any]] = {}
+    for edit in edits:
+        unique.setdefault(json.dumps(edit, sort_keys=True), edit)
+    ordered = sorted(unique.values(), key=lambda e: _range_key(e.get("range")))
+    for before, after in itertools.pairwise(ordered):
+        if _range_key(after.get("range"))[:2] < _range_key(before.get("range"))[2:]:
+            raise CannotAnswer(
+                f"typemux-lsp: cannot rename: two projects' backends disagree on {uri} "
+                f"(overlapping edits {before} and {after}). No edit was made."
+            )
+    return ordered
+
+
+def _range_key(rng: Any) -> tuple[int, int, int, int]:
+    try:
+        s, e = rng["start"], rng["end"]
+        return (int(s["line"]), int(s["character"]), int(e["line"]), int(e["character"]))
+    except (TypeError, KeyError, ValueError):
+        return (0, 0, 0, 0)
+
+
+def _line_range(start: int, end: int) -> dict[str, Any]:
+    return {"start": {"line": 0, "character": start}, "end": {"line": 0, "character": end}}
+
+
+def _units(text: str, encoding: Encoding) -> int:
+    """The length of `text` in the encoding's code units."""
+    if encoding is Encoding.UTF32:
+        return len(text)
+    return len(text.encode("utf-16-le" if encoding is Encoding.UTF16 else "utf-8")) // (
+        2 if encoding is Encoding.UTF16 else 1
+    )
+
+
+def _at(uri: str, position: dict[str, Any]) -> dict[str, Any]:
+    return {"textDocument": {"uri": uri}, "position": position}
+
+
+def _location(location: Any) -> tuple[str, dict[str, Any]] | None:
+    """(uri, start) of a Location or LocationLink (its name, not its whole body)."""
+    if not isinstance(location, dict):
+        return None
+    uri = location.get("uri", location.get("targetUri"))
+    rng = location.get("range", location.get("targetSelectionRange"))
+    start = get_path(rng, "start")
+    if not isinstance(uri, str) or not isinstance(start, dict):
+        return None
+    return uri, start
+
+
+def _item_position(item: Any) -> tuple[str, dict[str, Any]] | None:
+    uri = get_path(item, "uri")
+    start = get_path(item, "selectionRange", "start")
+    if not isinstance(uri, str) or not isinstance(start, dict):
+        return None
+    return uri, start
+
+
+def any_list(answers: dict[BackendSession, Any]) -> bool:
+    return any(isinstance(a, list) for a in answers.values())
+
+
+def _merge(method: str, answers: list[Any]) -> list[Any]:
+    """Locations de-duplicated and ordered; call-hierarchy items merged by (uri, range)."""
+    if method == "callHierarchy/incomingCalls":
+        calls: dict[str, dict[str, Any]] = {}
+        for answer in answers:
+            for call in answer if isinstance(answer, list) else []:
+                if not isinstance(call, dict):
+                    continue
+                known = calls.setdefault(_key(method, call), {**call, "fromRanges": []})
+                for rng in call.get("fromRanges") or []:
+                    if rng not in known["fromRanges"]:
+                        known["fromRanges"].append(rng)
+        for call in calls.values():
+            call["fromRanges"].sort(key=_range_key)
+        return sorted(calls.values(), key=lambda c: _order(c.get("from")))
+    merged: dict[str, Any] = {}
+    for answer in answers:
+        for item in answer if isinstance(answer, list) else [answer] if answer else []:
+            merged.setdefault(_key(method, item), item)
+    return sorted(merged.values(), key=_order)
+
+
+def _key(method: str, item: Any) -> str:
+    """What makes two answers' items the same: a location's file and range, a hierarchy
+    item's file and range, a caller's file and range."""
+    if method == "typeHierarchy/subtypes":
+        return json.dumps([get_path(item, "uri"), get_path(item, "range")], sort_keys=True)
+    if method == "callHierarchy/incomingCalls":
+        caller = get_path(item, "from")
+        return json.dumps([get_path(caller, "uri"), get_path(caller, "range")], sort_keys=True)
+    found = _location(item)
+    if found is None:
+        return json.dumps(item, sort_keys=True)
+    rng = get_path(item, "range") or get_path(item, "targetSelectionRange")
+    return json.dumps([found[0], rng], sort_keys=True)
+
+
+def _order(item: Any) -> tuple[str, tuple[int, int, int, int]]:
+    found = _location(item)
+    rng = get_path(item, "range") or get_path(item, "targetSelectionRange")
+    return (found[0] if found else "", _range_key(rng))
+
+
+def _first_sentence(text: str) -> str:
+    text = text.removeprefix("typemux-lsp: ")
+    return text.split(". ")[0].rstrip(".")
