@@ -41,8 +41,10 @@ from .documents import DocumentStore, Encoding, text_in
 from .environments import canonical
 from .environments.model import ImportRoots, import_roots
 from .features import ClientSupport, unsupported
+from .feedback import first_sentence
 from .jsonrpc import Message
 from .ledger import Ledger, Pending
+from .merge import answer_key, any_list, location_of, merge_answers, range_key
 from .plane import Plane
 from .pool import Pool
 from .router import BadUri, NoVenv, Router, local_path
@@ -355,9 +357,11 @@ class Across:
         def stream(answer: Any) -> None:
             """A backend's answer, as partial results under the client's token: what no
             other backend already gave."""
-            new = [i for i in _merge(method, [answer]) if _key(method, i) not in streamed]
+            new = [
+                i for i in merge_answers(method, [answer]) if answer_key(method, i) not in streamed
+            ]
             if new:
-                streamed.update(_key(method, i) for i in new)
+                streamed.update(answer_key(method, i) for i in new)
                 with self._plane.lock:
                     if self._ledger.get(entry.client_id) is entry:
                         self._send(
@@ -371,7 +375,7 @@ class Across:
             with self._plane.lock:
                 self._ledger.answer(entry, edit)
             return None
-        merged = _merge(method, [a for a in answers.values() if a is not None])
+        merged = merge_answers(method, [a for a in answers.values() if a is not None])
         with self._plane.lock:
             if gaps:
                 said = "; ".join(map(str, gaps))
@@ -432,11 +436,11 @@ class Across:
             # backend's answer alone would be partial.
             raise CannotAnswer(
                 f"typemux-lsp: {uri} may be used across projects, but its backend could not "
-                f"say where the symbol is defined ({_first_sentence(str(exc))}), so the other "
+                f"say where the symbol is defined ({first_sentence(str(exc))}), so the other "
                 "projects could not be asked. Fix: retry."
             ) from exc
         for location in result if isinstance(result, list) else [result]:
-            found = _location(location)
+            found = location_of(location)
             if found is not None and found[0].endswith((".py", ".pyi")):
                 return found
         return uri, position
@@ -456,7 +460,7 @@ class Across:
                 try:
                     session = self._pool.get_or_start(venv)
                 except BackendError as exc:
-                    gaps.append(Gap(venv.project_dir, _first_sentence(str(exc))))
+                    gaps.append(Gap(venv.project_dir, first_sentence(str(exc))))
                     continue
             if session not in sessions:
                 sessions.append(session)
@@ -501,7 +505,7 @@ class Across:
         borrowed: list[str] = []
         with self._plane.lock:
             if not session.alive:
-                raise BackendError(_first_sentence(str(session.error or "its backend stopped")))
+                raise BackendError(first_sentence(str(session.error or "its backend stopped")))
             for importer in importers:
                 if self._borrow(session, importer.as_uri(), None):
                     borrowed.append(importer.as_uri())
@@ -580,7 +584,7 @@ class Across:
                 with self._plane.lock:
                     refusal = unsupported(session.kind, method, session.capabilities)
                     if refusal is not None:
-                        raise BackendError(_first_sentence(refusal))
+                        raise BackendError(first_sentence(refusal))
                     if not session.alive:
                         raise BackendError("its backend stopped")
                     fut = session.request(method, params)
@@ -651,7 +655,7 @@ class Across:
             if task.cancelled():
                 gaps.append(Gap(project, f"no answer within {budget:g} s"))
             elif task.exception() is not None:
-                gaps.append(Gap(project, _first_sentence(str(task.exception()))))
+                gaps.append(Gap(project, first_sentence(str(task.exception()))))
             else:
                 answers[session] = task.result()
         return answers
@@ -716,7 +720,7 @@ class Across:
             if session is owner:
                 continue
             for location in answer if isinstance(answer, list) else []:
-                found = _location(location)
+                found = location_of(location)
                 if found is None or not isinstance(location.get("range"), dict):
                     continue
                 uri = found[0]
@@ -850,22 +854,14 @@ def _no_overlaps(uri: str, edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     unique: dict[str, dict[str, Any]] = {}
     for edit in edits:
         unique.setdefault(json.dumps(edit, sort_keys=True), edit)
-    ordered = sorted(unique.values(), key=lambda e: _range_key(e.get("range")))
+    ordered = sorted(unique.values(), key=lambda e: range_key(e.get("range")))
     for before, after in itertools.pairwise(ordered):
-        if _range_key(after.get("range"))[:2] < _range_key(before.get("range"))[2:]:
+        if range_key(after.get("range"))[:2] < range_key(before.get("range"))[2:]:
             raise CannotAnswer(
                 f"typemux-lsp: cannot rename: two projects' backends disagree on {uri} "
                 f"(overlapping edits {before} and {after}). No edit was made."
             )
     return ordered
-
-
-def _range_key(rng: Any) -> tuple[int, int, int, int]:
-    try:
-        s, e = rng["start"], rng["end"]
-        return (int(s["line"]), int(s["character"]), int(e["line"]), int(e["character"]))
-    except (TypeError, KeyError, ValueError):
-        return (0, 0, 0, 0)
 
 
 def _line_range(start: int, end: int) -> dict[str, Any]:
@@ -885,73 +881,9 @@ def _at(uri: str, position: dict[str, Any]) -> dict[str, Any]:
     return {"textDocument": {"uri": uri}, "position": position}
 
 
-def _location(location: Any) -> tuple[str, dict[str, Any]] | None:
-    """(uri, start) of a Location or LocationLink (its name, not its whole body)."""
-    if not isinstance(location, dict):
-        return None
-    uri = location.get("uri", location.get("targetUri"))
-    rng = location.get("range", location.get("targetSelectionRange"))
-    start = get_path(rng, "start")
-    if not isinstance(uri, str) or not isinstance(start, dict):
-        return None
-    return uri, start
-
-
 def _item_position(item: Any) -> tuple[str, dict[str, Any]] | None:
     uri = get_path(item, "uri")
     start = get_path(item, "selectionRange", "start")
     if not isinstance(uri, str) or not isinstance(start, dict):
         return None
     return uri, start
-
-
-def any_list(answers: dict[BackendSession, Any]) -> bool:
-    return any(isinstance(a, list) for a in answers.values())
-
-
-def _merge(method: str, answers: list[Any]) -> list[Any]:
-    """Locations de-duplicated and ordered; call-hierarchy items merged by (uri, range)."""
-    if method == "callHierarchy/incomingCalls":
-        calls: dict[str, dict[str, Any]] = {}
-        for answer in answers:
-            for call in answer if isinstance(answer, list) else []:
-                if not isinstance(call, dict):
-                    continue
-                known = calls.setdefault(_key(method, call), {**call, "fromRanges": []})
-                for rng in call.get("fromRanges") or []:
-                    if rng not in known["fromRanges"]:
-                        known["fromRanges"].append(rng)
-        for call in calls.values():
-            call["fromRanges"].sort(key=_range_key)
-        return sorted(calls.values(), key=lambda c: _order(c.get("from")))
-    merged: dict[str, Any] = {}
-    for answer in answers:
-        for item in answer if isinstance(answer, list) else [answer] if answer else []:
-            merged.setdefault(_key(method, item), item)
-    return sorted(merged.values(), key=_order)
-
-
-def _key(method: str, item: Any) -> str:
-    """What makes two answers' items the same: a location's file and range, a hierarchy
-    item's file and range, a caller's file and range."""
-    if method == "typeHierarchy/subtypes":
-        return json.dumps([get_path(item, "uri"), get_path(item, "range")], sort_keys=True)
-    if method == "callHierarchy/incomingCalls":
-        caller = get_path(item, "from")
-        return json.dumps([get_path(caller, "uri"), get_path(caller, "range")], sort_keys=True)
-    found = _location(item)
-    if found is None:
-        return json.dumps(item, sort_keys=True)
-    rng = get_path(item, "range") or get_path(item, "targetSelectionRange")
-    return json.dumps([found[0], rng], sort_keys=True)
-
-
-def _order(item: Any) -> tuple[str, tuple[int, int, int, int]]:
-    found = _location(item)
-    rng = get_path(item, "range") or get_path(item, "targetSelectionRange")
-    return (found[0] if found else "", _range_key(rng))
-
-
-def _first_sentence(text: str) -> str:
-    text = text.removeprefix("typemux-lsp: ")
-    return text.split(". ")[0].rstrip(".")

@@ -26,7 +26,9 @@ from typing import Any, Final
 
 from . import jsonrpc
 from .documents import DocumentStore
+from .feedback import first_sentence
 from .ledger import Ledger, Pending
+from .merge import merge_symbols
 from .plane import Plane
 from .pool import Pool
 from .projects import a_python_file, scan
@@ -141,7 +143,7 @@ class FanOut:
                     try:
                         session = self._pool.get_or_start(venv)
                     except BackendError as exc:
-                        missing.append(Unsearched(venv.path, _first_sentence(str(exc))))
+                        missing.append(Unsearched(venv.path, first_sentence(str(exc))))
                         continue
                 fresh = not session.ready.done()
                 task = self._plane.loop.create_task(self._ask(session, params, fresh=fresh))
@@ -150,9 +152,7 @@ class FanOut:
         deadline = time.monotonic() + budget
         if asked:
             await asyncio.wait([t for _, t in asked], timeout=max(0.0, deadline - time.monotonic()))
-        merged: list[Any] = []
-        seen: set[str] = set()
-        any_list = False
+        results: list[Any] = []
         for session, task in asked:
             if not task.done():
                 task.cancel()
@@ -160,17 +160,10 @@ class FanOut:
                 continue
             if task.cancelled() or task.exception() is not None:
                 error = task.exception() if not task.cancelled() else None
-                missing.append(Unsearched(session.venv.path, _first_sentence(str(error))))
+                missing.append(Unsearched(session.venv.path, first_sentence(str(error))))
                 continue
-            result = task.result()
-            if not isinstance(result, list):
-                continue
-            any_list = True
-            for item in result:
-                key = json.dumps(item, sort_keys=True)
-                if key not in seen and len(merged) < MAX_SYMBOLS:
-                    seen.add(key)
-                    merged.append(item)
+            results.append(task.result())
+        merged, any_list = merge_symbols(results, MAX_SYMBOLS)
         with self._plane.lock:
             query = params.get("query") if isinstance(params, dict) else None
             if missing:
@@ -248,7 +241,7 @@ class FanOut:
 
     # -- workspace/diagnostic ----------------------------------------------------------------
 
-    def workspace_diagnostic(self, entry: Pending, params: Any, message: Any) -> None:
+    def workspace_diagnostic(self, entry: Pending, params: Any) -> None:
         params = params if isinstance(params, dict) else {}
         params = {k: v for k, v in params.items() if k != "workDoneToken"}  # (as for symbols)
         entry.task = self._spawn(entry, self._pull(entry, params))
@@ -260,8 +253,9 @@ class FanOut:
             sessions = [s for s in self._pool.live() if _pulls(s)]
             previous = params.get("previousResultIds")
             previous = previous if isinstance(previous, list) else []
+            owners = [(p, self._owner(p)) for p in previous]  # once per id, not per backend
             for session in sessions:
-                mine = [p for p in previous if self._owner(p) == session.venv.key]
+                mine = [p for p, key in owners if key == session.venv.key]
                 sub_token = None
                 sub = {**params, "previousResultIds": mine}
                 if token is not None:
@@ -324,8 +318,3 @@ def _pulls(session: BackendSession) -> bool:
         if isinstance(provider, dict) and provider.get("workspaceDiagnostics"):
             return True
     return False
-
-
-def _first_sentence(text: str) -> str:
-    text = text.removeprefix("typemux-lsp: ")
-    return text.split(". ")[0].rstrip(".")

@@ -190,3 +190,10 @@ class Feedback:
                 _PROGRESS, {"token": token, "value": {"kind": "end", "message": outcome}}
             )
         )
+
+
+def first_sentence(text: str) -> str:
+    """An error's first sentence, without the `typemux-lsp:` prefix: what a list of the
+    projects that could not be asked says about each."""
+    text = text.removeprefix("typemux-lsp: ")
+    return text.split(". ")[0].rstrip(".")

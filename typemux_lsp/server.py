@@ -524,7 +524,7 @@ class TypemuxServer:
             self.fanout.workspace_symbol(entry, params)
             return
         if method == "workspace/diagnostic":
-            self.fanout.workspace_diagnostic(entry, params, message)
+            self.fanout.workspace_diagnostic(entry, params)
             return
         if method in RESOLVE_PARENT:
             session = self.origins.origin(method, params)

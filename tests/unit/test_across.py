@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from typemux_lsp.across import CannotAnswer, _merge, _no_overlaps
+from typemux_lsp.across import CannotAnswer, _no_overlaps
 from typemux_lsp.environments import Environment
 from typemux_lsp.environments.model import import_roots
+from typemux_lsp.merge import merge_answers
 
 
 def venv(project: Path) -> tuple[Environment, Path]:
@@ -92,7 +93,7 @@ def loc(uri: str, line: int, start: int, end: int) -> dict[str, Any]:
 def test_locations_are_deduplicated_and_ordered() -> None:
     a = [loc("file:///b.py", 3, 0, 5), loc("file:///a.py", 1, 0, 5)]
     b = [loc("file:///a.py", 1, 0, 5), loc("file:///a.py", 0, 4, 9)]
-    merged = _merge("textDocument/references", [a, b, None])
+    merged = merge_answers("textDocument/references", [a, b, None])
     assert merged == [
         loc("file:///a.py", 0, 4, 9),
         loc("file:///a.py", 1, 0, 5),
@@ -108,7 +109,7 @@ def test_incoming_calls_are_merged_by_caller() -> None:
     }
     one = [{"from": main, "fromRanges": [loc("", 3, 11, 16)["range"]]}]
     two = [{"from": main, "fromRanges": [loc("", 3, 11, 16)["range"], loc("", 4, 1, 6)["range"]]}]
-    merged = _merge("callHierarchy/incomingCalls", [one, two])
+    merged = merge_answers("callHierarchy/incomingCalls", [one, two])
     assert len(merged) == 1 and len(merged[0]["fromRanges"]) == 2
 
 
