@@ -373,7 +373,7 @@ def _freshness(settings: Settings, scan: projects.Scan, problems: list[Json]) ->
         return report
     total = 0
     for _, (env, _files) in sorted(scan.environments.items()):
-        plan = plan_watch(read_environment(env.path), env.project_dir)
+        plan = plan_watch(read_environment(env), env.project_dir)
         count = planned_directories(plan.roots, plan.filter)
         total += count
         report["environments"].append(

@@ -33,7 +33,8 @@ from typing import Any, Literal
 
 from pygls.uris import from_fs_path
 
-from .environments.model import is_environment, pth_paths
+from .environments import model
+from .environments.model import is_environment
 from .watcher import DEFAULT_SKIP_DIRS, Change, Changes, Root, WatchFilter
 
 #: Type-checker configuration files, by name (pyproject.toml holds several tools' tables).
@@ -70,29 +71,27 @@ class Environment:
         return self.prefix / "pyvenv.cfg"
 
 
-def read_environment(prefix: Path) -> Environment:
-    """The site-packages directories of a venv (POSIX and Windows layouts) and the import
-    roots its `.pth` files add. Only reads files: a `.pth` line that starts with `import`
-    is code and is skipped, never run; setuptools' editable finders are read as data."""
-    candidates = [
-        *sorted(prefix.glob("lib/python*/site-packages")),
-        *sorted(prefix.glob("lib64/python*/site-packages")),
-        prefix / "Lib" / "site-packages",
-    ]
-    seen: set[Path] = set()
+def read_environment(environment: Path | model.Environment) -> Environment:
+    """What a backend's imports resolve from, as the environment model reads it
+    (`model.Environment.site_packages`: its site-packages and the directories its `.pth`
+    files and editable finders name, read, never run), in real paths as the OS watcher
+    reports them. A prefix alone is taken as a venv at that path."""
+    env = (
+        environment
+        if isinstance(environment, model.Environment)
+        else model.Environment(environment)
+    )
     sites: list[Path] = []
-    for candidate in candidates:
-        if candidate.is_dir():
-            real = Path(os.path.realpath(candidate))
-            if real not in seen:
-                seen.add(real)
-                sites.append(real)
+    for site in env.site_dirs():
+        real = Path(os.path.realpath(site))
+        if real not in sites:
+            sites.append(real)
     roots: list[Path] = []
-    for site in sites:
-        for root in (Path(os.path.realpath(p)) for p in pth_paths(site)):
-            if root not in roots and not any(_inside(root, s) for s in sites):
-                roots.append(root)
-    return Environment(prefix, tuple(sites), tuple(roots))
+    for path in env.site_packages():
+        real = Path(os.path.realpath(path))
+        if real not in roots and not any(_inside(real, s) for s in sites):
+            roots.append(real)
+    return Environment(env.path, tuple(sites), tuple(roots))
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +150,8 @@ class Classification:
     environment_deleted: bool = False
     #: package -> (old version, new version), from `.dist-info` names; None = absent
     packages: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    #: the environment's prefix (for messages)
+    prefix: Path | None = None
 
     def __bool__(self) -> bool:
         return bool(self.environment or self.sources or self.configs or self.environment_replaced)
@@ -203,6 +204,7 @@ def classify(plan: WatchPlan, changes: Changes) -> Classification:
         replaced,
         replaced and not is_environment(env.prefix),  # (a conda prefix has no pyvenv.cfg)
         packages,
+        env.prefix,
     )
 
 
@@ -277,7 +279,7 @@ def decide(
         return None
     strategy = STRATEGIES.get(backend, SAFE_STRATEGY)
     if classified.environment_deleted:
-        return Action("stop", f"the environment {classified_prefix(classified)} was deleted")
+        return Action("stop", f"the environment {classified.prefix or '(unknown)'} was deleted")
     cause = describe(classified)
     if classified.environment_replaced:
         return Action("restart", cause)
@@ -305,13 +307,6 @@ def decide(
     if not events and how == "notify":
         return None
     return Action(how, cause, {"changes": events})
-
-
-def classified_prefix(classified: Classification) -> str:
-    """Best-effort name of the environment for messages (the first path seen)."""
-    for _, path in (*classified.environment, *classified.sources, *classified.configs):
-        return str(path)
-    return "(unknown)"
 
 
 def describe(classified: Classification) -> str:

@@ -309,6 +309,21 @@ def test_environment_replaced_restarts_and_deleted_stops(plan: WatchPlan, projec
     assert action is not None and action.kind == "stop"
 
 
+def test_the_stop_names_the_environment_not_a_file_in_it(plan: WatchPlan, project: Path) -> None:
+    """`rm -rf .venv`: the batch lists its files first; the log names the environment."""
+    site = plan.environment.site_packages[0]
+    shutil.rmtree(project / ".venv")
+    changes: Changes = [
+        (Change.DELETED, project / ".venv"),
+        (Change.DELETED, project / ".venv" / "bin"),
+        (Change.DELETED, site / "aaa.py"),
+        (Change.DELETED, project / ".venv" / "pyvenv.cfg"),
+    ]
+    action = decide("pyright", classify(plan, sorted(changes, key=lambda c: str(c[1]))))
+    assert action is not None and action.kind == "stop"
+    assert action.cause == f"the environment {project / '.venv'} was deleted"
+
+
 def test_an_unmeasured_backend_is_restarted(plan: WatchPlan) -> None:
     site = plan.environment.site_packages[0]
     action = decide("future-checker", classify(plan, [(Change.CHANGED, site / "a.py")]))
