@@ -691,15 +691,13 @@ def _directories(
     roots: set[Path],
     denied: list[Path],
     listing: _Listing | None = None,
-    limit: int | None = None,
 ) -> Iterator[Path]:
     """`root` and (if recursive) every directory below it that the filter keeps; another
     root below this one is left to be walked as its own root. With `listing`, each
-    directory's entries are kept there; with `limit`, at most that many are yielded."""
+    directory's entries are kept there. Lazy: a caller that stops early stops the walk."""
     yield root
     if not recursive:
         return
-    count = 1
     stack = [root]
     while stack:
         current = stack.pop()
@@ -714,9 +712,6 @@ def _directories(
             listing[current] = entries
         for sub in sorted(Path(path) for _, path, is_dir in entries if is_dir):
             if filter.include_dir(sub) and sub not in roots:
-                if limit is not None and count >= limit:
-                    return
-                count += 1
                 yield sub
                 stack.append(sub)
 
@@ -746,11 +741,17 @@ def _by_root(directories: Iterable[Path], roots: Sequence[Root]) -> list[tuple[P
     return [(r.path, dirs) for r, dirs in zip(roots, groups, strict=True) if dirs]
 
 
-def planned_directories(roots: Sequence[Root], filter: WatchFilter) -> int:
-    """How many directories (one OS watch each) watching `roots` takes (for `--doctor`)."""
+def planned_directories(
+    roots: Sequence[Root], filter: WatchFilter, *, limit: int | None = None
+) -> int:
+    """How many directories (one OS watch each) watching `roots` takes (for `--doctor`);
+    with `limit`, the walk stops there."""
     paths = {r.path for r in roots}
     seen: set[Path] = set()
     for root in roots:
         if root.path.is_dir():
-            seen.update(_directories(root.path, root.recursive, filter, paths, []))
+            for directory in _directories(root.path, root.recursive, filter, paths, []):
+                if limit is not None and len(seen) >= limit:
+                    return len(seen)
+                seen.add(directory)
     return len(seen)

@@ -513,3 +513,19 @@ def test_each_changed_path_is_looked_at_once(
     assert [p.name for _, p in changes] == ["a.py", "pkg"]
     for path in (tmp_path / "a.py", tmp_path / "pkg"):
         assert calls.stated.count(str(path)) == 1, calls.stated
+
+
+def test_the_planned_count_stops_at_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--doctor` counts the watches a tree needs without walking past what it must know."""
+    from typemux_lsp.watcher import planned_directories
+
+    for i in range(30):
+        (tmp_path / "a" / f"d{i}" / "sub").mkdir(parents=True)
+    roots = [Root(tmp_path / "a")]
+    assert planned_directories(roots, WatchFilter()) == 61
+    calls = DiskCalls(monkeypatch, tmp_path)
+    calls.counting = True
+    assert planned_directories(roots, WatchFilter(), limit=5) == 5
+    assert len(calls.listed) <= 5
