@@ -6,17 +6,21 @@ them: `plan_watch` -> `Watcher.watch`; each batch -> `classify` -> `decide` -> e
 `Action.cause`.
 
 Why not events alone: no backend watches files itself (each waits for the client's
-events, which Claude Code never sends), and `bench/freshness.py` measured (2026-11,
-pyright 1.1.414, basedpyright 1.40.2, ty 0.0.105, pyrefly 1.4.1) that events are not
-always enough:
-- pyright/basedpyright act on changed or deleted library files at once (~0.05-0.5 s), but
-  on *created* library modules (a package added) only ~5.2 s later, and never on a config
-  file created where none was. Followed by `workspace/didChangeConfiguration`, both take
-  effect in ~0.4-0.6 s (they re-resolve imports and re-read configs): faster than a
-  restart (1.8-6 s, load-dependent) and nothing is replayed. Not used where events alone
-  suffice: it costs ~0.4 s more than a plain event;
-- ty acts at once, but resolves a new package only when told about its *directories*
-  too;
+events, which Claude Code never sends), and events are not always enough. Measured on
+one-module fixture packages (`bench/freshness.py`, 2026-11) and on real releases swapped
+by `uv pip install` (`bench/freshness_packages.py`, 2026-12: redis 6.4 <-> 7.4, ~150
+files; pyright 1.1.414, basedpyright 1.40.2, ty 1.2.0, pyrefly 1.5.1):
+- pyright/basedpyright hear of library changes through their library watcher, which
+  re-resolves only 5 s after the last event (a timer in pyright itself): a real upgrade
+  told by events alone shows after 6-8 s (a one-module fixture inside the project looked
+  fast only because pyright also marks files of its own include root dirty at once); a
+  config file created where none was is never acted on. Followed by
+  `workspace/didChangeConfiguration`, they re-resolve imports and re-read configs at
+  once: 1.5-2 s on the real package, ~0.5 s on fixtures, faster than a restart (6-9 s on
+  the real package: the whole cold analysis) with nothing replayed. So every library
+  change is reconfigured; project sources and existing configs are plain events;
+- ty acts at once (30-60 ms on the real package), but resolves a new package only when
+  told about its *directories* too;
 - pyrefly acts within ~0.3 s on file events.
 A restart remains for what no event covers: the venv itself replaced.
 """
@@ -234,8 +238,8 @@ class Strategy:
 
 #: From bench/freshness.py (see the module docstring and the README's figures).
 STRATEGIES: dict[str, Strategy] = {
-    "pyright": Strategy("reconfigure", "notify", "notify", "reconfigure"),
-    "basedpyright": Strategy("reconfigure", "notify", "notify", "reconfigure"),
+    "pyright": Strategy("reconfigure", "reconfigure", "notify", "reconfigure"),
+    "basedpyright": Strategy("reconfigure", "reconfigure", "notify", "reconfigure"),
     "ty": Strategy("notify", "notify", "notify", "notify"),
     "pyrefly": Strategy("notify", "notify", "notify", "notify"),
 }
