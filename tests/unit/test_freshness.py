@@ -240,10 +240,22 @@ def test_pyright_kinds_reconfigure_when_library_files_are_created(
     assert len(action.params["changes"]) == 5
 
 
-@pytest.mark.parametrize("backend", ["ty", "pyrefly"])
-def test_fast_kinds_are_told_files_and_directories(backend: str, plan: WatchPlan) -> None:
+def test_pyrefly_is_restarted_for_library_changes(plan: WatchPlan, project: Path) -> None:
+    """Restarted, pyrefly follows a real upgrade faster than told (0.8-0.9 s against
+    1.9-2.6 s), holds half the memory and is spared its panic on large swaps; a source
+    change stays an event."""
     site = plan.environment.site_packages[0]
-    action = decide(backend, classify(plan, upgrade(site)))
+    for changes in (upgrade(site), [(Change.CHANGED, site / "shapes" / "__init__.py")]):
+        action = decide("pyrefly", classify(plan, changes))
+        assert action is not None and action.kind == "restart"
+        assert "site-packages changed" in action.cause
+    action = decide("pyrefly", classify(plan, [(Change.CHANGED, project / "util.py")]))
+    assert action is not None and action.kind == "notify"
+
+
+def test_ty_is_told_files_and_directories(plan: WatchPlan) -> None:
+    site = plan.environment.site_packages[0]
+    action = decide("ty", classify(plan, upgrade(site)))
     assert action is not None and action.kind == "notify" and action.params is not None
     assert action.params["changes"] == [
         {"uri": (site / "shapes-1.0.dist-info").as_uri(), "type": 3},
