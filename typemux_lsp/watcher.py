@@ -559,20 +559,43 @@ class Watcher:
         self, spec: _Key, notify: Notify, changes: Changes, directories: set[Path]
     ) -> tuple[Changes, Notify | None]:
         """Directories came or went: watch the new set before dropping the old watch, then
-        report what the new directories already hold and what the old watch saw meanwhile.
+        report what the new directories already hold and what the old watch saw meanwhile
+        (directories it saw come meanwhile are followed the same way, a few times at most:
+        a longer churn is the next batch's).
 
         Only what changed is walked: the directories gone (and those below them) leave the
         set, the ones created or replaced are walked for theirs. A root come or gone, or a
         watch degraded before, walks every root again."""
-        with contextlib.suppress(Exception):
-            late = notify.watch(self.debounce_ms, 1, 1, None)
-            if not isinstance(late, str):
-                more, more_dirs = self._digest(spec, late)
-                changes = _merge(changes, more)
-                directories |= more_dirs
-        roots = {r.path for r in spec.roots}
         walked: list[tuple[Path, list[Path], list[Path]]] = []  # (directory, dirs, files)
         fresh: Notify | None = None
+        for _round in range(3):
+            fresh = self._rewatch(spec, changes, directories, walked)
+            late: Any = None
+            with contextlib.suppress(Exception):
+                late = notify.watch(self.debounce_ms, 1, 1, None)
+            notify.close()
+            directories = set()
+            if late is not None and not isinstance(late, str):
+                more, directories = self._digest(spec, late)
+                changes = _merge(changes, more)
+            if fresh is None or not directories:
+                break
+            notify = fresh
+        return self._with_contents(changes, walked), fresh
+
+    def _rewatch(
+        self,
+        spec: _Key,
+        changes: Changes,
+        directories: set[Path],
+        walked: list[tuple[Path, list[Path], list[Path]]],
+    ) -> Notify | None:
+        """A new OS watch for `spec` once `directories` came, went or were replaced; what
+        they hold now is added to `walked`. None when stopped or nothing is left to watch."""
+        roots = {r.path for r in spec.roots}
+        # a directory created, or replaced (deleted and created: an installer moving the old
+        # one aside): what it holds now was never seen by a watch
+        new = [p for c, p in changes if p in directories and c is not Change.DELETED]
         if not (spec.degraded or directories & (roots | set(spec.missing))):
             kept = {
                 d
@@ -580,31 +603,25 @@ class Watcher:
                 if d not in directories and directories.isdisjoint(d.parents)
             }
             recursive = {r.path: r.recursive for r in spec.roots}
-            for change, path in changes:
-                # a directory created, or replaced (deleted and created: an installer moving
-                # the old one aside): what it holds now was never seen by a watch
-                if path in directories and change is not Change.DELETED:
-                    dirs, files = _below(path, spec.filter, roots)
-                    walked.append((path, dirs, files))
-                    root = next((p for p in path.parents if p in recursive), None)
-                    if root is not None and recursive[root]:
-                        kept.update([path, *dirs])
+            found = []
+            for path in new:
+                dirs, files = _below(path, spec.filter, roots)
+                found.append((path, dirs, files))
+                root = next((p for p in path.parents if p in recursive), None)
+                if root is not None and recursive[root]:
+                    kept.update([path, *dirs])
             try:
-                notify_new, degraded, watched = self._start(_by_root(kept, spec.roots))
+                fresh, degraded, watched = self._start(_by_root(kept, spec.roots))
             except FileNotFoundError:
                 pass  # a directory vanished between the walk and the watch: walk it all
             else:
-                if self._install(spec, notify_new, watched, degraded, spec.missing):
-                    fresh = notify_new
-                notify.close()
-                return self._with_contents(changes, walked), fresh
-        fresh = self._arm(spec)
-        notify.close()
-        for change, path in changes:
-            if path in directories and change is not Change.DELETED:
-                dirs, files = _below(path, spec.filter, roots)
-                walked.append((path, dirs, files))
-        return self._with_contents(changes, walked), fresh
+                walked += found
+                return (
+                    fresh if self._install(spec, fresh, watched, degraded, spec.missing) else None
+                )
+        armed = self._arm(spec)
+        walked += [(path, *_below(path, spec.filter, roots)) for path in new]
+        return armed
 
     @staticmethod
     def _with_contents(
