@@ -27,7 +27,8 @@ found by comparing the tree before and after):
   reopen     events, then didClose + didOpen of the open document
   restart    shutdown/exit, a new backend, initialize, didOpen
 Through typemux-lsp (its watcher, debounce included), the policy forced per run:
-  proxy:notify, proxy:reconfigure, proxy:restart, proxy:policy (freshness.py as shipped)
+  proxy:notify, proxy:reconfigure, proxy:configure (reconfigure, library files left out of
+  the events), proxy:restart, proxy:policy (freshness.py as shipped)
 
 Each trial: a fresh project and environment with the new release, a fresh backend, the
 document open and analysed (hover shows the new API); then down (install the old release:
@@ -290,9 +291,10 @@ class Proxied:
     async def start(self) -> None:
         force = ""
         if self.how != "policy":
+            how, events = ("reconfigure", False) if self.how == "configure" else (self.how, True)
             force = (
                 "import typemux_lsp.freshness as f\n"
-                f"f.STRATEGIES[{self.kind.name!r}] = f.Strategy(*[{self.how!r}] * 4)\n"
+                f"f.STRATEGIES[{self.kind.name!r}] = f.Strategy(*[{how!r}] * 4, {events})\n"
             )
         code = force + "from typemux_lsp.cli import main\nraise SystemExit(main())\n"
         root = self.venv.project_dir
@@ -495,7 +497,7 @@ def table(results: Sequence[Result], bound: float) -> str:
 
 
 STRAIGHT = ("none", "events", "reconfig", "config", "reopen", "restart")
-PROXY = ("proxy:notify", "proxy:reconfigure", "proxy:restart", "proxy:policy")
+PROXY = ("proxy:notify", "proxy:reconfigure", "proxy:configure", "proxy:restart", "proxy:policy")
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

@@ -238,12 +238,16 @@ class Strategy:
     config_changed: How
     #: a config file created or deleted
     config_created: How
+    #: whether library files are named in the events of a "reconfigure" (pyright: each one
+    #: re-arms its 5 s library timer, a second full re-analysis after the one
+    #: `workspace/didChangeConfiguration` already made)
+    library_events: bool = True
 
 
 #: From bench/freshness.py (see the module docstring and the README's figures).
 STRATEGIES: dict[str, Strategy] = {
-    "pyright": Strategy("reconfigure", "reconfigure", "notify", "reconfigure"),
-    "basedpyright": Strategy("reconfigure", "reconfigure", "notify", "reconfigure"),
+    "pyright": Strategy("reconfigure", "reconfigure", "notify", "reconfigure", False),
+    "basedpyright": Strategy("reconfigure", "reconfigure", "notify", "reconfigure", False),
     "ty": Strategy("notify", "notify", "notify", "notify"),
     "pyrefly": Strategy("restart", "restart", "notify", "notify"),
 }
@@ -281,7 +285,8 @@ def decide(
     them: ty resolves a new package only when told about its directories, and the others
     accept them. Events for documents the client has open are left out: the backend uses
     the client's text for those (the disk text of an open document is a separate rule:
-    `disk_text_wins`).
+    `disk_text_wins`); so are library files when a pyright kind is reconfigured (its
+    re-analysis covers them; told, it would re-analyse again 5 s later).
     """
     if not classified:
         return None
@@ -307,7 +312,8 @@ def decide(
         return Action("restart", cause)
     opened = set(open_uris)
     events = []
-    for change, path in (*classified.environment, *classified.configs, *classified.sources):
+    library = classified.environment if strategy.library_events or how != "reconfigure" else ()
+    for change, path in (*library, *classified.configs, *classified.sources):
         uri = from_fs_path(str(path)) or path.as_uri()
         if uri in opened:
             continue
