@@ -16,15 +16,18 @@ files; pyright 1.1.414, basedpyright 1.40.2, ty 1.2.0, pyrefly 1.5.1):
   fast only because pyright also marks files of its own include root dirty at once); a
   config file created where none was is never acted on. Followed by
   `workspace/didChangeConfiguration`, they re-resolve imports and re-read configs at
-  once: 1.5-2 s on the real package, ~0.5 s on fixtures, faster than a restart (6-9 s on
-  the real package: the whole cold analysis) with nothing replayed. So every library
-  change is reconfigured; project sources and existing configs are plain events;
+  once: 1.2-3 s on the real package (load-dependent), ~0.5 s on fixtures, faster than a
+  restart (8-12 s on the real package: the whole cold analysis) with nothing replayed.
+  So every library change is reconfigured, with the library files left out of the events
+  (each would re-arm the timer: a second full re-analysis 5 s later); project sources
+  and existing configs are plain events. Memory: each swap leaves ~40 MB behind in
+  pyright's process, which only a restart gives back;
 - ty acts at once (30-60 ms on the real package), but resolves a new package only when
   told about its *directories* too;
-- pyrefly acts within ~0.3 s on file events for a fixture, but 1.9-2.6 s for the real
+- pyrefly acts within ~0.3 s on file events for a fixture, but 0.9-2.6 s for the real
   package, and pyrefly 1.5.1 panics (exit 101) now and then when a large package is
-  swapped under it; restarted, it answers in 0.8-0.9 s and holds half the memory (60 MB
-  against 110-130 after a down and up). So library changes restart it; sources and
+  swapped under it; restarted, it answers in 0.7-1 s and holds half the memory (60-75 MB
+  against 110-135 after downs and ups). So library changes restart it; sources and
   configs are events.
 A restart also covers what no event does: the venv itself replaced.
 """
