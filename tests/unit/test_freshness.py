@@ -216,6 +216,13 @@ def plan(project: Path) -> WatchPlan:
     return plan_watch(read_environment(project / ".venv"), project)
 
 
+@pytest.fixture
+def hatch_plan(project: Path, tmp_path: Path) -> WatchPlan:
+    """The project served from an environment outside its tree, as Hatch makes them."""
+    make_venv(tmp_path / "hatch-envs" / "app")
+    return plan_watch(read_environment(tmp_path / "hatch-envs" / "app"), project)
+
+
 def upgrade(site: Path) -> Changes:
     return [
         (Change.DELETED, site / "shapes-1.0.dist-info"),
@@ -228,10 +235,10 @@ def upgrade(site: Path) -> Changes:
 
 @pytest.mark.parametrize("backend", ["pyright", "basedpyright"])
 def test_pyright_kinds_reconfigure_when_library_files_are_created(
-    backend: str, plan: WatchPlan
+    backend: str, hatch_plan: WatchPlan
 ) -> None:
-    site = plan.environment.site_packages[0]
-    action = decide(backend, classify(plan, upgrade(site)))
+    site = hatch_plan.environment.site_packages[0]
+    action = decide(backend, classify(hatch_plan, upgrade(site)))
     assert action is not None and action.kind == "reconfigure" and action.params is not None
     assert (
         action.cause
@@ -270,27 +277,37 @@ def test_ty_is_told_files_and_directories(plan: WatchPlan) -> None:
 
 @pytest.mark.parametrize("backend", ["pyright", "basedpyright"])
 def test_pyright_kinds_reconfigure_for_changed_library_files_too(
-    backend: str, plan: WatchPlan
+    backend: str, hatch_plan: WatchPlan
 ) -> None:
     """A real upgrade rewrites a package's directory (an installer replaces it whole): told
     only by events, pyright acts on its 5 s library timer (bench/freshness_packages.py);
     re-reading its configuration re-resolves at once."""
-    site = plan.environment.site_packages[0]
+    site = hatch_plan.environment.site_packages[0]
     changed = [(Change.CHANGED, site / "shapes" / "__init__.py")]
     renamed = [c for c in upgrade(site) if c[0] is not Change.CREATED or "dist-info" in str(c[1])]
     for changes in (changed, renamed):
-        action = decide(backend, classify(plan, changes))
+        action = decide(backend, classify(hatch_plan, changes))
         assert action is not None and action.kind == "reconfigure" and action.params is not None
         assert action.params["changes"] == []
 
 
-def test_a_reconfigure_still_names_project_files(plan: WatchPlan, project: Path) -> None:
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright"])
+def test_pyright_kinds_are_told_of_a_venv_inside_the_project(backend: str, plan: WatchPlan) -> None:
+    """A `.venv` in the project is pyright's include root: it re-reads what it is told of
+    there at once (0.65 s for a real release, against 1.7-1.9 s reconfigured)."""
     site = plan.environment.site_packages[0]
+    action = decide(backend, classify(plan, upgrade(site)))
+    assert action is not None and action.kind == "notify" and action.params is not None
+    assert len(action.params["changes"]) == 5
+
+
+def test_a_reconfigure_still_names_project_files(hatch_plan: WatchPlan, project: Path) -> None:
+    site = hatch_plan.environment.site_packages[0]
     changes = [
         (Change.CHANGED, site / "shapes" / "__init__.py"),
         (Change.CREATED, project / "u.py"),
     ]
-    action = decide("pyright", classify(plan, changes))
+    action = decide("pyright", classify(hatch_plan, changes))
     assert action is not None and action.kind == "reconfigure" and action.params is not None
     assert action.params["changes"] == [{"uri": (project / "u.py").as_uri(), "type": 1}]
 
