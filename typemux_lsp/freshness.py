@@ -21,8 +21,9 @@ files; pyright 1.1.414, basedpyright 1.40.2, ty 1.2.0, pyrefly 1.5.1):
   So every library change outside the project is reconfigured, with the library files
   left out of the events (each would re-arm the timer: a second full re-analysis 5 s
   later). A `.venv` inside the project is pyright's own include root: told by events, it
-  re-reads those files at once (0.65 s for the real package, against 1.7-1.9 s through a
-  reconfiguration), so there events suffice. Project sources and existing configs are
+  re-reads those files at once (0.6-0.9 s for the real package at load 1.5-5; reconfigured
+  0.8 s at load 1.5 but 1.7-1.9 s at load 5: it re-analyses everything, so a busy machine
+  slows it more), so there events are used. Project sources and existing configs are
   plain events. Memory: each swap leaves ~40 MB behind in pyright's process, which only a
   restart gives back;
 - ty acts at once (30-60 ms on the real package), but resolves a new package only when
@@ -318,10 +319,10 @@ def decide(
     )
     need: list[How] = ["notify"]
     if classified.environment:
-        library = strategy.environment_created if created else strategy.environment_changed
+        told = strategy.environment_created if created else strategy.environment_changed
         if classified.environment_in_project and strategy.environment_in_project is not None:
-            library = strategy.environment_in_project
-        need.append(library)
+            told = strategy.environment_in_project
+        need.append(told)
     if classified.configs:
         config_created = any(c is not Change.CHANGED for c, _ in classified.configs)
         need.append(strategy.config_created if config_created else strategy.config_changed)
