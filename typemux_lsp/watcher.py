@@ -373,6 +373,11 @@ class Watcher:
                 notify = self._arm(spec, listing)
                 if notify is not None and spec.since_ns is not None:
                     missed = self._changed_since(spec, spec.since_ns, listing or {})
+                    # a directory created after the walk listed its parent: neither listed
+                    # nor watched yet; followed as any directory a batch brings
+                    came = {p for c, p in missed if c is Change.CREATED} - spec.directories
+                    if came:
+                        missed, notify = self._rearm(spec, notify, missed, came)
                     if missed:
                         self._deliver(spec, missed)
                 del listing

@@ -529,3 +529,39 @@ def test_the_planned_count_stops_at_its_limit(
     calls.counting = True
     assert planned_directories(roots, WatchFilter(), limit=5) == 5
     assert len(calls.listed) <= 5
+
+
+def test_a_package_installed_while_arming_is_reported_whole_and_watched(
+    batches: Batches, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package written after the arming walk listed site-packages and before the OS watch
+    is in place (a backend starting during `uv add`): its files are reported, not only its
+    directory, and it is watched from then on."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "old.py").write_text("x = 1\n")
+    written = (site / "old.py").stat().st_mtime_ns
+    while (started := fs_clock_ns()) <= written:
+        time.sleep(0.002)
+    real_start = Watcher._start
+    installed = threading.Event()
+
+    def start_after_an_install(self: Watcher, dirs_by_root: Any) -> Any:
+        if not installed.is_set():
+            installed.set()
+            (site / "extra").mkdir()
+            (site / "extra" / "__init__.py").write_text("def grow(n: int) -> int: ...\n")
+        return real_start(self, dirs_by_root)
+
+    monkeypatch.setattr(Watcher, "_start", start_after_an_install)
+    watcher = Watcher(batches, DEBOUNCE_MS)
+    try:
+        watcher.watch("k", [site], since_ns=started)
+        _, changes = batches.next()
+        paths = {path: change for change, path in changes}
+        assert paths.get(site / "extra") is Change.CREATED
+        assert site / "extra" / "__init__.py" in paths
+        (site / "extra" / "__init__.py").write_text("def grow(n: int, m: int) -> int: ...\n")
+        assert batches.next() == ("k", [(Change.CHANGED, site / "extra" / "__init__.py")])
+    finally:
+        watcher.close()
