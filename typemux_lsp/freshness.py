@@ -21,9 +21,11 @@ files; pyright 1.1.414, basedpyright 1.40.2, ty 1.2.0, pyrefly 1.5.1):
   So every library change outside the project is reconfigured, with the library files
   left out of the events (each would re-arm the timer: a second full re-analysis 5 s
   later). A `.venv` inside the project is pyright's own include root: told by events, it
-  re-reads those files at once (0.6-0.9 s for the real package at load 1.5-5; reconfigured
-  0.8 s at load 1.5 but 1.7-1.9 s at load 5: it re-analyses everything, so a busy machine
-  slows it more), so there events are used. Project sources and existing configs are
+  re-reads changed files there at once (0.6-0.9 s for the real package at load 1.5-5;
+  reconfigured 0.8 s at load 1.5 but 1.7-1.9 s at load 5: it re-analyses everything, so
+  a busy machine slows it more), so there events are used, unless a new package came
+  (a module created outside a replaced directory): that still waits for the timer
+  (5.5-5.7 s), so it is reconfigured. Project sources and existing configs are
   plain events. Memory: each swap leaves ~40 MB behind in pyright's process, which only a
   restart gives back;
 - ty acts at once (30-60 ms on the real package), but resolves a new package only when
@@ -253,8 +255,8 @@ class Strategy:
     #: re-arms its 5 s library timer, a second full re-analysis after the one
     #: `workspace/didChangeConfiguration` already made)
     library_events: bool = True
-    #: for library changes inside the project's tree (a `.venv` in the project), when that
-    #: differs from the above
+    #: for changed or deleted library files inside the project's tree (a `.venv` in the
+    #: project), when that differs from `environment_changed`
     environment_in_project: How | None = None
 
 
@@ -320,7 +322,11 @@ def decide(
     need: list[How] = ["notify"]
     if classified.environment:
         told = strategy.environment_created if created else strategy.environment_changed
-        if classified.environment_in_project and strategy.environment_in_project is not None:
+        if (
+            not created
+            and classified.environment_in_project
+            and strategy.environment_in_project is not None
+        ):
             told = strategy.environment_in_project
         need.append(told)
     if classified.configs:
