@@ -32,6 +32,8 @@ TARGETS = {
     "package_removed_is_reported_unresolved": 3.0,
     "open_document_rewritten_on_disk_then_the_client_edit_wins": 2.0,
     "unopened_module_change_shows_in_the_open_file": 3.0,
+    "real_release_swapped_by_uv[down]": 2.0,
+    "real_release_swapped_by_uv[up]": 2.0,
 }
 LABELS = {
     "package_upgraded_in_place_shows_the_new_api": "package upgraded in place: new API in hover",
@@ -45,6 +47,8 @@ LABELS = {
     "sync_burst_restarts_at_most_once_and_other_venvs_keep_answering": (
         "320-file burst in site-packages: new API in hover"
     ),
+    "real_release_swapped_by_uv[down]": "real release down (redis 7.4.1 -> 6.4.0, uv): hover",
+    "real_release_swapped_by_uv[up]": "real release up (redis 6.4.0 -> 7.4.1, uv): hover",
 }
 
 

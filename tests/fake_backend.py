@@ -5,6 +5,7 @@ Behaviour comes from the `FAKE_BACKEND` environment variable, comma-separated:
   never_initialize    never answer initialize
   stderr_flood=MB     write MB mebibytes to stderr before answering initialize
   crash_on=METHOD     exit(3) on receiving a request for METHOD, without answering
+  panic_on=METHOD     the same as a Rust backend's own bug does: a panic report, exit(101)
   garbage_on=METHOD   write bytes that are not LSP on receiving METHOD
   hang_on=METHOD      never answer METHOD
   delay=S             answer hover after S seconds (cancellable meanwhile)
@@ -175,6 +176,15 @@ def main() -> None:
             with open(".fake_requests", "w") as log:
                 json.dump(msg.get("params"), log)
         if msg_id is not None:
+            if OPTS.get("panic_on") == method:
+                sys.stderr.write(
+                    "thread 'checker-3' panicked at crates/fake/src/solve.rs:812:27:\n"
+                    "index out of bounds: the len is 3 but the index is 7\n"
+                    "note: run with `RUST_BACKTRACE=1` environment variable to display a "
+                    "backtrace\n"
+                )
+                sys.stderr.flush()
+                os._exit(101)
             if OPTS.get("crash_on") == method:
                 sys.stderr.write(f"fake: crashing on {method} on purpose\n")
                 sys.stderr.flush()

@@ -369,12 +369,17 @@ def _freshness(settings: Settings, scan: projects.Scan, problems: list[Json]) ->
         "osLimits": limits,
         "environments": [],
     }
+    report["truncated"] = False
     if not settings.freshness:
         return report
+    limit = limits.get("max_user_watches")
+    # Counting stops once the answer is known: past the OS limit (one more is enough to say
+    # so) or at the walk's own bound; a huge tree is not walked whole for a number.
+    budget = MAX_DIRECTORIES if limit is None else min(MAX_DIRECTORIES, limit + 1)
     total = 0
     for _, (env, _files) in sorted(scan.environments.items()):
-        plan = plan_watch(read_environment(env.path), env.project_dir)
-        count = planned_directories(plan.roots, plan.filter)
+        plan = plan_watch(read_environment(env), env.project_dir)
+        count = planned_directories(plan.roots, plan.filter, limit=budget - total)
         total += count
         report["environments"].append(
             {
@@ -383,8 +388,19 @@ def _freshness(settings: Settings, scan: projects.Scan, problems: list[Json]) ->
                 "directories": count,
             }
         )
+        if total >= budget:
+            report["truncated"] = True
+            break
     report["directories"] = total
-    limit = limits.get("max_user_watches")
+    if report["truncated"] and (limit is None or total <= limit):
+        problems.append(
+            _problem(
+                "warning",
+                f"stopped counting the directories freshness would watch at {total}: the "
+                "figures under freshness are lower bounds.",
+                "run the doctor on a smaller directory (one project or one service).",
+            )
+        )
     if limit is not None and total > limit:
         problems.append(
             _problem(
@@ -519,7 +535,8 @@ def render_text(report: Json) -> str:
     else:
         limit = fresh["osLimits"].get("max_user_watches")
         add(
-            f"Freshness       on, {fresh['debounceMs']} ms debounce; {fresh.get('directories', 0)} "
+            f"Freshness       on, {fresh['debounceMs']} ms debounce; "
+            f"{'at least ' if fresh.get('truncated') else ''}{fresh.get('directories', 0)} "
             f"directories to watch" + (f" (OS limit {limit})" if limit is not None else "")
         )
         for env in fresh["environments"]:

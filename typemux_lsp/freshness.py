@@ -6,19 +6,36 @@ them: `plan_watch` -> `Watcher.watch`; each batch -> `classify` -> `decide` -> e
 `Action.cause`.
 
 Why not events alone: no backend watches files itself (each waits for the client's
-events, which Claude Code never sends), and `bench/freshness.py` measured (2026-11,
-pyright 1.1.414, basedpyright 1.40.2, ty 0.0.105, pyrefly 1.4.1) that events are not
-always enough:
-- pyright/basedpyright act on changed or deleted library files at once (~0.05-0.5 s), but
-  on *created* library modules (a package added) only ~5.2 s later, and never on a config
-  file created where none was. Followed by `workspace/didChangeConfiguration`, both take
-  effect in ~0.4-0.6 s (they re-resolve imports and re-read configs): faster than a
-  restart (1.8-6 s, load-dependent) and nothing is replayed. Not used where events alone
-  suffice: it costs ~0.4 s more than a plain event;
-- ty acts at once, but resolves a new package only when told about its *directories*
-  too;
-- pyrefly acts within ~0.3 s on file events.
-A restart remains for what no event covers: the venv itself replaced.
+events, which Claude Code never sends), and events are not always enough. Measured on
+one-module fixture packages (`bench/freshness.py`, 2026-11) and on real releases swapped
+by `uv pip install` (`bench/freshness_packages.py`, 2026-12: redis 6.4 <-> 7.4, ~150
+files; pyright 1.1.414, basedpyright 1.40.2, ty 1.2.0, pyrefly 1.5.1):
+- pyright/basedpyright hear of library changes through their library watcher, which
+  re-resolves only 5 s after the last event (a timer in pyright itself): a real upgrade
+  told by events alone shows after 6-8 s (a one-module fixture inside the project looked
+  fast only because pyright also marks files of its own include root dirty at once); a
+  config file created where none was is never acted on. Followed by
+  `workspace/didChangeConfiguration`, they re-resolve imports and re-read configs at
+  once: 1.2-3 s on the real package (load-dependent), ~0.5 s on fixtures, faster than a
+  restart (8-12 s on the real package: the whole cold analysis) with nothing replayed.
+  So every library change outside the project is reconfigured, with the library files
+  left out of the events (each would re-arm the timer: a second full re-analysis 5 s
+  later). A `.venv` inside the project is pyright's own include root: told by events, it
+  re-reads changed files there at once (0.6-0.9 s for the real package at load 1.5-5;
+  reconfigured 0.8 s at load 1.5 but 1.7-1.9 s at load 5: it re-analyses everything, so
+  a busy machine slows it more), so there events are used, unless a new package came
+  (a module created outside a replaced directory): that still waits for the timer
+  (5.5-5.7 s), so it is reconfigured. Project sources and existing configs are
+  plain events. Memory: each swap leaves ~40 MB behind in pyright's process, which only a
+  restart gives back;
+- ty acts at once (30-60 ms on the real package), but resolves a new package only when
+  told about its *directories* too;
+- pyrefly acts within ~0.3 s on file events for a fixture, but 0.9-2.6 s for the real
+  package, and pyrefly 1.5.1 panics (exit 101) now and then when a large package is
+  swapped under it; restarted, it answers in 0.7-1 s and holds half the memory (60-75 MB
+  against 110-135 after downs and ups). So library changes restart it; sources and
+  configs are events.
+A restart also covers what no event does: the venv itself replaced.
 """
 
 from __future__ import annotations
@@ -33,7 +50,8 @@ from typing import Any, Literal
 
 from pygls.uris import from_fs_path
 
-from .environments.model import is_environment, pth_paths
+from .environments import model
+from .environments.model import is_environment
 from .watcher import DEFAULT_SKIP_DIRS, Change, Changes, Root, WatchFilter
 
 #: Type-checker configuration files, by name (pyproject.toml holds several tools' tables).
@@ -70,29 +88,27 @@ class Environment:
         return self.prefix / "pyvenv.cfg"
 
 
-def read_environment(prefix: Path) -> Environment:
-    """The site-packages directories of a venv (POSIX and Windows layouts) and the import
-    roots its `.pth` files add. Only reads files: a `.pth` line that starts with `import`
-    is code and is skipped, never run; setuptools' editable finders are read as data."""
-    candidates = [
-        *sorted(prefix.glob("lib/python*/site-packages")),
-        *sorted(prefix.glob("lib64/python*/site-packages")),
-        prefix / "Lib" / "site-packages",
-    ]
-    seen: set[Path] = set()
+def read_environment(environment: Path | model.Environment) -> Environment:
+    """What a backend's imports resolve from, as the environment model reads it
+    (`model.Environment.site_packages`: its site-packages and the directories its `.pth`
+    files and editable finders name, read, never run), in real paths as the OS watcher
+    reports them. A prefix alone is taken as a venv at that path."""
+    env = (
+        environment
+        if isinstance(environment, model.Environment)
+        else model.Environment(environment)
+    )
     sites: list[Path] = []
-    for candidate in candidates:
-        if candidate.is_dir():
-            real = Path(os.path.realpath(candidate))
-            if real not in seen:
-                seen.add(real)
-                sites.append(real)
+    for site in env.site_dirs():
+        real = Path(os.path.realpath(site))
+        if real not in sites:
+            sites.append(real)
     roots: list[Path] = []
-    for site in sites:
-        for root in (Path(os.path.realpath(p)) for p in pth_paths(site)):
-            if root not in roots and not any(_inside(root, s) for s in sites):
-                roots.append(root)
-    return Environment(prefix, tuple(sites), tuple(roots))
+    for path in env.site_packages():
+        real = Path(os.path.realpath(path))
+        if real not in roots and not any(_inside(real, s) for s in sites):
+            roots.append(real)
+    return Environment(env.path, tuple(sites), tuple(roots))
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +167,11 @@ class Classification:
     environment_deleted: bool = False
     #: package -> (old version, new version), from `.dist-info` names; None = absent
     packages: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    #: the environment's prefix (for messages)
+    prefix: Path | None = None
+    #: every environment change lies inside the project's tree (a `.venv` in the project:
+    #: pyright's own include root, whose files it re-reads when told)
+    environment_in_project: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.environment or self.sources or self.configs or self.environment_replaced)
@@ -203,6 +224,8 @@ def classify(plan: WatchPlan, changes: Changes) -> Classification:
         replaced,
         replaced and not is_environment(env.prefix),  # (a conda prefix has no pyvenv.cfg)
         packages,
+        env.prefix,
+        bool(environment) and all(_inside(p, plan.project) for _, p in environment),
     )
 
 
@@ -228,14 +251,23 @@ class Strategy:
     config_changed: How
     #: a config file created or deleted
     config_created: How
+    #: whether library files are named in the events of a "reconfigure" (pyright: each one
+    #: re-arms its 5 s library timer, a second full re-analysis after the one
+    #: `workspace/didChangeConfiguration` already made)
+    library_events: bool = True
+    #: for changed or deleted library files inside the project's tree (a `.venv` in the
+    #: project), when that differs from `environment_changed`
+    environment_in_project: How | None = None
 
 
 #: From bench/freshness.py (see the module docstring and the README's figures).
 STRATEGIES: dict[str, Strategy] = {
-    "pyright": Strategy("reconfigure", "notify", "notify", "reconfigure"),
-    "basedpyright": Strategy("reconfigure", "notify", "notify", "reconfigure"),
+    "pyright": Strategy("reconfigure", "reconfigure", "notify", "reconfigure", False, "notify"),
+    "basedpyright": Strategy(
+        "reconfigure", "reconfigure", "notify", "reconfigure", False, "notify"
+    ),
     "ty": Strategy("notify", "notify", "notify", "notify"),
-    "pyrefly": Strategy("notify", "notify", "notify", "notify"),
+    "pyrefly": Strategy("restart", "restart", "notify", "notify"),
 }
 #: A kind not measured: restarting is always right, if slower.
 SAFE_STRATEGY = Strategy("restart", "restart", "restart", "restart")
@@ -271,13 +303,14 @@ def decide(
     them: ty resolves a new package only when told about its directories, and the others
     accept them. Events for documents the client has open are left out: the backend uses
     the client's text for those (the disk text of an open document is a separate rule:
-    `disk_text_wins`).
+    `disk_text_wins`); so are library files when a pyright kind is reconfigured (its
+    re-analysis covers them; told, it would re-analyse again 5 s later).
     """
     if not classified:
         return None
     strategy = STRATEGIES.get(backend, SAFE_STRATEGY)
     if classified.environment_deleted:
-        return Action("stop", f"the environment {classified_prefix(classified)} was deleted")
+        return Action("stop", f"the environment {classified.prefix or '(unknown)'} was deleted")
     cause = describe(classified)
     if classified.environment_replaced:
         return Action("restart", cause)
@@ -288,7 +321,14 @@ def decide(
     )
     need: list[How] = ["notify"]
     if classified.environment:
-        need.append(strategy.environment_created if created else strategy.environment_changed)
+        told = strategy.environment_created if created else strategy.environment_changed
+        if (
+            not created
+            and classified.environment_in_project
+            and strategy.environment_in_project is not None
+        ):
+            told = strategy.environment_in_project
+        need.append(told)
     if classified.configs:
         config_created = any(c is not Change.CHANGED for c, _ in classified.configs)
         need.append(strategy.config_created if config_created else strategy.config_changed)
@@ -297,7 +337,8 @@ def decide(
         return Action("restart", cause)
     opened = set(open_uris)
     events = []
-    for change, path in (*classified.environment, *classified.configs, *classified.sources):
+    library = classified.environment if strategy.library_events or how != "reconfigure" else ()
+    for change, path in (*library, *classified.configs, *classified.sources):
         uri = from_fs_path(str(path)) or path.as_uri()
         if uri in opened:
             continue
@@ -305,13 +346,6 @@ def decide(
     if not events and how == "notify":
         return None
     return Action(how, cause, {"changes": events})
-
-
-def classified_prefix(classified: Classification) -> str:
-    """Best-effort name of the environment for messages (the first path seen)."""
-    for _, path in (*classified.environment, *classified.sources, *classified.configs):
-        return str(path)
-    return "(unknown)"
 
 
 def describe(classified: Classification) -> str:

@@ -851,7 +851,7 @@ class TypemuxServer:
                 session.open_document(doc)
         if self.watcher is not None:
             # Planned again at every start: a .pth file (an editable install) may be new.
-            plan = plan_watch(read_environment(session.venv.path), session.venv.project_dir)
+            plan = plan_watch(read_environment(session.venv), session.venv.project_dir)
             session.watch_plan = plan
             self.watcher.watch(
                 str(session.venv.key), plan.roots, plan.filter, since_ns=session.spawned_ns

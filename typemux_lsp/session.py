@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 import subprocess
 import threading
 import time
@@ -56,6 +57,25 @@ WARMUP_METHODS = frozenset(
 )
 
 _STDERR_TAIL_BYTES = 8 * 1024
+#: How a Rust backend (ty, pyrefly) reports a bug of its own before exiting 101: `thread
+#: 'NAME' panicked at FILE:LINE:COL:` then the message (Rust >= 1.73), or `panicked at
+#: 'MESSAGE', FILE:LINE:COL` (older).
+_PANIC = re.compile(
+    r"thread '(?P<thread>[^']*)' panicked at (?:'(?P<old>.*)', (?P<oldat>\S+)|(?P<at>\S+?):?\n"
+    r"(?P<message>[^\n]*))"
+)
+
+
+def backend_bug(stderr: str) -> str | None:
+    """The panic a backend reported on stderr, in words, or None: what to tell its authors."""
+    found = _PANIC.search(stderr)
+    if found is None:
+        return None
+    message = (found["message"] if found["at"] else found["old"]).strip()
+    where = found["at"] or found["oldat"]
+    return f"{message!r} at {where}" if message else f"at {where}"
+
+
 _session_ids = iter(range(1, 1 << 62))
 
 
@@ -138,6 +158,10 @@ class BackendSession:
         self.pid: int | None = None
         self.spawned_ns: int | None = None
         self.capabilities: dict[str, Any] = {}
+        #: its `serverInfo` (name and version), once initialized
+        self.server_info: dict[str, Any] = {}
+        #: stderr from a panic report on (a Rust backend's own bug), kept for the log
+        self.panic_text: bytearray | None = None
         self.venv_identity = venv.identity()
         self.identity_checked_at = self.created_at
         #: client requests sent to the backend: wire id -> entry
@@ -266,6 +290,8 @@ class BackendSession:
                     return
                 caps = result.get("capabilities") if isinstance(result, dict) else None
                 self.capabilities = caps if isinstance(caps, dict) else {}
+                info = result.get("serverInfo") if isinstance(result, dict) else None
+                self.server_info = info if isinstance(info, dict) else {}
                 self.notify("initialized", {})
                 self.state = State.WARMING
                 self.upstream.session_started(self)
@@ -507,10 +533,19 @@ class BackendSession:
         if self.state is State.STOPPING:
             self._finish(self._stop_error or self._stopped_error())
         elif self.state is not State.STOPPED:
+            bug = self.panic()
+            if bug is not None:
+                version = str(self.server_info.get("version") or "").strip()
+                which = f"{self.kind.name} {version}".strip()
+                why = (
+                    f"panicked (exit code {code}): a bug in {which}, not in typemux-lsp: {bug}. "
+                    f"Report it to {self.kind.name}'s authors with that message."
+                )
+            else:
+                why = f"exited (code {code}) while handling requests.{self._stderr_hint()}"
             self.fail(
                 BackendError(
-                    f"typemux-lsp: the {self.kind.name} backend for {self.venv} exited "
-                    f"(code {code}) while handling requests.{self._stderr_hint()} "
+                    f"typemux-lsp: the {self.kind.name} backend for {self.venv} {why} "
                     "The next request for this environment starts a fresh backend."
                 )
             )
@@ -684,7 +719,14 @@ class BackendSession:
         """Drained always; logged at debug (pyrefly writes two lines per request); the tail is
         kept for error messages."""
         tail = self._stderr_tail
+        seen = len(tail)
         tail += data
+        if self.panic_text is not None:
+            if len(self.panic_text) < 2048:
+                self.panic_text += data[:2048]
+        elif b"panicked at" in tail[max(0, seen - 64) :]:
+            start = tail.rfind(b"thread '", 0, tail.index(b"panicked at", max(0, seen - 64)))
+            self.panic_text = bytearray(tail[max(0, start) :][:2048])
         if len(tail) > _STDERR_TAIL_BYTES:
             del tail[: len(tail) - _STDERR_TAIL_BYTES]
         if not self.log.isEnabledFor(logging.DEBUG):
@@ -699,6 +741,12 @@ class BackendSession:
         if len(line) > 4096:
             self.log.debug("stderr: %s", line.decode(errors="replace"))
             line.clear()
+
+    def panic(self) -> str | None:
+        """The panic the backend reported on stderr (its own bug), in words, or None."""
+        if self.panic_text is None:
+            return None
+        return backend_bug(bytes(self.panic_text).decode(errors="replace"))
 
     def stderr_tail(self, max_chars: int = 800) -> str:
         return bytes(self._stderr_tail).decode(errors="replace")[-max_chars:].strip()

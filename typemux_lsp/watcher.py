@@ -34,6 +34,7 @@ import contextlib
 import enum
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -367,20 +368,28 @@ class Watcher:
         notify: Notify | None = None
         try:
             try:
-                notify = self._arm(spec)
+                # the catch-up reads the entries the arming walk listed: one listing
+                listing: _Listing | None = {} if spec.since_ns is not None else None
+                notify = self._arm(spec, listing)
                 if notify is not None and spec.since_ns is not None:
-                    missed = self._changed_since(spec, spec.since_ns)
+                    missed = self._changed_since(spec, spec.since_ns, listing or {})
+                    # a directory created after the walk listed its parent: neither listed
+                    # nor watched yet; followed as any directory a batch brings
+                    came = {p for c, p in missed if c is Change.CREATED} - spec.directories
+                    if came:
+                        missed, notify = self._rearm(spec, notify, missed, came)
                     if missed:
                         self._deliver(spec, missed)
+                del listing
             finally:
                 spec.armed.set()
             while notify is not None and not spec.stop.is_set():
                 raw = notify.watch(self.max_batch_ms, self.debounce_ms, 0, spec.stop)
                 if isinstance(raw, str):  # "stop" ("signal"/"timeout" never on this thread)
                     continue
-                changes = self._digest(spec, raw)
-                if any(p in spec.directories or p.is_dir() for _, p in changes):
-                    changes, notify = self._rearm(spec, notify, changes)
+                changes, directories = self._digest(spec, raw)
+                if directories:
+                    changes, notify = self._rearm(spec, notify, changes, directories)
                 if changes:
                     self._deliver(spec, changes)
         except Exception as exc:
@@ -410,43 +419,64 @@ class Watcher:
             except Exception:
                 logger.exception("the file change callback failed for %s", spec.key)
 
-    def _arm(self, spec: _Key) -> Notify | None:
+    def _arm(self, spec: _Key, listing: _Listing | None = None) -> Notify | None:
         """Walk the roots and start one OS watch of the kept directories, degrading what the
-        OS refuses. None when stopped or when nothing exists to be watched."""
+        OS refuses. None when stopped or when nothing exists to be watched. With `listing`,
+        the entries of every directory walked are kept there (for the catch-up)."""
         for _attempt in range(5):
             if spec.stop.is_set():
                 return None
-            dirs_by_root, missing, denied = self._walk(spec)
+            if listing is not None:
+                listing.clear()
+            dirs_by_root, missing, denied = self._walk(spec, listing)
             try:
                 notify, degraded, watched = self._start(dirs_by_root)
             except FileNotFoundError:
                 continue  # a directory vanished between the walk and the watch: walk again
             degraded += [_Degraded(p, "permission denied", "make it readable") for p in denied]
-            with self._lock:
-                if not self._current(spec):
-                    if notify is not None:
-                        notify.close()
-                    return None
-                spec.directories = watched
-                spec.missing = missing
-                spec.degraded = degraded
-                spec.state = "degraded" if degraded else "watching" if notify else "idle"
-            for item in degraded:
-                self._log_once(
-                    spec,
-                    str(item.root),
-                    f"not watching {item.root} for {spec.key}: {item.reason}; answers may "
-                    f"not follow changes there. Fix: {item.fix}",
-                )
-            if missing:
-                logger.info("%s: not watching missing roots %s", spec.key, missing)
+            if not self._install(spec, notify, watched, degraded, missing):
+                return None
             return notify
         raise RuntimeError("the watched directories keep changing while being listed")
 
-    def _changed_since(self, spec: _Key, since: int) -> Changes:
+    def _install(
+        self,
+        spec: _Key,
+        notify: Notify | None,
+        watched: frozenset[Path],
+        degraded: list[_Degraded],
+        missing: list[Path],
+    ) -> bool:
+        """Record a new OS watch as `spec`'s; False (and the watch closed) when `spec` was
+        replaced or stopped meanwhile."""
+        with self._lock:
+            if not self._current(spec):
+                if notify is not None:
+                    notify.close()
+                return False
+            spec.directories = watched
+            spec.missing = missing
+            spec.degraded = degraded
+            spec.state = "degraded" if degraded else "watching" if notify else "idle"
+        for item in degraded:
+            self._log_once(
+                spec,
+                str(item.root),
+                f"not watching {item.root} for {spec.key}: {item.reason}; answers may "
+                f"not follow changes there. Fix: {item.fix}",
+            )
+        if missing:
+            logger.info("%s: not watching missing roots %s", spec.key, missing)
+        return True
+
+    def _changed_since(self, spec: _Key, since: int, listing: _Listing) -> Changes:
         """What the watched directories gained or changed since `since` (`fs_clock_ns`), by
         timestamps (a removal shows as its directory changed). Every entry is looked at: a
-        file rewritten in place leaves its directory's times alone."""
+        file rewritten in place leaves its directory's times alone.
+
+        A directory's entries are those the arming walk listed (`listing`) unless the
+        directory itself changed since `since` (an entry came or went: listed again); one
+        that changes after this looked at it is the armed watch's to report."""
         found: dict[Path, Change] = {}
         roots = {r.path for r in spec.roots}
         known = {str(d) for d in spec.directories}  # (included by the walk)
@@ -454,25 +484,30 @@ class Watcher:
         keep = spec.filter
         for directory in sorted(spec.directories):
             try:
-                st = directory.stat()
-                if max(st.st_mtime_ns, st.st_ctime_ns) >= since and directory not in roots:
+                st = os.stat(directory)
+                moved = max(st.st_mtime_ns, st.st_ctime_ns) >= since
+                if moved and directory not in roots:
                     found.setdefault(directory, Change.CHANGED)  # (CREATED, seen from above)
-                files_kept = directory.name not in keep.skip_dirs
-                with os.scandir(directory) as entries:
-                    for entry in entries:  # (strings, not Paths: 30,000 entries is common)
-                        is_dir = entry.is_dir(follow_symlinks=False)  # (no stat: d_type)
-                        if is_dir:
-                            if entry.path in root_names:
-                                continue  # (a root's own times change with its entries)
-                            if entry.path not in known and not keep.include_dir(Path(entry.path)):
-                                continue
-                        elif not (files_kept and keep.include_name(entry.name)):
-                            continue
-                        est = entry.stat(follow_symlinks=False)
-                        if max(est.st_mtime_ns, est.st_ctime_ns) >= since:
-                            found[Path(entry.path)] = Change.CREATED if is_dir else Change.CHANGED
+                entries = None if moved else listing.get(directory)
+                if entries is None:
+                    entries = _list(directory)
             except OSError:
                 continue
+            files_kept = directory.name not in keep.skip_dirs
+            for name, path, is_dir in entries:  # (strings, not Paths: 30,000 is common)
+                if is_dir:
+                    if path in root_names:
+                        continue  # (a root's own times change with its entries)
+                    if path not in known and not keep.include_dir(Path(path)):
+                        continue
+                elif not (files_kept and keep.include_name(name)):
+                    continue
+                try:
+                    est = os.lstat(path)
+                except OSError:
+                    continue
+                if max(est.st_mtime_ns, est.st_ctime_ns) >= since:
+                    found[Path(path)] = Change.CREATED if is_dir else Change.CHANGED
         return sorted(((change, path) for path, change in found.items()), key=lambda c: c[1])
 
     def _start(
@@ -506,7 +541,9 @@ class Watcher:
             kept += dirs
         return notify, degraded, frozenset(kept)
 
-    def _walk(self, spec: _Key) -> tuple[list[tuple[Path, list[Path]]], list[Path], list[Path]]:
+    def _walk(
+        self, spec: _Key, listing: _Listing | None = None
+    ) -> tuple[list[tuple[Path, list[Path]]], list[Path], list[Path]]:
         """Per root, the directories to watch; the missing roots; unreadable directories."""
         seen: set[Path] = set()
         out: list[tuple[Path, list[Path]]] = []
@@ -517,51 +554,121 @@ class Watcher:
             if not root.path.is_dir():
                 missing.append(root.path)
                 continue
-            found = _directories(root.path, root.recursive, spec.filter, roots, denied)
+            found = _directories(root.path, root.recursive, spec.filter, roots, denied, listing)
             dirs = [d for d in found if d not in seen]
             seen.update(dirs)
             out.append((root.path, dirs))
         return out, missing, denied
 
-    def _rearm(self, spec: _Key, notify: Notify, changes: Changes) -> tuple[Changes, Notify | None]:
+    def _rearm(
+        self, spec: _Key, notify: Notify, changes: Changes, directories: set[Path]
+    ) -> tuple[Changes, Notify | None]:
         """Directories came or went: watch the new set before dropping the old watch, then
-        report what the new directories already hold and what the old watch saw meanwhile."""
-        fresh = self._arm(spec)
-        with contextlib.suppress(Exception):
-            late = notify.watch(self.debounce_ms, 1, 1, None)
-            if not isinstance(late, str):
-                changes = _merge(changes, self._digest(spec, late))
-        notify.close()
-        known = {p for _, p in changes}
-        inside: Changes = []
-        for change, directory in list(changes):
-            # a directory created, or replaced (deleted and created: an installer moving the
-            # old one aside): what it holds now was never seen by a watch
-            if change is not Change.DELETED and directory.is_dir():
-                for path in _tree(directory, spec.filter):
-                    if path not in known:
-                        known.add(path)
-                        inside.append((change, path))
-        return sorted([*changes, *inside], key=lambda c: str(c[1])), fresh
+        report what the new directories already hold and what the old watch saw meanwhile
+        (directories it saw come meanwhile are followed the same way, a few times at most:
+        a longer churn is the next batch's).
 
-    def _digest(self, spec: _Key, raw: Iterable[tuple[int, str]]) -> Changes:
-        """watchfiles' set of (kind, path) as one filtered change per path."""
+        Only what changed is walked: the directories gone (and those below them) leave the
+        set, the ones created or replaced are walked for theirs. A root come or gone, or a
+        watch degraded before, walks every root again."""
+        walked: list[tuple[Path, list[Path], list[Path]]] = []  # (directory, dirs, files)
+        fresh: Notify | None = None
+        for _round in range(3):
+            fresh = self._rewatch(spec, changes, directories, walked)
+            late: Any = None
+            with contextlib.suppress(Exception):
+                late = notify.watch(self.debounce_ms, 1, 1, None)
+            notify.close()
+            directories = set()
+            if late is not None and not isinstance(late, str):
+                more, directories = self._digest(spec, late)
+                changes = _merge(changes, more)
+            if fresh is None or not directories:
+                break
+            notify = fresh
+        return self._with_contents(changes, walked), fresh
+
+    def _rewatch(
+        self,
+        spec: _Key,
+        changes: Changes,
+        directories: set[Path],
+        walked: list[tuple[Path, list[Path], list[Path]]],
+    ) -> Notify | None:
+        """A new OS watch for `spec` once `directories` came, went or were replaced; what
+        they hold now is added to `walked`. None when stopped or nothing is left to watch."""
+        roots = {r.path for r in spec.roots}
+        # a directory created, or replaced (deleted and created: an installer moving the old
+        # one aside): what it holds now was never seen by a watch
+        new = [p for c, p in changes if p in directories and c is not Change.DELETED]
+        if not (spec.degraded or directories & (roots | set(spec.missing))):
+            kept = {
+                d
+                for d in spec.directories
+                if d not in directories and directories.isdisjoint(d.parents)
+            }
+            recursive = {r.path: r.recursive for r in spec.roots}
+            found = []
+            for path in new:
+                dirs, files = _below(path, spec.filter, roots)
+                found.append((path, dirs, files))
+                root = next((p for p in path.parents if p in recursive), None)
+                if root is not None and recursive[root]:
+                    kept.update([path, *dirs])
+            try:
+                fresh, degraded, watched = self._start(_by_root(kept, spec.roots))
+            except FileNotFoundError:
+                pass  # a directory vanished between the walk and the watch: walk it all
+            else:
+                walked += found
+                return (
+                    fresh if self._install(spec, fresh, watched, degraded, spec.missing) else None
+                )
+        armed = self._arm(spec)
+        walked += [(path, *_below(path, spec.filter, roots)) for path in new]
+        return armed
+
+    @staticmethod
+    def _with_contents(
+        changes: Changes, walked: list[tuple[Path, list[Path], list[Path]]]
+    ) -> Changes:
+        """`changes` and everything below the directories walked, with their change."""
+        change_of = {p: c for c, p in changes}
+        known = set(change_of)
+        inside: Changes = []
+        for directory, dirs, files in walked:
+            for path in [*dirs, *files]:
+                if path not in known:
+                    known.add(path)
+                    inside.append((change_of[directory], path))
+        return sorted([*changes, *inside], key=lambda c: str(c[1]))
+
+    def _digest(self, spec: _Key, raw: Iterable[tuple[int, str]]) -> tuple[Changes, set[Path]]:
+        """watchfiles' set of (kind, path) as one filtered change per path, and which of
+        those paths are directories now or were watched ones (the watch must follow them).
+        Each path is looked at once (one `lstat`)."""
         kinds: dict[Path, set[int]] = {}
         for kind, text in raw:
             kinds.setdefault(Path(text), set()).add(kind)
         out: Changes = []
+        directories: set[Path] = set()
         roots = {r.path for r in spec.roots}
         for path, seen in kinds.items():
-            exists = os.path.lexists(path)
+            try:
+                exists, is_dir = True, stat.S_ISDIR(os.lstat(path).st_mode)
+            except OSError:
+                exists, is_dir = False, False
             if path in roots:
                 if exists and Change.CREATED not in seen:
                     continue  # a root's own metadata
                 # a root created or deleted: always news, whatever the filter says
-            elif path in spec.directories or (exists and path.is_dir()):
+                directories.add(path)
+            elif path in spec.directories or is_dir:
                 if not spec.filter.include_dir(path):
                     continue
                 if exists and Change.CREATED not in seen:
                     continue  # a directory's own metadata: its entries report themselves
+                directories.add(path)
             elif not spec.filter.include_file(path):
                 continue
             if not exists:
@@ -571,7 +678,7 @@ class Watcher:
             else:
                 change = Change.CHANGED
             out.append((change, path))
-        return sorted(out, key=lambda c: str(c[1]))
+        return sorted(out, key=lambda c: str(c[1])), directories
 
     def _log_once(self, spec: _Key, what: str, message: str) -> None:
         with self._lock:
@@ -588,11 +695,28 @@ def _merge(first: Changes, second: Changes) -> Changes:
     return sorted(((c, p) for p, c in merged.items()), key=lambda c: str(c[1]))
 
 
+#: a directory's entries as listed: (name, path, is a directory)
+_Entries = list[tuple[str, str, bool]]
+_Listing = dict[Path, _Entries]
+
+
+def _list(directory: Path) -> _Entries:
+    """One listing of a directory (no stat: the kind comes from d_type)."""
+    with os.scandir(directory) as entries:
+        return [(e.name, e.path, e.is_dir(follow_symlinks=False)) for e in entries]
+
+
 def _directories(
-    root: Path, recursive: bool, filter: WatchFilter, roots: set[Path], denied: list[Path]
+    root: Path,
+    recursive: bool,
+    filter: WatchFilter,
+    roots: set[Path],
+    denied: list[Path],
+    listing: _Listing | None = None,
 ) -> Iterator[Path]:
     """`root` and (if recursive) every directory below it that the filter keeps; another
-    root below this one is left to be walked as its own root."""
+    root below this one is left to be walked as its own root. With `listing`, each
+    directory's entries are kept there. Lazy: a caller that stops early stops the walk."""
     yield root
     if not recursive:
         return
@@ -600,43 +724,56 @@ def _directories(
     while stack:
         current = stack.pop()
         try:
-            with os.scandir(current) as entries:
-                subdirs = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+            entries = _list(current)
         except PermissionError:
             denied.append(current)
             continue
         except OSError:
             continue
-        for sub in sorted(subdirs):
+        if listing is not None:
+            listing[current] = entries
+        for sub in sorted(Path(path) for _, path, is_dir in entries if is_dir):
             if filter.include_dir(sub) and sub not in roots:
                 yield sub
                 stack.append(sub)
 
 
-def planned_directories(roots: Sequence[Root], filter: WatchFilter) -> int:
-    """How many directories (one OS watch each) watching `roots` takes (for `--doctor`)."""
+def _below(directory: Path, filter: WatchFilter, roots: set[Path]) -> tuple[list[Path], list[Path]]:
+    """The kept directories and files below a new directory, in one walk."""
+    listing: _Listing = {}
+    dirs = list(_directories(directory, True, filter, roots, [], listing))[1:]
+    files = [
+        Path(path)
+        for entries in listing.values()
+        for name, path, is_dir in entries
+        if not is_dir and filter.include_file(Path(path))
+    ]
+    return dirs, sorted(files)
+
+
+def _by_root(directories: Iterable[Path], roots: Sequence[Root]) -> list[tuple[Path, list[Path]]]:
+    """Directories grouped by the root they belong to (the nearest), in the roots' order."""
+    index = {r.path: i for i, r in enumerate(roots)}
+    groups: list[list[Path]] = [[] for _ in roots]
+    for directory in sorted(directories):
+        for candidate in (directory, *directory.parents):
+            if candidate in index:
+                groups[index[candidate]].append(directory)
+                break
+    return [(r.path, dirs) for r, dirs in zip(roots, groups, strict=True) if dirs]
+
+
+def planned_directories(
+    roots: Sequence[Root], filter: WatchFilter, *, limit: int | None = None
+) -> int:
+    """How many directories (one OS watch each) watching `roots` takes (for `--doctor`);
+    with `limit`, the walk stops there."""
     paths = {r.path for r in roots}
     seen: set[Path] = set()
     for root in roots:
         if root.path.is_dir():
-            seen.update(_directories(root.path, root.recursive, filter, paths, []))
+            for directory in _directories(root.path, root.recursive, filter, paths, []):
+                if limit is not None and len(seen) >= limit:
+                    return len(seen)
+                seen.add(directory)
     return len(seen)
-
-
-def _tree(directory: Path, filter: WatchFilter) -> Iterator[Path]:
-    """Every kept file and directory below a newly created directory."""
-    stack = [directory]
-    while stack:
-        current = stack.pop()
-        try:
-            with os.scandir(current) as entries:
-                items = [(Path(e.path), e.is_dir(follow_symlinks=False)) for e in entries]
-        except OSError:
-            continue
-        for path, is_dir in sorted(items):
-            if is_dir:
-                if filter.include_dir(path):
-                    yield path
-                    stack.append(path)
-            elif filter.include_file(path):
-                yield path

@@ -154,6 +154,28 @@ async def test_a_crash_fails_only_its_requests_and_the_venv_recovers(
     assert (await proxy.backend_text("a"))["text"] == "x = 1\n"  # documents replayed
 
 
+async def test_a_backend_panic_is_named_as_that_backend_s_bug(start_proxy: Any) -> None:
+    """A Rust backend (pyrefly, ty) that panics reports its own bug on stderr and exits 101:
+    the error and the log say it was the backend's bug, with its message and place; a fresh
+    backend answers the next request."""
+    proxy: Proxy = await start_proxy()
+    project_file(proxy, "a", "panic_on=textDocument/definition")
+    proxy.open("a", "x = 1\n")
+    pid = await proxy.pid_of("a")
+    with pytest.raises(ResponseError) as err:
+        await proxy.client.request(
+            "textDocument/definition",
+            {"textDocument": {"uri": proxy.uri("a")}, "position": {"line": 0, "character": 0}},
+        )
+    assert "panicked (exit code 101): a bug in" in err.value.message
+    assert "not in typemux-lsp" in err.value.message
+    assert (
+        "'index out of bounds: the len is 3 but the index is 7' at "
+        "crates/fake/src/solve.rs:812:27" in err.value.message
+    )
+    assert await proxy.pid_of("a") != pid
+
+
 async def test_a_crash_clears_the_diagnostics_it_published(start_proxy: Any) -> None:
     proxy: Proxy = await start_proxy(fake="diag_on_open")
     project_file(proxy, "a", "crash_on=textDocument/definition")

@@ -438,5 +438,8 @@ def test_freshness_shows_what_is_watched_and_warns_past_the_os_limit(
         pytest.skip(f"user namespaces are not available here: {done.stderr.strip()}")
     limited = json.loads(done.stdout)
     assert limited["freshness"]["osLimits"]["max_user_watches"] == 3
+    # counting stopped one past the limit: enough to know, no walk of the whole tree
+    assert limited["freshness"]["truncated"] and limited["freshness"]["directories"] == 4
+    assert not fresh["truncated"]
     (warning,) = [p for p in limited["problems"] if "OS watches" in p["message"]]
     assert warning["severity"] == "warning" and "max_user_watches" in warning["fix"]

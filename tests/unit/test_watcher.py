@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from procs import in_user_namespace
@@ -422,3 +423,145 @@ def test_the_catch_up_never_reports_a_root_as_created(
     paths = {path: change for change, path in changes}
     assert paths.get(project / "new.py") is Change.CHANGED
     assert venv not in paths
+
+
+# -- what the watcher costs the disk -----------------------------------------------------------
+
+
+class DiskCalls:
+    """Counts listings and stats (`stat` and `lstat`) of paths under `top` (any thread)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, top: Path) -> None:
+        self.top = str(top)
+        self.listed: list[str] = []
+        self.stated: list[str] = []
+        self.counting = False
+        scandir, stat, lstat = os.scandir, os.stat, os.lstat
+
+        def counted(calls: list[str], real: Any) -> Any:
+            def call(path: Any, *args: Any, **kwargs: Any) -> Any:
+                if self.counting and str(path).startswith(self.top):
+                    calls.append(str(path))
+                return real(path, *args, **kwargs)
+
+            return call
+
+        monkeypatch.setattr(os, "scandir", counted(self.listed, scandir))
+        monkeypatch.setattr(os, "stat", counted(self.stated, stat))
+        monkeypatch.setattr(os, "lstat", counted(self.stated, lstat))
+
+
+def test_arming_lists_each_directory_once(
+    watcher: Watcher, batches: Batches, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catch-up of what changed while arming reads the arming walk's listing: a
+    12,000-file site-packages is listed once, not twice."""
+    site = tmp_path / "site-packages"
+    for name in ("a", "b", "b/c"):
+        (site / name).mkdir(parents=True)
+        (site / name / "__init__.py").write_text("x = 1\n")
+    written = (site / "b" / "c" / "__init__.py").stat().st_mtime_ns
+    while (started := fs_clock_ns()) <= written:
+        time.sleep(0.002)
+    (site / "a" / "__init__.py").write_text("x = 2\n")  # in place, while the backend starts
+    calls = DiskCalls(monkeypatch, tmp_path)
+    calls.counting = True
+    watcher.watch("k", [site], since_ns=started)
+    assert batches.next() == ("k", [(Change.CHANGED, site / "a" / "__init__.py")])
+    calls.counting = False
+    assert sorted(calls.listed) == sorted(str(site / d) for d in ("", "a", "b", "b/c"))
+
+
+def test_a_new_directory_walks_only_itself(
+    watcher: Watcher, batches: Batches, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package installed lists the package's directories, not every watched one again; a
+    package removed lists nothing."""
+    project, site = tmp_path / "project", tmp_path / "site-packages"
+    for directory in (project / "src", site / "old" / "sub"):
+        directory.mkdir(parents=True)
+    armed(watcher, "k", [project, site])
+    calls = DiskCalls(monkeypatch, tmp_path)
+    calls.counting = True
+    (site / "new" / "sub").mkdir(parents=True)
+    (site / "new" / "sub" / "m.py").write_text("")
+    _, changes = batches.next()
+    assert (Change.CREATED, site / "new" / "sub" / "m.py") in changes
+    assert sorted(calls.listed) == [str(site / "new"), str(site / "new" / "sub")]
+    calls.listed.clear()
+    shutil.rmtree(site / "old")
+    _, changes = batches.next()
+    assert (Change.DELETED, site / "old" / "sub") in changes
+    assert calls.listed == []
+    calls.counting = False
+    status = watcher.status()["keys"]["k"]
+    assert status["watchedDirectories"] == 5  # project, src, site-packages, new, new/sub
+    (site / "new" / "sub" / "m.py").write_text("changed")  # the new directories are watched
+    assert batches.next() == ("k", [(Change.CHANGED, site / "new" / "sub" / "m.py")])
+
+
+def test_each_changed_path_is_looked_at_once(
+    watcher: Watcher, batches: Batches, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    armed(watcher, "k", [tmp_path])
+    calls = DiskCalls(monkeypatch, tmp_path)
+    calls.counting = True
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "pkg").mkdir()
+    _, changes = batches.next()
+    calls.counting = False
+    assert [p.name for _, p in changes] == ["a.py", "pkg"]
+    for path in (tmp_path / "a.py", tmp_path / "pkg"):
+        assert calls.stated.count(str(path)) == 1, calls.stated
+
+
+def test_the_planned_count_stops_at_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--doctor` counts the watches a tree needs without walking past what it must know."""
+    from typemux_lsp.watcher import planned_directories
+
+    for i in range(30):
+        (tmp_path / "a" / f"d{i}" / "sub").mkdir(parents=True)
+    roots = [Root(tmp_path / "a")]
+    assert planned_directories(roots, WatchFilter()) == 61
+    calls = DiskCalls(monkeypatch, tmp_path)
+    calls.counting = True
+    assert planned_directories(roots, WatchFilter(), limit=5) == 5
+    assert len(calls.listed) <= 5
+
+
+def test_a_package_installed_while_arming_is_reported_whole_and_watched(
+    batches: Batches, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package written after the arming walk listed site-packages and before the OS watch
+    is in place (a backend starting during `uv add`): its files are reported, not only its
+    directory, and it is watched from then on."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "old.py").write_text("x = 1\n")
+    written = (site / "old.py").stat().st_mtime_ns
+    while (started := fs_clock_ns()) <= written:
+        time.sleep(0.002)
+    real_start = Watcher._start
+    installed = threading.Event()
+
+    def start_after_an_install(self: Watcher, dirs_by_root: Any) -> Any:
+        if not installed.is_set():
+            installed.set()
+            (site / "extra").mkdir()
+            (site / "extra" / "__init__.py").write_text("def grow(n: int) -> int: ...\n")
+        return real_start(self, dirs_by_root)
+
+    monkeypatch.setattr(Watcher, "_start", start_after_an_install)
+    watcher = Watcher(batches, DEBOUNCE_MS)
+    try:
+        watcher.watch("k", [site], since_ns=started)
+        _, changes = batches.next()
+        paths = {path: change for change, path in changes}
+        assert paths.get(site / "extra") is Change.CREATED
+        assert site / "extra" / "__init__.py" in paths
+        (site / "extra" / "__init__.py").write_text("def grow(n: int, m: int) -> int: ...\n")
+        assert batches.next() == ("k", [(Change.CHANGED, site / "extra" / "__init__.py")])
+    finally:
+        watcher.close()

@@ -134,9 +134,8 @@ class Environment:
         lib = sorted(p.name for p in (self.path / "lib").glob("python3.*"))
         return lib[-1].removeprefix("python") if lib else None
 
-    def site_packages(self) -> tuple[Path, ...]:
-        """The directories imports resolve from: site-packages, and the directories its
-        `.pth` files add (found by reading them; lines that run code are skipped)."""
+    def site_dirs(self) -> tuple[Path, ...]:
+        """Its site-packages directories, each once (lib64 is often a link to lib)."""
         if _WINDOWS:
             roots = [self.path / "Lib" / "site-packages"]
         else:
@@ -144,9 +143,16 @@ class Environment:
         found: list[Path] = []
         real: set[Path] = set()
         for site in roots:
-            if not site.is_dir() or canonical(site) in real:
-                continue  # lib64 is often a link to lib
-            real.add(canonical(site))
+            if site.is_dir() and canonical(site) not in real:
+                real.add(canonical(site))
+                found.append(site)
+        return tuple(found)
+
+    def site_packages(self) -> tuple[Path, ...]:
+        """The directories imports resolve from: site-packages, and the directories its
+        `.pth` files add (found by reading them; lines that run code are skipped)."""
+        found: list[Path] = []
+        for site in self.site_dirs():
             found.append(site)
             for extra in pth_paths(site):
                 if extra not in found:
