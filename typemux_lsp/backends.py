@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -101,6 +101,14 @@ class BackendKind:
         env = backend_environment(venv.project_dir, base=base)
         env["VIRTUAL_ENV" if venv.is_venv else "CONDA_PREFIX"] = str(venv.path)
         return env
+
+    def shared_environment(
+        self, venvs: Iterable[Venv], base: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """A shared backend's environment: no environment variable selects an interpreter
+        (one process serves several; each folder's comes from `workspace/configuration`),
+        and a PATH without any of its projects' repositories."""
+        return backend_environment(*(v.project_dir for v in venvs), base=base)
 
     def choose_encoding(self, offered: Sequence[str] | None) -> Encoding:
         """The position encoding this kind would pick from the client's offer."""
