@@ -127,12 +127,13 @@ class Pool:
         group = self._share(venv)
         host = self._host(group, venv) if group is not None else None
         if host is not None:
-            self._within_memory(venv, keep=host)
-            if host.alive:
-                self.sessions[venv.key] = host
-                host.add_venv(venv)
-                host.log.info("serving %s too (%d projects)", venv, len(host.venvs))
-                return host
+            self.sessions[venv.key] = host
+            host.add_venv(venv)
+            host.log.info("serving %s too (%d projects)", venv, len(host.venvs))
+            # Past the budget, the least recently used project goes: `venv`'s own host only
+            # loses folders (it serves `venv`), another backend loses a folder or stops.
+            self._within_memory(venv)
+            return host
         session = self._add(venv, group)
         if not session.alive:  # it could not even be spawned
             raise session.error or BackendError(f"typemux-lsp: the backend for {venv} failed")
@@ -226,7 +227,7 @@ class Pool:
     def _ended(self, session: BackendSession, error: BackendError) -> None:
         """A session ended: count it if it crashed; its slot frees when its process is gone."""
         self._forget(session)
-        self._groups.pop(session, None)
+        group = self._groups.pop(session, None)
         if session in self._waiting:
             self._waiting.remove(session)
         if session.crashed:  # every project it served saw it crash
@@ -235,6 +236,26 @@ class Pool:
                 self._crashes.setdefault(path, deque(maxlen=self.crash_limit)).append(now)
                 self._last_error[path] = error
                 self._crash_totals[path] = self._crash_totals.get(path, 0) + 1
+            if group is not None and session.served and len(session.venvs) > 1:
+                # Its projects did nothing to deserve the crash: the process comes back at
+                # once with every folder and every open document.
+                self._plane.later(0, self._respawn, session, group)
+
+    def _respawn(self, crashed: BackendSession, group: Hashable) -> None:
+        """A crashed shared backend again, with all its folders (if none came back since)."""
+        venvs = [v for v in crashed.venvs.values() if v.key not in self.sessions]
+        if self.closed or not venvs:
+            return
+        try:
+            self._check_crash_loop(venvs[0])
+        except CrashLoop as exc:
+            crashed.log.error("not restarted: %s", exc)
+            return
+        crashed.log.info("restarting after a crash, with %d projects", len(venvs))
+        new = self._add(venvs[0], group, budget=False)
+        for venv in venvs[1:]:
+            self.sessions[venv.key] = new
+            new.add_venv(venv)
 
     def _forget(self, session: BackendSession) -> None:
         """Every environment `session` served is served by nothing now."""
@@ -287,10 +308,9 @@ class Pool:
             session.log.info("stopped: %s", why)
             self.stop(session)
 
-    def _within_memory(self, venv: Venv, keep: BackendSession | None = None) -> None:
-        """Before `venv` is served: while the backends' resident memory is past the budget,
-        the least recently used project (never one of `keep`'s, the backend about to serve
-        it) is evicted. Memory a removed folder frees is not visible at once (the backend's
+    def _within_memory(self, venv: Venv) -> None:
+        """As `venv` is served: while the backends' resident memory is past the budget, the
+        least recently used project other than `venv` is evicted. Memory a removed folder frees is not visible at once (the backend's
         heap shrinks later): it is counted as that process's share per folder."""
         if self.max_memory <= 0:
             return
@@ -302,7 +322,7 @@ class Pool:
             projects = [
                 (s, key)
                 for s in sizes
-                if s is not keep and s.alive
+                if s.alive
                 for key in s.venvs
                 if key not in gone and key != venv.key
             ]

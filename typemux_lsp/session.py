@@ -213,6 +213,8 @@ class BackendSession:
         #: whether other environments see files this one sees (across.py): its references,
         #: renames and call hierarchies are then merged on the control plane; until known, yes
         self.crosses = True
+        #: set once the handshake is done (it served; a failed start did not)
+        self.served = False
         #: backend settings for this venv (config `backend-settings`, per-project rules)
         self.settings: dict[str, Any] = {}
         #: what freshness watches for it (freshness.WatchPlan), once it runs
@@ -419,6 +421,7 @@ class BackendSession:
                 info = result.get("serverInfo") if isinstance(result, dict) else None
                 self.server_info = info if isinstance(info, dict) else {}
                 self.notify("initialized", {})
+                self.served = True
                 if self.shared:  # folders added while it started
                     self._tell_folders()
                 self.state = State.WARMING
