@@ -310,8 +310,9 @@ class Pool:
 
     def _within_memory(self, venv: Venv) -> None:
         """As `venv` is served: while the backends' resident memory is past the budget, the
-        least recently used project other than `venv` is evicted. Memory a removed folder frees is not visible at once (the backend's
-        heap shrinks later): it is counted as that process's share per folder."""
+        least recently used project other than `venv` is evicted. Memory a removed folder
+        frees is not visible at once (the backend's heap shrinks later): it is counted as
+        that process's share per folder."""
         if self.max_memory <= 0:
             return
         sizes = self.memory()
