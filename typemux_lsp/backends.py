@@ -57,6 +57,9 @@ class BackendKind:
     #: request from before (measured on pyrefly 1.5.1: 0 of 840 references, then all): the
     #: warm-up asks once itself (session.py)
     populates_on_references: bool = False
+    #: whether its environments share one process by default (`backend-sharing = "auto"`):
+    #: where it was measured to save memory without losing any test (bench/scale.py)
+    shares_by_default: bool = False
 
     def resolve_executable(self, path: str) -> Path | None:
         """The backend from the proxy's own environment first, then `path` (a PATH that

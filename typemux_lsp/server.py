@@ -104,10 +104,10 @@ class TypemuxServer:
     ) -> None:
         self.settings = settings
         #: the kinds whose environments share one backend process (a folder each)
-        self.sharing = frozenset(sharing if sharing is not None else _sharing_from_env())
+        self.sharing = frozenset(sharing if sharing is not None else settings.sharing_kinds())
         #: MiB of the backends' resident memory past which projects are evicted (0: none)
         self.max_backend_memory = (
-            max_backend_memory if max_backend_memory is not None else _memory_from_env()
+            max_backend_memory if max_backend_memory is not None else settings.max_backend_memory
         )
         #: a shared backend's cwd: empty, so no backend finds an environment from it
         self._neutral_dir: Path | None = None
@@ -977,19 +977,6 @@ def _uri_path(uri: str) -> Path | None:
         return local_path(uri)
     except BadUri:
         return None
-
-
-def _sharing_from_env() -> frozenset[str]:
-    """Until the setting exists: TYPEMUX_LSP_BACKEND_SHARING, kinds separated by commas."""
-    raw = os.environ.get("TYPEMUX_LSP_BACKEND_SHARING", "")
-    return frozenset(k.strip() for k in raw.split(",") if k.strip() in KINDS)
-
-
-def _memory_from_env() -> float:
-    try:
-        return float(os.environ.get("TYPEMUX_LSP_MAX_BACKEND_MEMORY", "0"))
-    except ValueError:
-        return 0.0
 
 
 def _is_int(value: Any) -> bool:

@@ -164,7 +164,7 @@ async def test_past_the_memory_budget_the_least_recently_used_project_goes(
     removed from a shared backend, or its process stopped); coming back is a cold start,
     answered right."""
     monorepo = fresh_monorepo
-    env = sharing_env("pyright" if sharing else "", TYPEMUX_LSP_MAX_BACKEND_MEMORY="1")
+    env = sharing_env("pyright" if sharing else "none", TYPEMUX_LSP_MAX_BACKEND_MEMORY="1")
     client = await start_proxy("pyright", monorepo.root, env=env)
     alpha = client.open(monorepo.path(ALPHA))
     await client.wait_for_diagnostics(alpha)
