@@ -287,7 +287,7 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
     for _, (env, files) in sorted(scan.environments.items()):
         kind, backend_settings = settings.backend_for(env.project_dir)
         process = None
-        if kind in sharing:
+        if kind in sharing and not settings.backend_command:
             group = kind + json.dumps(backend_settings, sort_keys=True, default=str)
             process = next(
                 (

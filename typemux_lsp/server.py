@@ -853,8 +853,8 @@ class TypemuxServer:
         """The group whose shared backend may serve `venv`: its kind and settings, when that
         kind shares (`backend-sharing`); None: a process of its own."""
         kind_name, backend_settings = self.settings.backend_for(venv.project_dir)
-        if kind_name not in self.sharing:
-            return None
+        if kind_name not in self.sharing or self.settings.backend_command:
+            return None  # (a command of the user's own is not known to serve several folders)
         return (kind_name, json.dumps(backend_settings, sort_keys=True, default=str))
 
     def _new_session(self, venv: Venv, shared: bool = False) -> BackendSession:

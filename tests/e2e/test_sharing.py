@@ -188,3 +188,27 @@ async def test_past_the_memory_budget_the_least_recently_used_project_goes(
     assert [{p["project"] for p in b["projects"]} for b in state["backends"]] == [
         {str(monorepo.path("alpha"))}
     ]
+
+
+async def test_no_shared_backend_falls_back_to_the_environment_it_is_installed_in(
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """pygls is in typemux-lsp's own environment (where the backends are installed), not in
+    alpha's: a shared backend that took its interpreter from anywhere but alpha's folder
+    setting (ty falls back to the venv it is installed in) would resolve it."""
+    monorepo = fresh_monorepo
+    own = monorepo.path("alpha/own.py")
+    own.write_text("import pygls\nfrom shapes import area\n\nprint(pygls, area)\n")
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    client.open(monorepo.path(BETA))
+    uri = client.open(own)
+
+    def unresolved(diagnostics: list[dict[str, Any]]) -> bool:
+        return any(
+            d["range"]["start"]["line"] == 0 and "pygls" in d["message"] for d in diagnostics
+        )
+
+    diagnostics = await client.wait_for_diagnostics(uri, unresolved)
+    assert not any(d["range"]["start"]["line"] == 1 for d in diagnostics), diagnostics
+    (entry,) = (await status(client))["backends"]
+    assert len(entry["projects"]) == 2
