@@ -221,6 +221,7 @@ KINDS: dict[str, BackendKind] = {
             "pyright[nodejs]",
             "python",
             (Encoding.UTF16,),
+            shares_by_default=True,
         ),
         BackendKind(
             "basedpyright",
@@ -229,8 +230,14 @@ KINDS: dict[str, BackendKind] = {
             "basedpyright",
             "python",
             (Encoding.UTF16,),
+            shares_by_default=True,
         ),
+        # ty: per process. Shared, its callHierarchy/incomingCalls answers once per folder
+        # (the other folders' projects list the caller too), so test_call_hierarchy fails.
         BackendKind("ty", "ty", ("server",), "ty", "ty", (Encoding.UTF8, Encoding.UTF16)),
+        # pyrefly: per process. Shared, a folder added to a running pyrefly is checked with its
+        # default interpreter until its configuration answer is applied (~1 s, asynchronously):
+        # a hover there can answer from the wrong environment (test_environments: pdm).
         BackendKind(
             "pyrefly",
             "pyrefly",

@@ -60,6 +60,7 @@ def status(
                         "venv": str(venv.path),
                         "project": str(venv.project_dir),
                         "manager": venv.manager,
+                        "foundBy": venv.found_by,
                         "openDocuments": sorted(
                             uri
                             for uri in session.open_docs

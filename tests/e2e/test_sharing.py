@@ -9,6 +9,7 @@ memory budget evicting the least recently used project.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import procs
 import pytest
 from clients import definition_targets, hover_text, proxy_env, uri_path
+from pygls.exceptions import JsonRpcException
 
 from typemux_lsp.example import build_venvs
 
@@ -212,3 +214,34 @@ async def test_no_shared_backend_falls_back_to_the_environment_it_is_installed_i
     assert not any(d["range"]["start"]["line"] == 1 for d in diagnostics), diagnostics
     (entry,) = (await status(client))["backends"]
     assert len(entry["projects"]) == 2
+
+
+async def test_a_frozen_shared_backend_is_answered_for_and_replaced_with_every_folder(
+    fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    monorepo = fresh_monorepo
+    client = await start_proxy(
+        "pyright", monorepo.root, args=("--request-timeout", "3"), env=sharing_env("pyright")
+    )
+    alpha = client.open(monorepo.path(ALPHA))
+    beta = client.open(monorepo.path(BETA))
+    await client.wait_for_diagnostics(alpha)
+    await client.wait_for_diagnostics(beta)
+    (frozen,) = (await status(client))["backends"]
+    os.killpg(frozen["pid"], signal.SIGSTOP)
+    try:
+        with pytest.raises(JsonRpcException) as err:
+            await client.hover(alpha, "area(2.0)")
+        assert "pyright" in err.value.message and "3 s" in err.value.message, err.value.message
+        # replaced by one process serving both again, each from its own venv
+        await assert_beta_right(client, monorepo, beta)
+        await assert_alpha_right(client, monorepo, alpha)
+        (after,) = (await status(client))["backends"]
+        assert after["pid"] != frozen["pid"]
+        assert {p["project"] for p in after["projects"]} == {
+            str(monorepo.path("alpha")),
+            str(monorepo.path("beta")),
+        }
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(frozen["pid"], signal.SIGCONT)
