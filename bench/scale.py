@@ -232,7 +232,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
     sizes = sorted(set(args.sizes))
     report: dict[str, Any] = {"machine": machine(), "load_before": load_average(), "rows": []}
-    fixtures = ["tiny", "deps"] if args.deps else ["tiny"]
+    fixtures = args.fixtures or (["tiny", "deps"] if args.deps else ["tiny"])
     for fixture in fixtures:
         with tempfile.TemporaryDirectory(prefix="typemux-scale-") as tmp:
             names = [f"p{i:02d}" for i in range(max(max(sizes), 2))]
@@ -298,6 +298,9 @@ def main() -> int:
     )
     parser.add_argument("--modes", type=lambda s: s.split(","), default=["shared", "per-process"])
     parser.add_argument("--deps", action="store_true", help="also the real-dependencies fixture")
+    parser.add_argument(
+        "--fixtures", type=lambda s: s.split(","), help="tiny,deps: which fixtures (default: tiny)"
+    )
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
     parser.add_argument("--no-eviction", dest="eviction", action="store_false")
     parser.add_argument("--json", action="store_true")

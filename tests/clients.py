@@ -133,6 +133,14 @@ def proxy_command(backend: str, *extra: str) -> list[str]:
 OTHER_MODE = "TYPEMUX_LSP_TEST_OTHER_MODE"
 
 
+def shares(backend: str) -> bool:
+    """Whether the proxies the tests start run `backend` shared (one process, a folder per
+    environment): its default, `TYPEMUX_LSP_BACKEND_SHARING`, or the other mode."""
+    from typemux_lsp.config.settings import sharing_kinds
+
+    return backend in sharing_kinds(proxy_env().get("TYPEMUX_LSP_BACKEND_SHARING") or "auto")
+
+
 def proxy_env() -> dict[str, str]:
     """The environment the proxy runs in: the test environment minus venv selection.
 

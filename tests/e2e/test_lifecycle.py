@@ -8,16 +8,13 @@ process must end too (waited for with pidfds, at most a few seconds).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import procs
-from clients import BACKEND_COMMANDS, CLAUDE_CODE
+from clients import BACKEND_COMMANDS, CLAUDE_CODE, shares
 from rawclient import RawClient
-
-from typemux_lsp.config.settings import sharing_kinds
 
 if TYPE_CHECKING:
     from conftest import Monorepo
@@ -40,8 +37,7 @@ async def running_proxy(
     executable = Path(BACKEND_COMMANDS[backend][0]).name
     backends = [p for p in tree if executable in {Path(arg).name for arg in p.cmdline.split()}]
     # one per project, or one for all where the kind shares a process (`backend-sharing`)
-    shared = backend in sharing_kinds(os.environ.get("TYPEMUX_LSP_BACKEND_SHARING") or "auto")
-    expected = 1 if shared else len(projects)
+    expected = 1 if shares(backend) else len(projects)
     assert len(backends) == expected, f"expected {expected} {executable} in {tree}"
     return proxy, tree
 
