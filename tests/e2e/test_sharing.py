@@ -9,6 +9,7 @@ memory budget evicting the least recently used project.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -245,3 +246,30 @@ async def test_a_frozen_shared_backend_is_answered_for_and_replaced_with_every_f
     finally:
         with contextlib.suppress(OSError):
             os.killpg(frozen["pid"], signal.SIGCONT)
+
+
+async def test_a_recreated_environment_under_a_shared_backend_is_seen(
+    fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """alpha's venv is rebuilt with beta's shapes 2.x: alpha's answers follow (the shared
+    process restarts with both folders), beta's stay its own."""
+    monorepo = fresh_monorepo
+    client = await start_proxy("pyright", monorepo.root, env=sharing_env("pyright"))
+    alpha = client.open(monorepo.path(ALPHA))
+    beta = client.open(monorepo.path(BETA))
+    await client.wait_for_diagnostics(alpha)
+    await assert_alpha_right(client, monorepo, alpha)
+    shutil.rmtree(monorepo.venv("alpha"))
+    shutil.copytree(monorepo.venv("beta"), monorepo.venv("alpha"), symlinks=True)
+    for _ in range(300):
+        if "shapes 2.x" in hover_text(await client.hover(alpha, "shapes import")):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("alpha's hover never showed its recreated venv's shapes")
+    await assert_beta_right(client, monorepo, beta)
+    (entry,) = (await status(client))["backends"]
+    assert {p["project"] for p in entry["projects"]} == {
+        str(monorepo.path("alpha")),
+        str(monorepo.path("beta")),
+    }
