@@ -46,7 +46,7 @@ class Diagnostics:
         if (
             doc is None
             or doc.venv is None
-            or doc.venv.key != session.venv.key
+            or doc.venv.key not in session.venvs
             or session.state is not State.READY
             or time.monotonic() - doc.checked_at >= RECHECK_SECONDS
         ):
@@ -63,7 +63,7 @@ class Diagnostics:
         if session.state in (State.STOPPING, State.STOPPED):
             return  # a backend on its way out (replaced, evicted) no longer speaks for a file
         owner = self._router.venv_for(uri, self._store.get(uri))
-        if isinstance(owner, NoVenv) or owner.key != session.venv.key:
+        if isinstance(owner, NoVenv) or owner.key not in session.venvs:
             session.log.debug("diagnostics for %s, which is not this venv's: dropped", uri)
             return
         self._forward(session, body, params)

@@ -203,6 +203,7 @@ class Relay:
             return None
         if now - session.identity_checked_at >= 1.0:
             return None
+        session.used[doc.venv.key] = now  # a shared backend's projects are evicted by LRU
         return session
 
     def did_change(self, message: Message, body: bytes) -> None:
