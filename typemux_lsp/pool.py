@@ -30,8 +30,8 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from .jsonrpc import CONTENT_MODIFIED
-from .memory import groups_rss
 from .plane import Plane
+from .platform import group_rss_bytes
 from .session import BackendError, BackendSession, Queued, State
 from .venv import Venv
 
@@ -385,5 +385,5 @@ class Pool:
 
 
 def _measure(sessions: list[BackendSession]) -> dict[BackendSession, int | None]:
-    sizes = groups_rss([s.pid for s in sessions if s.pid is not None])
+    sizes = group_rss_bytes({s.pid for s in sessions if s.pid is not None})
     return {s: sizes.get(s.pid) if s.pid is not None else None for s in sessions}
