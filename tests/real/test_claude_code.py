@@ -346,7 +346,7 @@ LAUNCHER_CASES = {
     "bad-backend": (
         {"TYPEMUX_LSP_BACKEND": "pyrite"},
         "typemux-lsp is not running: TYPEMUX_LSP_BACKEND=pyrite is not a backend it runs",
-        "set TYPEMUX_LSP_BACKEND to pyright, basedpyright, ty or pyrefly",
+        "set TYPEMUX_LSP_BACKEND to auto, pyright, basedpyright, ty or pyrefly",
     ),
 }
 
