@@ -8,8 +8,10 @@ hold `Content-Length: N` followed by a raw line end: outside strings JSON has no
 letters, and inside strings line ends are escaped.
 
 Bodies are kept as the original bytes so a message the proxy does not change is
-forwarded byte for byte; `peek_response` reads a response's id without parsing a
-possibly huge result.
+forwarded byte for byte. Two readers decode only what routing needs: `peek` reads a
+client message's method, id and document (msgspec, a minimal typed schema: everything
+else is validated and skipped, never built), and `peek_response` a response's id
+without parsing a possibly huge result. Whatever they do not accept is `decode`d whole.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 # JSON-RPC and LSP error codes. pygls's exception classes carry the same numbers, but
 # importing pygls.exceptions loads lsprotocol: ~0.4 s of start-up.
@@ -257,6 +262,50 @@ def decode(body: bytes) -> tuple[Message, bytes] | BadMessage:
         if repaired:
             return message, dumps(message)
     return message, body
+
+
+class DocumentHead(msgspec.Struct, gc=False):
+    """`params.textDocument`, as far as routing and document sync read it."""
+
+    uri: str | None = None
+    version: int | None = None
+
+
+class ParamsHead(msgspec.Struct, gc=False):
+    """`params`, as far as routing and document sync read it."""
+
+    textDocument: DocumentHead | None = None
+    contentChanges: list[Any] | None = None
+    text: str | None = None
+
+
+class Head(msgspec.Struct, gc=False):
+    """What the relay reads of a client message to route it; the rest stays in the bytes."""
+
+    method: str | None = None
+    #: the request id, exactly as sent; UNSET for a notification
+    id: int | str | UnsetType = UNSET
+    params: ParamsHead | None = None
+
+
+_decode_head = msgspec.json.Decoder(Head).decode
+
+
+def peek(body: bytes) -> Head | None:
+    """The routing fields of a client message, or None: `decode` it whole.
+
+    None for anything outside the common shapes — fields of other types (an id that is
+    null, a float or a bool; params that are an array), more brackets than `MAX_DEPTH`
+    (maybe too deep: `decode` measures), a lone surrogate (msgspec refuses it; `decode`
+    repairs it), not JSON — so every guard of `decode` holds: what `peek` accepts, `decode`
+    would have accepted unchanged. Integer ids of any size are exact.
+    """
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH:
+        return None
+    try:
+        return _decode_head(body)
+    except (msgspec.DecodeError, RecursionError):  # (a ValidationError is a DecodeError)
+        return None
 
 
 def _too_deep(obj: Any, limit: int = MAX_DEPTH) -> bool:

@@ -198,6 +198,7 @@ class TypemuxServer:
             self.connection,
             self.ledger,
             self.store,
+            self.router,
             self.pool,
             self.diagnostics,
             self.origins,
@@ -614,12 +615,14 @@ class TypemuxServer:
                 "its backend was not given a text that may be wrong. Fix: the client must send "
                 "the full text (close and reopen the file)."
             )
-        if doc is not None and uri not in session.open_docs:
-            for other in self.pool.live():
-                if other is not session and uri in other.open_docs:
-                    other.close_document(uri)
-            if session.state not in (State.WAITING, State.STARTING):
-                session.open_document(doc)
+        if doc is not None:
+            if uri not in session.open_docs:
+                for other in self.pool.live():
+                    if other is not session and uri in other.open_docs:
+                        other.close_document(uri)
+                if session.state not in (State.WAITING, State.STARTING):
+                    session.open_document(doc)
+            self.relay.route(doc, session)
         return session
 
     def on_cancel(self, message: Message, entry: Pending | None, body: bytes) -> None:
@@ -849,6 +852,7 @@ class TypemuxServer:
         for doc in self.store:
             if doc.venv is not None and doc.venv.key == session.venv.key and not doc.desynced:
                 session.open_document(doc)
+                self.relay.route(doc, session)
         if self.watcher is not None:
             # Planned again at every start: a .pth file (an editable install) may be new.
             plan = plan_watch(read_environment(session.venv), session.venv.project_dir)
@@ -869,6 +873,9 @@ class TypemuxServer:
         # What it still holds: a restart has moved what the new backend answers instead.
         for entry in [*session.inflight.values(), *(q.entry for q in session.queue)]:
             self.ledger.fail(entry, code, str(error))
+        for doc in self.store:
+            if doc.session is session:
+                doc.session = None  # (the hot path's route to it)
         self.diagnostics.clear(session, self.pool.get(session.venv))
         self.backchannel.forget(session, notify_client=not self.shutdown_requested)
         self.origins.forget(session)

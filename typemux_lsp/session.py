@@ -124,7 +124,8 @@ class Upstream(Protocol):
 @dataclass(slots=True)
 class Queued:
     entry: Pending
-    message: Message
+    #: None: the relay did not decode it whole (its id is sent as it is)
+    message: Message | None
     body: bytes
 
 
@@ -594,21 +595,27 @@ class BackendSession:
                     self.notify("$/cancelRequest", {"id": msg_id})
         fut.cancel()
 
-    def forward(self, entry: Pending, message: Message, body: bytes) -> None:
-        """Send a client request, or hold it until the backend can answer it well."""
-        self.last_used = time.monotonic()
+    def forward(self, entry: Pending, message: Message | None, body: bytes) -> None:
+        """Send a client request, or hold it until the backend can answer it well. `message`
+        may be None (not decoded whole) when the request's id is sent as it is."""
+        self.last_used = now = time.monotonic()
         if self.accepts(entry.method):
-            self._send_request(entry, message, body)
+            self._send_request(entry, message, body, now)
         else:
             entry.session = self
             self.queue.append(Queued(entry, message, body))
             if entry.method in WARMUP_METHODS:
                 self._arm_warmup()  # (a request for a document the backend does not have)
 
-    def _send_request(self, entry: Pending, message: Message, body: bytes) -> None:
-        wire = record_sent(entry, self, message, body)
+    def _send_request(
+        self, entry: Pending, message: Message | None, body: bytes, now: float | None = None
+    ) -> None:
+        wire = record_sent(entry, self, message, body, time.monotonic() if now is None else now)
         if wire != entry.client_id:
-            message = dict(message)
+            decoded = (message, body) if message is not None else jsonrpc.decode(body)
+            if isinstance(decoded, jsonrpc.BadMessage):  # (never: it was read to route it)
+                raise ValueError(f"a request that cannot be decoded: {decoded.reason}")
+            message = dict(decoded[0])
             message["id"] = wire
             body = jsonrpc.dumps(message)
         self.send_body(body)
