@@ -38,7 +38,6 @@ from .pool import Pool
 from .resolve import Origins
 from .router import RECHECK_SECONDS, BadUri, Router
 from .session import BackendSession, State
-from .transport import flush_batch
 
 logger = logging.getLogger(__name__)
 
@@ -149,9 +148,9 @@ class Relay:
         )
 
     def _hand_off(self, fn: Any, *args: Any) -> None:
-        """To the control plane, after every client message handed off before (and after what
-        this thread has written so far: see transport.flush_batch)."""
-        flush_batch()
+        """To the control plane, after every client message handed off before. (What this
+        thread wrote so far is never overtaken by what the control plane writes: see the
+        cork in transport.Outbox.)"""
         self.handoffs += 1
 
         def run() -> None:
@@ -454,7 +453,6 @@ class Relay:
             self._backend_hand_off(session, _not_lsp, session, error.reason)
 
     def _backend_hand_off(self, session: BackendSession, fn: Any, *args: Any) -> None:
-        flush_batch()
         session.handoffs += 1
 
         def run() -> None:
