@@ -102,16 +102,31 @@ class FrameDecoder:
         self._quiet = False
 
     def feed(self, data: bytes) -> list[bytes | FrameError]:
-        if not self._buf and self._need < 0:
-            # The common case: exactly one whole frame with the usual header, no copy.
-            match = _PLAIN_HEADER.match(data)
-            if match is not None and len(data) - match.end() == int(match[1]):
-                body = data[match.end() :]
-                if b"\n" not in body or _HEADER_IN_BODY.search(body) is None:
-                    self._quiet = False
-                    return [body]
-        self._buf += data
         out: list[bytes | FrameError] = []
+        if not self._buf and self._need < 0:
+            # The common case: whole frames with the usual header (one, or many when the
+            # peer pipelines), each body cut straight from `data`. A body the general path
+            # would look into (one holding a line end that may start a header, one not
+            # ending as a JSON-RPC message does) goes to it, from its header on.
+            pos, size = 0, len(data)
+            while (match := _PLAIN_HEADER.match(data, pos)) is not None:
+                start = match.end()
+                end = start + int(match[1])
+                if end > size:
+                    break
+                body = data[start:end]
+                if not body.endswith((b"}", b"]")) or (
+                    b"\n" in body and _HEADER_IN_BODY.search(body) is not None
+                ):
+                    break
+                out.append(body)
+                pos = end
+            if out:
+                self._quiet = False
+                if pos == size:
+                    return out
+                data = data[pos:]
+        self._buf += data
         pos = 0
         while True:
             step = self._body(pos, out) if self._need >= 0 else self._header(pos, out)

@@ -73,6 +73,34 @@ def test_one_error_for_a_malformed_frame_then_the_next_frame(bad: bytes) -> None
     assert feed(*(stream[i : i + 1] for i in range(len(stream)))) == ["ERROR", GOOD]
 
 
+_BODIES = st.lists(
+    st.one_of(
+        st.binary(max_size=40).map(lambda b: b'{"a":"' + b.hex().encode() + b'"}'),
+        st.sampled_from([b"{}", b"[1]", b'{"t":"a\\nb"}', b'{"x":1}\n', b"{nope"]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(_BODIES, st.lists(st.integers(0, 2000), max_size=6))
+def test_pipelined_frames_come_out_the_same_however_the_reads_cut_them(
+    bodies: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(frame(b) for b in bodies)
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    assert feed(stream) == bodies
+    assert feed(*chunks) == bodies
+
+
+def test_a_body_that_swallowed_the_start_of_the_next_header_resynchronises_in_one_read() -> None:
+    # (its Content-Length 5 too large: "Conte" of the next header is in it)
+    swallowed = b"Content-Length: 7\r\n\r\n{}" + frame(GOOD)
+    assert feed(swallowed) == ["ERROR", GOOD]
+    assert feed(swallowed[:28], swallowed[28:]) == ["ERROR", GOOD]  # the first read: one "frame"
+
+
 def test_a_truncated_body_is_reported_as_soon_as_the_next_header_arrives() -> None:
     decoder = FrameDecoder()
     assert decoder.feed(b"Content-Length: 1000\r\n\r\n{") == []
