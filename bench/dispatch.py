@@ -10,15 +10,20 @@ bodies (a hover request, an incremental didChange): the whole-message parsers (j
 `jsonrpc.peek`, msgspec with the minimal typed schema of what routing reads. Then the
 relay itself per request, per response and per didChange.
 
-    .venv/bin/python bench/dispatch.py [N]
+    .venv/bin/python bench/dispatch.py [N] [--profile]
+
+`--profile` runs the relay part under cProfile (only the timed loops) and prints where
+its time goes, by function.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import cProfile
 import json
 import os
-import sys
+import pstats
 import tempfile
 import time
 from collections.abc import Callable
@@ -87,7 +92,7 @@ def decoders(n: int) -> None:
     if hasattr(jsonrpc, "peek"):  # (PYTHONPATH=an older checkout: its relay is measured too)
         candidates["msgspec typed Head (jsonrpc.peek, guards)"] = jsonrpc.peek
     try:
-        import orjson  # type: ignore[import-not-found,unused-ignore]
+        import orjson  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
         # (not exact: an id beyond 64 bits comes back a float, so it would need a guard)
         candidates["orjson (whole message, no guards)"] = orjson.loads
@@ -100,7 +105,7 @@ def decoders(n: int) -> None:
         print(f"  {name:46} {cells}")
 
 
-async def relay(n: int) -> None:
+async def relay(n: int, profiler: cProfile.Profile | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / ".git").mkdir()
@@ -141,10 +146,14 @@ async def relay(n: int) -> None:
             # after that is handed to it): let the loop run between batches, as it does in
             # the proxy.
             start = time.thread_time()
+            if profiler is not None:
+                profiler.enable()
             for at in range(0, len(bodies), 1000):
                 for body in bodies[at : at + 1000]:
                     feed(body)
                 await asyncio.sleep(0)
+            if profiler is not None:
+                profiler.disable()
             return (time.thread_time() - start) / len(bodies) * 1e6
 
         request_us = await timed(relay.client_body, requests)
@@ -159,6 +168,14 @@ async def relay(n: int) -> None:
 
 
 if __name__ == "__main__":
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-    decoders(count)
-    asyncio.run(relay(count))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("n", type=int, nargs="?", default=20000, help="messages of each kind")
+    parser.add_argument("--profile", action="store_true", help="profile the relay part")
+    args = parser.parse_args()
+    if args.profile:
+        profiler = cProfile.Profile()
+        asyncio.run(relay(args.n, profiler))
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    else:
+        decoders(args.n)
+        asyncio.run(relay(args.n))

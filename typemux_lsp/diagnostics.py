@@ -16,7 +16,7 @@ from typing import Any
 from . import jsonrpc
 from .connection import ClientConnection
 from .documents import DocumentStore
-from .router import RECHECK_SECONDS, NoVenv, Router
+from .router import NoVenv, Router
 from .session import BackendSession, State
 from .spellings import Spellings
 
@@ -39,16 +39,16 @@ class Diagnostics:
         self._spellings = spellings
 
     def publish_fast(self, session: BackendSession, body: bytes, params: Any) -> bool:
-        """On a backend's reader thread: publish for a document open in this backend's
-        environment, routed recently; False to leave it to the control plane."""
+        """On a backend's reader thread: publish for a document the client has open, whose
+        route (its environment's backend, checked within the second: relay.py) is this
+        session; False to leave it to the control plane."""
         uri = params.get("uri") if isinstance(params, dict) else None
         doc = self._store.get(uri) if isinstance(uri, str) else None
         if (
             doc is None
-            or doc.venv is None
-            or doc.venv.key != session.venv.key
+            or doc.session is not session
             or session.state is not State.READY
-            or time.monotonic() - doc.checked_at >= RECHECK_SECONDS
+            or time.monotonic() >= doc.routed_until
         ):
             return False
         self._forward(session, body, params)

@@ -52,6 +52,7 @@ class Document:
         "client_version",
         "desynced",
         "disk_text",
+        "in_use",
         "language_id",
         "lookup",
         "path",
@@ -87,6 +88,8 @@ class Document:
         #: `route`): good until `routed_until` (monotonic), cleared by what changes it
         self.session: OpenAt | None = None
         self.routed_until = float("-inf")
+        #: set when the hot path took that route since the control plane last renewed it
+        self.in_use = False
         #: set when an edit could not be applied: backends must not get this text
         self.desynced = False
         self._lines = split_lines(text)

@@ -90,13 +90,13 @@ class Pool:
 
     # -- starting ------------------------------------------------------------------------
 
-    def current(self, venv: Venv) -> BackendSession | None:
+    def current(self, venv: Venv, every: float = 1.0) -> BackendSession | None:
         """The venv's live session, replaced first if its environment was deleted or recreated
-        (checked at most once a second); None if none runs (nothing is started)."""
+        (checked at most once `every` seconds); None if none runs (nothing is started)."""
         session = self.sessions.get(venv.key)
         if session is None or not session.alive:
             return None
-        if not session.venv_recreated(time.monotonic()):
+        if not session.venv_recreated(time.monotonic(), every):
             return session
         return self.restart(session, "its environment was deleted or recreated")
 

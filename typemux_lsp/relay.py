@@ -20,6 +20,7 @@ hover after it), is handed to the control plane (`Control`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Final, Protocol, cast
@@ -45,8 +46,13 @@ logger = logging.getLogger(__name__)
 _SYNC_NOTIFICATIONS: Final = frozenset(
     {"textDocument/didChange", "textDocument/didSave", "textDocument/willSave"}
 )
-#: States in which a backend is sent document notifications straight.
-_TAKES_NOTIFICATIONS: Final = frozenset({State.WARMING, State.READY})
+#: How often the routes the hot path uses are checked again (`Relay._renew_routes`): well
+#: within their freshness, so they are renewed before they fall due.
+ROUTE_RENEWAL: Final = RECHECK_SECONDS / 2
+
+#: States in which a backend is sent document notifications straight. (A tuple: `in` compares
+#: by identity first, where a set would call the Enum's Python-level __hash__.)
+_TAKES_NOTIFICATIONS: Final = (State.READY, State.WARMING)
 
 
 class Control(Protocol):
@@ -85,6 +91,8 @@ class Relay:
         self.handoffs = 0
         #: set by the control plane once `initialize` is answered
         self.open = False
+        #: the pending `_renew_routes`, while routes are cached
+        self._renewal: asyncio.TimerHandle | None = None
 
     # -- client -> backend (the client's reader thread) -----------------------------------
 
@@ -234,7 +242,8 @@ class Relay:
 
         The route's freshness (`Document.routed_until`) covers both checks made at most
         once a second: the document's environment on disk, and its backend's environment
-        not recreated (see `route`)."""
+        not recreated. While the route is used they are made ahead of time on a timer
+        (`_renew_routes`), so the hot path never waits for them."""
         doc = self.store.get(uri)
         if doc is None:
             return None
@@ -245,6 +254,7 @@ class Relay:
             or uri not in session.open_docs  # (the invariant the relay rests on, checked)
         ):
             return None
+        doc.in_use = True
         return cast(BackendSession, session)  # (only `route` below sets it)
 
     def route(self, doc: Document, session: BackendSession | None) -> None:
@@ -264,6 +274,27 @@ class Relay:
             return
         doc.session = session
         doc.routed_until = min(doc.checked_at, session.identity_checked_at) + RECHECK_SECONDS
+        if self._renewal is None:
+            self._renewal = self.plane.later(ROUTE_RENEWAL, self._renew_routes)
+
+    def _renew_routes(self) -> None:
+        """Make the once-a-second checks of the routes the hot path uses before they fall
+        due (control plane, every `ROUTE_RENEWAL` seconds while any is used). Otherwise the
+        first message after they fell due would go to the control plane, and every message
+        from that peer after it until it was handled."""
+        self._renewal = None
+        for doc in self.store:
+            if doc.session is None or not doc.in_use:
+                continue
+            doc.in_use = False
+            try:
+                venv = self.router.refresh(doc, force=True)
+            except BadUri:
+                continue
+            # (a changed environment or a restarted backend leaves no route: the next
+            # message goes to the control plane, which routes it anew)
+            session = self.pool.current(venv, every=ROUTE_RENEWAL / 2) if venv else None
+            self.route(doc, session)
 
     def did_change(self, message: Message, body: bytes) -> None:
         """A didChange on the control plane (it came behind handed-off messages, or its route

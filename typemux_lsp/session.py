@@ -249,9 +249,10 @@ class BackendSession:
         """Whether a process exists or may still exist: what the pool's cap counts."""
         return self._proc is not None and not self.gone.done()
 
-    def venv_recreated(self, now: float) -> bool:
-        """Whether pyvenv.cfg changed since the start; the filesystem is asked once a second."""
-        if now - self.identity_checked_at < 1.0:
+    def venv_recreated(self, now: float, every: float = 1.0) -> bool:
+        """Whether pyvenv.cfg changed since the start; the filesystem is asked once `every`
+        seconds."""
+        if now - self.identity_checked_at < every:
             return False
         self.identity_checked_at = now
         return self.venv.identity() != self.venv_identity
