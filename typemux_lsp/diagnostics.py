@@ -38,12 +38,18 @@ class Diagnostics:
         self._router = router
         self._spellings = spellings
 
-    def publish_fast(self, session: BackendSession, body: bytes, params: Any) -> bool:
+    def publish_fast(
+        self,
+        session: BackendSession,
+        body: bytes,
+        uri: str,
+        version: int | None,
+        any_diagnostics: bool,
+    ) -> bool:
         """On a backend's reader thread: publish for a document the client has open, whose
         route (its environment's backend, checked within the second: relay.py) is this
         session; False to leave it to the control plane."""
-        uri = params.get("uri") if isinstance(params, dict) else None
-        doc = self._store.get(uri) if isinstance(uri, str) else None
+        doc = self._store.get(uri)
         if (
             doc is None
             or doc.session is not session
@@ -51,7 +57,7 @@ class Diagnostics:
             or time.monotonic() >= doc.routed_until
         ):
             return False
-        self._forward(session, body, params)
+        self._forward(session, body, uri, version, any_diagnostics, None)
         return True
 
     def publish(self, session: BackendSession, body: bytes, params: Any) -> None:
@@ -66,28 +72,45 @@ class Diagnostics:
         if isinstance(owner, NoVenv) or owner.key != session.venv.key:
             session.log.debug("diagnostics for %s, which is not this venv's: dropped", uri)
             return
-        self._forward(session, body, params)
+        assert isinstance(params, dict)
+        version = params.get("version")
+        self._forward(session, body, uri, version, bool(params.get("diagnostics")), params)
 
-    def _forward(self, session: BackendSession, body: bytes, params: dict[str, Any]) -> None:
-        doc = self._store.get(params["uri"])
+    def _forward(
+        self,
+        session: BackendSession,
+        body: bytes,
+        uri: str,
+        version: Any,
+        any_diagnostics: bool,
+        params: dict[str, Any] | None,
+    ) -> None:
+        """Relay a publish (`params`: its params, if it was decoded whole)."""
+        doc = self._store.get(uri)
         if self._spellings is not None and (
-            (doc is not None and doc.uri != params["uri"]) or self._spellings.needed(None)
+            (doc is not None and doc.uri != uri) or self._spellings.needed(None)
         ):
             # published under the client's spelling of the file (pyrefly publishes under its
             # own whatever the document was opened as), related locations included
+            params = params if params is not None else _params(body)
+            if params is None:
+                return
             respelled = self._spellings.to_client(params)
             if respelled is not params:
                 params = respelled
                 body = jsonrpc.dumps(jsonrpc.notification(PUBLISH, params))
-        uri = params["uri"]
+                uri = params["uri"]
         if uri in session.proxy_docs:
             return  # a file the proxy opened for its own reasons: the client never asked
-        if params.get("diagnostics"):
+        if any_diagnostics:
             session.diagnosed.add(uri)
         else:
             session.diagnosed.discard(uri)
-        version = params.get("version")
         if doc is not None and version == doc.sync_version != doc.client_version:
+            if params is None:  # in the client's numbering: rewritten, every other field kept
+                params = _params(body)
+                if params is None:
+                    return
             self._connection.send(
                 jsonrpc.notification(PUBLISH, {**params, "version": doc.client_version})
             )
@@ -101,3 +124,12 @@ class Diagnostics:
         for uri in sorted(session.diagnosed - current):
             self._connection.send(jsonrpc.notification(PUBLISH, {"uri": uri, "diagnostics": []}))
         session.diagnosed.clear()
+
+
+def _params(body: bytes) -> dict[str, Any] | None:
+    """The params of a publish read only in part so far (None: never, it was read already)."""
+    decoded = jsonrpc.decode(body)
+    if isinstance(decoded, jsonrpc.BadMessage):
+        return None
+    params = decoded[0].get("params")
+    return params if isinstance(params, dict) else None

@@ -306,6 +306,26 @@ class Head(msgspec.Struct, gc=False):
 _decode_head = msgspec.json.Decoder(Head).decode
 
 
+class PublishHead(msgspec.Struct, gc=False):
+    """`params` of a backend's publishDiagnostics, as far as relaying it reads them."""
+
+    uri: str | None = None
+    version: int | None = None
+    #: each diagnostic validated and kept as its bytes, never built
+    diagnostics: list[msgspec.Raw] | None = None
+
+
+class BackendHead(msgspec.Struct, gc=False):
+    """What the relay reads of a backend message that is not a compact response."""
+
+    method: str | None = None
+    id: int | str | UnsetType = UNSET
+    params: PublishHead | None = None
+
+
+_decode_backend_head = msgspec.json.Decoder(BackendHead).decode
+
+
 def peek(body: bytes) -> Head | None:
     """The routing fields of a client message, or None: `decode` it whole.
 
@@ -320,6 +340,17 @@ def peek(body: bytes) -> Head | None:
     try:
         return _decode_head(body)
     except (msgspec.DecodeError, RecursionError):  # (a ValidationError is a DecodeError)
+        return None
+
+
+def peek_backend(body: bytes) -> BackendHead | None:
+    """`peek` for what a backend sends (a publishDiagnostics is the common case), with the
+    same guarantee: None, and `decode` decides, for anything outside the common shapes."""
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH:
+        return None
+    try:
+        return _decode_backend_head(body)
+    except (msgspec.DecodeError, RecursionError):
         return None
 
 

@@ -29,12 +29,12 @@ from msgspec import UNSET
 
 from . import jsonrpc
 from .connection import ClientConnection
-from .diagnostics import Diagnostics
+from .diagnostics import PUBLISH, Diagnostics
 from .documents import ChangeOutcome, Document, DocumentStore
 from .features import ACROSS_METHODS, NOTIFICATIONS, PROVIDER_METHODS, unsupported
 from .jsonrpc import BadMessage, DocumentHead, FrameError, Head, Message, ParamsHead
 from .ledger import Ledger, Pending, echoed
-from .plane import Plane
+from .plane import Backlog, Plane
 from .pool import Pool
 from .resolve import Origins
 from .router import RECHECK_SECONDS, BadUri, Router
@@ -88,7 +88,7 @@ class Relay:
         self.origins = origins
         self.control = control
         #: client messages handed to the control plane and not handled yet
-        self.handoffs = 0
+        self.handoffs = Backlog()
         #: set by the control plane once `initialize` is answered
         self.open = False
         #: the pending `_renew_routes`, while routes are cached
@@ -101,8 +101,9 @@ class Relay:
         if head is not None and head.method is not None and head.params is not None:
             document = head.params.textDocument
             if document is not None and document.uri is not None:
+                self.handoffs.settle()
                 with self.plane.lock:
-                    if self.handoffs == 0 and self.open and self._fast(head, body):
+                    if self.handoffs.count == 0 and self.open and self._fast(head, body):
                         return
         # Not the common shape, or not for the hot path: the whole message.
         decoded = jsonrpc.decode(body)
@@ -139,7 +140,7 @@ class Relay:
                         f"({msg_id!r}); it was not processed. Send it without an id.",
                     )
                     return
-            if self.handoffs == 0 and self.open:
+            if self.handoffs.count == 0 and self.open:
                 head = _head_of(message)
                 if head is not None and self._fast(head, body, message, entry):
                     return
@@ -159,10 +160,10 @@ class Relay:
         """To the control plane, after every client message handed off before. (What this
         thread wrote so far is never overtaken by what the control plane writes: see the
         cork in transport.Outbox.)"""
-        self.handoffs += 1
+        self.handoffs.add()
 
         def run() -> None:
-            self.handoffs -= 1
+            self.handoffs.done()
             fn(*args)
 
         self.plane.submit(run)
@@ -410,8 +411,9 @@ class Relay:
         peeked = jsonrpc.peek_response(body)
         if peeked is not None:
             wire, id_end = peeked
+            session.handoffs.settle()
             with self.plane.lock:
-                if session.handoffs == 0:
+                if session.handoffs.count == 0:
                     entry = session.inflight.get(wire)
                     if entry is not None:
                         if session.disturbed_at > entry.sent_at and self.resend(
@@ -425,16 +427,36 @@ class Relay:
                     if not (isinstance(wire, int) and wire in session.internal):
                         session.log.debug("dropping a late answer to %r", wire)
                         return
+        head = jsonrpc.peek_backend(body)
+        if head is not None and head.method == PUBLISH:
+            params = head.params
+            if params is not None and params.uri is not None:
+                session.handoffs.settle()
+                with self.plane.lock:
+                    if session.handoffs.count == 0 and self.diagnostics.publish_fast(
+                        session, body, params.uri, params.version, bool(params.diagnostics)
+                    ):
+                        return
+        # Not the common shape, or not for the hot path: the whole message.
         decoded = jsonrpc.decode(body)
         with self.plane.lock:
             if isinstance(decoded, BadMessage):
                 self._backend_hand_off(session, _not_lsp, session, decoded.reason)
                 return
             message, body = decoded
+            params = message.get("params")
             if (
-                session.handoffs == 0
-                and message.get("method") == "textDocument/publishDiagnostics"
-                and self.diagnostics.publish_fast(session, body, message.get("params"))
+                session.handoffs.count == 0
+                and message.get("method") == PUBLISH
+                and isinstance(params, dict)
+                and isinstance(params.get("uri"), str)
+                and self.diagnostics.publish_fast(
+                    session,
+                    body,
+                    params["uri"],
+                    params.get("version"),
+                    bool(params.get("diagnostics")),
+                )
             ):
                 return
             self._backend_hand_off(session, self.control.backend_message, session, body, message)
@@ -484,10 +506,10 @@ class Relay:
             self._backend_hand_off(session, _not_lsp, session, error.reason)
 
     def _backend_hand_off(self, session: BackendSession, fn: Any, *args: Any) -> None:
-        session.handoffs += 1
+        session.handoffs.add()
 
         def run() -> None:
-            session.handoffs -= 1
+            session.handoffs.done()
             fn(*args)
 
         self.plane.submit(run)

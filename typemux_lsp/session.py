@@ -34,7 +34,7 @@ from .documents import Document
 from .freshness import RecentEvents
 from .jsonrpc import FrameDecoder, FrameError, Message, MsgId
 from .ledger import Pending, proxy_id, record_sent
-from .plane import Plane
+from .plane import Backlog, Plane
 from .platform import fs_clock_ns, group_alive, kill_group, new_group
 from .reaper import Reaper
 from .transport import Outbox, Reader
@@ -201,7 +201,7 @@ class BackendSession:
         self.internal: dict[int, asyncio.Future[Any]] = {}
         #: frames handed to the control plane and not handled yet: while there are any,
         #: the reader thread hands off every frame, so the backend's order is kept
-        self.handoffs = 0
+        self.handoffs = Backlog()
         #: why the session ended, once it has
         self.error: BackendError | None = None
         self.tag = f"{kind.name}#{self.id}"

@@ -21,6 +21,7 @@ from typemux_lsp.jsonrpc import (
     dumps,
     frame,
     peek,
+    peek_backend,
     peek_response,
     splice_id,
 )
@@ -268,6 +269,47 @@ def test_what_peek_reads_is_what_decode_reads_and_the_bytes_go_unchanged(
             assert head.params.textDocument.version == document.get("version")
         assert head.params.contentChanges == params.get("contentChanges")
         assert head.params.text == params.get("text")
+
+
+_PUBLISH = st.fixed_dictionaries(
+    {
+        "jsonrpc": st.just("2.0"),
+        "method": st.sampled_from(["textDocument/publishDiagnostics", "x"]),
+    },
+    optional={
+        "id": _JSON,
+        "params": st.one_of(
+            _JSON,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "uri": _URI,
+                    "version": st.one_of(st.integers(-5, 2**40), _JSON),
+                    "diagnostics": st.one_of(st.lists(_JSON, max_size=3), _JSON),
+                },
+            ),
+        ),
+    },
+)
+
+
+@given(_PUBLISH)
+def test_what_peek_backend_reads_is_what_decode_reads(message: dict[str, Any]) -> None:
+    body = json.dumps(message).encode()
+    head = peek_backend(body)
+    if head is None:
+        return
+    decoded = decode(body)
+    assert not isinstance(decoded, BadMessage) and decoded[1] is body
+    whole = decoded[0]
+    assert head.method == whole["method"]
+    if head.params is not None:
+        params: dict[str, Any] = whole["params"]
+        assert head.params.uri == params.get("uri")
+        assert head.params.version == params.get("version")
+        assert bool(head.params.diagnostics) == bool(params.get("diagnostics"))
+        if head.params.diagnostics is not None:  # each one's bytes, as sent
+            assert [json.loads(bytes(d)) for d in head.params.diagnostics] == params["diagnostics"]
 
 
 @pytest.mark.parametrize(
