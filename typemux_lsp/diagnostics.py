@@ -57,24 +57,27 @@ class Diagnostics:
             or time.monotonic() >= doc.routed_until
         ):
             return False
+        doc.in_use = True  # (the route is renewed while either side uses it)
         self._forward(session, body, uri, version, any_diagnostics, None)
         return True
 
-    def publish(self, session: BackendSession, body: bytes, params: Any) -> None:
+    def publish(self, session: BackendSession, body: bytes, params: Any) -> bool:
+        """On the control plane; whether it was relayed as the file's own environment's."""
         uri = params.get("uri") if isinstance(params, dict) else None
         if not isinstance(uri, str):
-            return
+            return False
         if session.state is State.WARMING:
             session.diagnostics_published()
         if session.state in (State.STOPPING, State.STOPPED):
-            return  # a backend on its way out (replaced, evicted) no longer speaks for a file
+            return False  # a backend on its way out (replaced, evicted) no longer speaks
         owner = self._router.venv_for(uri, self._store.get(uri))
         if isinstance(owner, NoVenv) or owner.key != session.venv.key:
             session.log.debug("diagnostics for %s, which is not this venv's: dropped", uri)
-            return
+            return False
         assert isinstance(params, dict)
         version = params.get("version")
         self._forward(session, body, uri, version, bool(params.get("diagnostics")), params)
+        return True
 
     def _forward(
         self,

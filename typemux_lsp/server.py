@@ -319,7 +319,11 @@ class TypemuxServer:
             return
         params = message.get("params")
         if method == PUBLISH:
-            self.diagnostics.publish(session, body, params)
+            if self.diagnostics.publish(session, body, params):
+                assert isinstance(params, dict)  # (publish read its uri)
+                doc = self.store.get(params["uri"])
+                if doc is not None and doc.session is None:
+                    self.relay.route(doc, session)  # (its next publish takes the hot path)
         elif method == "$/progress":
             self.backchannel.progress(session, body, params)
         else:
