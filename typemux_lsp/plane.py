@@ -36,12 +36,14 @@ class Backlog:
     didOpen) would send the whole burst after it there, one event-loop wake-up each.
     """
 
-    __slots__ = ("_clear", "count")
+    __slots__ = ("_clear", "_plane_thread", "count")
 
     def __init__(self) -> None:
         self.count = 0
         self._clear = threading.Event()
         self._clear.set()
+        #: made by the control plane: waiting on its own thread would wait for nothing
+        self._plane_thread = threading.get_ident()
 
     def add(self) -> None:
         self.count += 1
@@ -54,7 +56,7 @@ class Backlog:
 
     def settle(self) -> None:
         """Wait (bounded by `BACKLOG_WAIT`) until the control plane has handled it all."""
-        if self.count:
+        if self.count and threading.get_ident() != self._plane_thread:
             self._clear.wait(BACKLOG_WAIT)
 
 
