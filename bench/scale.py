@@ -1,13 +1,22 @@
-"""The cost curve a monorepo user pays: N venvs opened one after another.
+"""The cost curve a monorepo user pays: N projects opened one after another, each with its
+own venv, with one backend process per venv ("per-process") or one per kind serving every
+venv as a workspace folder ("shared").
 
-For N = 1, 5 and 20 projects (copies of examples/monorepo/alpha, each with its own venv),
-a fresh proxy opens one file per project, in turn, and asks a hover until it shows the
-signature from that project's own venv. Reported per backend and N: the proxy's RSS, the
-total RSS of its backends, and the median time from opening a file of a new venv to its
-first correct hover — next to the same for the backend started straight in that project
-(spawn, initialize, open, hover), the price of the proxy's start-on-demand.
+For N = 1, 5 and 20 projects (copies of examples/monorepo/alpha, each with its own venv), a
+fresh proxy per backend, mode and N opens one file per project, in turn, and asks a hover
+until it shows the signature from that project's own venv. Reported: the proxy's RSS, the
+total RSS of its backends' process trees, the first correct hover in a new project (the
+first project, and the median of the others: a new project on a warm backend), the hover
+p50 in a warm project, the CPU the proxy and its backends use while idle, and the cold
+start after an eviction (`--max-backend-memory 1`: every new project evicts the previous
+one; then the first one is asked again). Next to it, one backend started straight.
 
-    .venv/bin/python bench/scale.py [--backend pyright --backend ty] [--sizes 1,5,20] [--json]
+`--deps` adds a fixture with real dependencies: Django, pandas and NumPy (thousands of
+files) installed once from the package index into a cache directory and hard-linked into
+every venv (distinct paths, as separate installs are), and imported by each project's file.
+
+    .venv/bin/python bench/scale.py [--backend pyright ...] [--sizes 1,5,20]
+        [--modes shared,per-process] [--deps] [--json]
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    cpu_ns,
     load_average,
     machine,
+    percentile,
     position_of,
     rss_kib,
     start_direct,
@@ -69,8 +82,18 @@ def hover_params(root: Path, project: str) -> dict[str, Any]:
     return {"textDocument": {"uri": app.as_uri()}, "position": position_of(text, "area(2.0)")}
 
 
-async def through_proxy(root: Path, backend: str, n: int) -> dict[str, Any]:
-    client = await start_proxy(root, backend, extra_args=("--max-backends", str(max(n, 1))))
+def mode_args(mode: str, backend: str) -> tuple[str, ...]:
+    return ("--backend-sharing", backend if mode == "shared" else "none")
+
+
+async def through_proxy(
+    root: Path, backend: str, n: int, mode: str, idle_seconds: float
+) -> dict[str, Any]:
+    client = await start_proxy(
+        root,
+        backend,
+        extra_args=("--max-backends", str(max(n, 1)), *mode_args(mode, backend)),
+    )
     times: list[float] = []
     try:
         for i in range(n):
@@ -80,14 +103,65 @@ async def through_proxy(root: Path, backend: str, n: int) -> dict[str, Any]:
             client.open(app, app.read_text("utf-8"))
             await wait_hover(client, hover_params(root, project), SIGNATURE)
             times.append((time.perf_counter() - start) * 1e3)
+        warm: list[float] = []
+        params = hover_params(root, "p00")
+        for _ in range(100):
+            start = time.perf_counter()
+            await client.request("textDocument/hover", params)
+            warm.append((time.perf_counter() - start) * 1e3)
+        warm.sort()
         assert client.pid is not None
-        backends = sum(rss_kib(pid) for pid in descendants(client.pid)) / 1024
+        tree = descendants(client.pid)
+        backends = sum(rss_kib(pid) for pid in tree) / 1024
+        proxy_rss = rss_kib(client.pid) / 1024
+        await asyncio.sleep(1.0)  # let the last analyses finish
+        tree = descendants(client.pid)
+        before = sum(cpu_ns(pid) for pid in [client.pid, *tree])
+        await asyncio.sleep(idle_seconds)
+        after = sum(_cpu_or_zero(pid) for pid in [client.pid, *tree])
         return {
-            "first_hover_ms": statistics.median(times),
+            "first_hover_ms": times[0],
+            "new_project_hover_ms": statistics.median(times[1:]) if n > 1 else None,
             "first_hover_ms_each": times,
-            "proxy_rss_mib": rss_kib(client.pid) / 1024,
+            "warm_hover_p50_ms": percentile(warm, 50),
+            "idle_cpu_percent": (after - before) / 1e9 / idle_seconds * 100,
+            "proxy_rss_mib": proxy_rss,
             "backends_rss_mib": backends,
+            "backend_processes": len([pid for pid in tree if b"reaper" not in _cmdline(pid)]),
         }
+    finally:
+        await client.stop()
+
+
+def _cpu_or_zero(pid: int) -> int:
+    try:
+        return cpu_ns(pid)
+    except OSError:
+        return 0
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+async def after_eviction(root: Path, backend: str, mode: str) -> float:
+    """ms from asking p00 again (evicted when p01 came: a 1 MiB budget) to its correct hover."""
+    client = await start_proxy(
+        root,
+        backend,
+        extra_args=("--max-backend-memory", "1", *mode_args(mode, backend)),
+    )
+    try:
+        for project in ("p00", "p01"):
+            app = root / project / "app.py"
+            client.open(app, app.read_text("utf-8"))
+            await wait_hover(client, hover_params(root, project), SIGNATURE)
+        start = time.perf_counter()
+        await wait_hover(client, hover_params(root, "p00"), SIGNATURE)
+        return (time.perf_counter() - start) * 1e3
     finally:
         await client.stop()
 
@@ -112,23 +186,85 @@ async def straight(root: Path, backend: str, projects: int) -> dict[str, Any]:
     return {"first_hover_ms": statistics.median(times), "backend_rss_mib": statistics.median(rss)}
 
 
+DEPS = ("django", "pandas")
+DEPS_IMPORTS = (
+    "import django\nimport numpy as np\nimport pandas as pd\nfrom django.db import models\n\n"
+    "FRAME = pd.DataFrame({'a': np.arange(3)})\nFIELD = models.CharField(max_length=3)\n"
+)
+
+
+def deps_dir() -> Path:
+    """Django, pandas and NumPy installed once (pip --target) into a cache directory."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    target = (
+        cache / "typemux-lsp-bench" / f"deps-py{sys.version_info.major}{sys.version_info.minor}"
+    )
+    if not (target / "pandas").is_dir():
+        print(f"installing {', '.join(DEPS)} into {target} (once)", file=sys.stderr)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), *DEPS],
+            check=True,
+            stdout=sys.stderr,
+        )
+    return target
+
+
+def add_deps(root: Path, projects: list[str]) -> int:
+    """Hard-link the dependencies into each project's venv and import them from its file.
+    Returns the number of files each site-packages gained."""
+    source = deps_dir()
+    files = sum(1 for p in source.rglob("*") if p.is_file())
+    for project in projects:
+        (site,) = (root / project / ".venv" / "lib").glob("python*/site-packages")
+        for entry in source.iterdir():
+            if not (site / entry.name).exists():
+                subprocess.run(["cp", "-al", str(entry), str(site)], check=True)
+        app = root / project / "app.py"
+        text = app.read_text("utf-8")
+        if "import pandas" not in text:
+            head, _, rest = text.partition("from shapes import area\n")
+            app.write_text(head + "from shapes import area\n" + DEPS_IMPORTS + rest, "utf-8")
+    return files
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from harness import make_workspace
 
     sizes = sorted(set(args.sizes))
     report: dict[str, Any] = {"machine": machine(), "load_before": load_average(), "rows": []}
-    with tempfile.TemporaryDirectory(prefix="typemux-scale-") as tmp:
-        copies = {f"p{i:02d}": "alpha" for i in range(max(sizes))}
-        root = make_workspace(Path(tmp), copies)
-        for backend in args.backend:
-            print(f"{backend}: straight", file=sys.stderr)
-            direct = await straight(root, backend, min(5, max(sizes)))
-            for n in sizes:
-                print(f"{backend}: {n} venvs through the proxy", file=sys.stderr)
-                proxied = await through_proxy(root, backend, n)
-                report["rows"].append({"backend": backend, "n": n, **proxied, "straight": direct})
+    fixtures = args.fixtures or (["tiny", "deps"] if args.deps else ["tiny"])
+    for fixture in fixtures:
+        with tempfile.TemporaryDirectory(prefix="typemux-scale-") as tmp:
+            names = [f"p{i:02d}" for i in range(max(max(sizes), 2))]
+            root = make_workspace(Path(tmp), dict.fromkeys(names, "alpha"))
+            files = add_deps(root, names) if fixture == "deps" else 0
+            for backend in args.backend:
+                print(f"{backend} ({fixture}): straight", file=sys.stderr)
+                direct = await straight(root, backend, min(3, max(sizes)))
+                for mode in args.modes:
+                    for n in sizes:
+                        print(f"{backend} ({fixture}): {n} venvs, {mode}", file=sys.stderr)
+                        proxied = await through_proxy(root, backend, n, mode, args.idle)
+                        report["rows"].append(
+                            {
+                                "backend": backend,
+                                "fixture": fixture,
+                                "site_packages_files": files,
+                                "mode": mode,
+                                "n": n,
+                                **proxied,
+                                "straight": direct,
+                            }
+                        )
+                    if args.eviction:
+                        cold = await after_eviction(root, backend, mode)
+                        report["rows"][-1]["after_eviction_ms"] = cold
     report["load_after"] = load_average()
     return report
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def table(report: dict[str, Any]) -> str:
@@ -136,16 +272,20 @@ def table(report: dict[str, Any]) -> str:
         f"machine: {report['machine']['cores']} cores, {report['machine']['python']}; load "
         f"{report['load_before']:.2f} before, {report['load_after']:.2f} after",
         "",
-        "| backend | venvs | proxy RSS, MiB | backends' RSS, MiB (total) | first correct hover "
-        "in a new venv, median ms: proxy | straight (spawn to hover) | backend RSS straight, "
-        "MiB (one) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| backend | fixture | mode | projects | backend processes | backends' RSS, MiB | "
+        "proxy RSS, MiB | first hover, first project, ms | first hover, new project, median ms "
+        "| warm hover p50, ms | idle CPU, % of a core | after an eviction, ms | straight: one "
+        "backend's RSS, MiB; first hover, ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in report["rows"]:
         lines.append(
-            f"| {row['backend']} | {row['n']} | {row['proxy_rss_mib']:.1f} | "
-            f"{row['backends_rss_mib']:.0f} | {row['first_hover_ms']:.0f} | "
-            f"{row['straight']['first_hover_ms']:.0f} | {row['straight']['backend_rss_mib']:.0f} |"
+            f"| {row['backend']} | {row['fixture']} | {row['mode']} | {row['n']} | "
+            f"{row['backend_processes']} | {row['backends_rss_mib']:.0f} | "
+            f"{row['proxy_rss_mib']:.1f} | {row['first_hover_ms']:.0f} | "
+            f"{_ms(row['new_project_hover_ms'])} | {row['warm_hover_p50_ms']:.2f} | "
+            f"{row['idle_cpu_percent']:.1f} | {_ms(row.get('after_eviction_ms'))} | "
+            f"{row['straight']['backend_rss_mib']:.0f}; {row['straight']['first_hover_ms']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -156,9 +296,16 @@ def main() -> int:
     parser.add_argument(
         "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 5, 20]
     )
+    parser.add_argument("--modes", type=lambda s: s.split(","), default=["shared", "per-process"])
+    parser.add_argument("--deps", action="store_true", help="also the real-dependencies fixture")
+    parser.add_argument(
+        "--fixtures", type=lambda s: s.split(","), help="tiny,deps: which fixtures (default: tiny)"
+    )
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
+    parser.add_argument("--no-eviction", dest="eviction", action="store_false")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    args.backend = args.backend or ["pyright", "ty"]
+    args.backend = args.backend or sorted(KINDS)
     report = asyncio.run(main_async(args))
     print(json.dumps(report, indent=2) if args.json else table(report))
     return 0

@@ -127,6 +127,20 @@ def proxy_command(backend: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "typemux_lsp", "--backend", backend, *extra]
 
 
+#: set to 1, the proxies the tests start run every backend kind in its other mode: shared
+#: where it is per-process by default, and the reverse (`backend-sharing`); CI runs the
+#: routing and freshness suites so
+OTHER_MODE = "TYPEMUX_LSP_TEST_OTHER_MODE"
+
+
+def shares(backend: str) -> bool:
+    """Whether the proxies the tests start run `backend` shared (one process, a folder per
+    environment): its default, `TYPEMUX_LSP_BACKEND_SHARING`, or the other mode."""
+    from typemux_lsp.config.settings import sharing_kinds
+
+    return backend in sharing_kinds(proxy_env().get("TYPEMUX_LSP_BACKEND_SHARING") or "auto")
+
+
 def proxy_env() -> dict[str, str]:
     """The environment the proxy runs in: the test environment minus venv selection.
 
@@ -143,6 +157,12 @@ def _proxy_env() -> dict[str, str]:
     # Hermetic: learned initialize answers (capabilities.py) go to a cache of this test run,
     # never the developer's, so every run learns them from the backends it installed.
     env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="typemux-lsp-test-cache-")
+    if os.environ.get(OTHER_MODE) == "1":  # each kind in the mode it does not run by default
+        from typemux_lsp.backends import KINDS
+
+        env["TYPEMUX_LSP_BACKEND_SHARING"] = (
+            ",".join(n for n, kind in KINDS.items() if not kind.shares_by_default) or "none"
+        )
     probe = subprocess.run(
         [sys.executable, "-c", "import typemux_lsp"], env=env, cwd="/", capture_output=True
     )

@@ -80,7 +80,7 @@ class BackChannel:
             self._unregister(session, params)
             session.send(jsonrpc.response(backend_id, None))
             return
-        answered, answer = local_answer(method, self._support(), session.venv)
+        answered, answer = local_answer(method, self._support(), session.folders())
         if method == CREATE_PROGRESS:
             token = get_path(params, "token")
             if answered:

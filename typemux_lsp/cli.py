@@ -65,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
         "max_backends", "most backends alive at once", type=flag_type("max_backends"), metavar="N"
     )
     setting(
+        "backend_sharing",
+        'kinds that serve several environments from one process: "auto", "all", "none" or '
+        "kinds separated by commas",
+        type=flag_type("backend_sharing"),
+        metavar="KINDS",
+    )
+    setting(
+        "max_backend_memory",
+        "MiB of backends' memory past which the least recently used project is evicted, 0 = no "
+        "budget",
+        type=flag_type("max_backend_memory"),
+        metavar="MIB",
+    )
+    setting(
         "backend_ttl",
         "idle seconds before a backend stops, 0 = never",
         type=flag_type("backend_ttl"),

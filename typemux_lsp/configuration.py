@@ -11,6 +11,7 @@ seconds is not waited for.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from . import jsonrpc
@@ -18,6 +19,7 @@ from .backchannel import BackChannel
 from .features import ClientSupport
 from .jsonrpc import Message, MsgId
 from .plane import Plane
+from .router import BadUri, local_path
 from .session import BackendSession
 from .tree import deep_merge, get_path, nest
 
@@ -54,7 +56,9 @@ class Configuration:
                 if client_values is not None and index < len(client_values):
                     base = nest(section, client_values[index])
                 settings = deep_merge(base, session.settings)
-                result.append(session.kind.configuration(section, session.venv, settings))
+                # A shared backend asks per folder: each scope gets its own interpreter.
+                venv = session.venv_for_scope(_scope_path(get_path(item, "scopeUri")))
+                result.append(session.kind.configuration(section, venv, settings))
             session.send(jsonrpc.response(backend_id, result))
 
         if not self._support().configuration:
@@ -67,3 +71,12 @@ class Configuration:
 
         self._backchannel.request(METHOD, params, from_client)
         self._plane.later(CLIENT_WAIT, reply, None)
+
+
+def _scope_path(uri: Any) -> Path | None:
+    if not isinstance(uri, str):
+        return None
+    try:
+        return local_path(uri)
+    except BadUri:
+        return None

@@ -71,7 +71,7 @@ class Diagnostics:
         if session.state in (State.STOPPING, State.STOPPED):
             return False  # a backend on its way out (replaced, evicted) no longer speaks
         owner = self._router.venv_for(uri, self._store.get(uri))
-        if isinstance(owner, NoVenv) or owner.key != session.venv.key:
+        if isinstance(owner, NoVenv) or owner.key not in session.venvs:
             session.log.debug("diagnostics for %s, which is not this venv's: dropped", uri)
             return False
         assert isinstance(params, dict)

@@ -281,8 +281,26 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
 
     scan = projects.scan(target, rules=settings.projects)
     used_by: dict[str, list[str]] = {}
+    sharing = settings.sharing_kinds()
+    #: the shared processes planned so far: (group, project dirs), as the pool would fill them
+    shared: list[tuple[str, list[Path]]] = []
     for _, (env, files) in sorted(scan.environments.items()):
         kind, backend_settings = settings.backend_for(env.project_dir)
+        process = None
+        if kind in sharing and not settings.backend_command:
+            group = kind + json.dumps(backend_settings, sort_keys=True, default=str)
+            process = next(
+                (
+                    i
+                    for i, (g, dirs) in enumerate(shared)
+                    if g == group and not any(_nested(d, env.project_dir) for d in dirs)
+                ),
+                None,
+            )
+            if process is None:
+                shared.append((group, []))
+                process = len(shared) - 1
+            shared[process][1].append(env.project_dir)
         match = settings.rule_for(env.project_dir)
         used_by.setdefault(kind, []).append(str(env.path))
         interpreter = env.python.exists()
@@ -298,6 +316,9 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
                 "interpreterFound": interpreter,
                 "pythonFiles": files,
                 "backend": kind,
+                # which backend process serves it: its own (null), or shared process N
+                # (`backend-sharing`; projects nested in each other never share one)
+                "sharedProcess": None if process is None else process + 1,
                 "backendSettings": backend_settings,
                 "rule": None
                 if match is None
@@ -358,6 +379,10 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
     report["ok"] = not any(p["severity"] == "error" for p in problems)
     report["exitCode"] = 0 if report["ok"] else 2
     return report
+
+
+def _nested(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
 
 
 def _freshness(settings: Settings, scan: projects.Scan, problems: list[Json]) -> Json:
@@ -518,6 +543,18 @@ def render_text(report: Json) -> str:
             f"{v['pythonFiles']} file(s){broken}"
         )
         add(f"      found: {v['foundBy']}")
+        if v["sharedProcess"] is not None:
+            together = [
+                _rel(o["projectDir"], base)
+                for o in report["environments"]
+                if o["sharedProcess"] == v["sharedProcess"] and o is not v
+            ]
+            add(
+                f"      process: shared {v['backend']} #{v['sharedProcess']}"
+                + (f", with {', '.join(together)}" if together else "")
+            )
+        else:
+            add("      process: its own")
     if not report["environments"]:
         add("  none found")
 

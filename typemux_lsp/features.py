@@ -205,7 +205,10 @@ def client_initialize_result(
 
 
 def backend_initialize_params(
-    client_params: dict[str, Any], venv: Venv, encoding: Encoding
+    client_params: dict[str, Any],
+    venv: Venv,
+    encoding: Encoding,
+    folders: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The client's initialize, rooted at the venv's project, with the proxy's capabilities.
 
@@ -220,7 +223,8 @@ def backend_initialize_params(
     params["processId"] = os.getpid()
     params["rootUri"] = root_uri
     params["rootPath"] = str(root)
-    params["workspaceFolders"] = [{"uri": root_uri, "name": root.name}]
+    # A shared backend gets one folder per environment it serves, the first at the root.
+    params["workspaceFolders"] = folders or [{"uri": root_uri, "name": root.name}]
     caps = params.setdefault("capabilities", {})
     general = caps.setdefault("general", {})
     general["positionEncodings"] = [encoding.value]
@@ -289,7 +293,9 @@ class ClientSupport:
         return bool(get_path(self.caps, *path, "refreshSupport"))
 
 
-def local_answer(method: str, support: ClientSupport, venv: Venv) -> tuple[bool, Any]:
+def local_answer(
+    method: str, support: ClientSupport, folders: list[dict[str, str]]
+) -> tuple[bool, Any]:
     """For a backend request the client cannot take: (answered here?, the answer)."""
     refresh = support.refresh(method)
     if refresh is not None:
@@ -300,9 +306,8 @@ def local_answer(method: str, support: ClientSupport, venv: Venv) -> tuple[bool,
         return (True, {"applied": False, "failureReason": "the client does not apply edits"})
     if method == "window/showDocument" and not support.show_document:
         return (True, {"success": False})
-    if method == "workspace/workspaceFolders":
-        root = venv.project_dir
-        return (True, [{"uri": from_fs_path(str(root)) or root.as_uri(), "name": root.name}])
+    if method == "workspace/workspaceFolders":  # the backend's own: one per environment
+        return (True, folders)
     return (False, None)
 
 

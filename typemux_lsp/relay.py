@@ -249,14 +249,18 @@ class Relay:
         if doc is None:
             return None
         session = doc.session
+        now = time.monotonic()
         if (
             session is None
-            or time.monotonic() >= doc.routed_until
+            or now >= doc.routed_until
             or uri not in session.open_docs  # (the invariant the relay rests on, checked)
         ):
             return None
         doc.in_use = True
-        return cast(BackendSession, session)  # (only `route` below sets it)
+        routed = cast(BackendSession, session)  # (only `route` below sets it)
+        if doc.venv is not None:  # a shared backend's projects are evicted by LRU
+            routed.used[doc.venv.key] = now
+        return routed
 
     def route(self, doc: Document, session: BackendSession | None) -> None:
         """Cache on `doc` the session the control plane just routed it to (or found it open

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shlex
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -67,7 +70,7 @@ from .spellings import Spellings
 from .status import status
 from .tree import get_path
 from .venv import Venv, canonical, fallback_venv
-from .watcher import Change, Changes, Watcher
+from .watcher import Change, Changes, Watcher, fs_clock_ns
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +98,19 @@ class TypemuxServer:
         problems: Sequence[ConfigProblem] = (),
         probe: Probe | None = None,
         launched: float | None = None,
+        *,
+        sharing: Collection[str] | None = None,
+        max_backend_memory: float | None = None,
     ) -> None:
         self.settings = settings
+        #: the kinds whose environments share one backend process (a folder each)
+        self.sharing = frozenset(sharing if sharing is not None else settings.sharing_kinds())
+        #: MiB of the backends' resident memory past which projects are evicted (0: none)
+        self.max_backend_memory = (
+            max_backend_memory if max_backend_memory is not None else settings.max_backend_memory
+        )
+        #: a shared backend's cwd: empty, so no backend finds an environment from it
+        self._neutral_dir: Path | None = None
         #: the default kind: it answers initialize; project rules may pick others per venv
         self.kind: BackendKind = KINDS[settings.backend]
         self.config_problems = list(problems)
@@ -165,6 +179,8 @@ class TypemuxServer:
             self.reaper.close()
             if self.probe is not None:
                 self.probe.close()
+            if self._neutral_dir is not None:
+                shutil.rmtree(self._neutral_dir, ignore_errors=True)
             await loop.run_in_executor(None, self.connection.outbox.flush, 1.0)
         return code
 
@@ -188,6 +204,8 @@ class TypemuxServer:
             self._new_session,
             max_backends=self.settings.max_backends,
             ttl=self.settings.backend_ttl,
+            share=self._share,
+            max_memory=self.max_backend_memory,
         )
         self.backchannel = BackChannel(self.connection, lambda: self.support)
         self.configuration = Configuration(plane, self.backchannel, lambda: self.support)
@@ -482,6 +500,7 @@ class TypemuxServer:
             return
         with contextlib.suppress(BackendError):
             session = self.pool.get_or_start(venv)
+            session.used[venv.key] = time.monotonic()
             if session.state not in (State.WAITING, State.STARTING):
                 session.open_document(doc)
 
@@ -613,6 +632,7 @@ class TypemuxServer:
             session = self.pool.get_or_start(venv)
         except BackendError as exc:
             return str(exc)
+        session.used[venv.key] = time.monotonic()
         if doc is not None and doc.desynced:
             return (
                 f"typemux-lsp: {uri} is out of sync: a didChange did not fit the document, so "
@@ -695,9 +715,11 @@ class TypemuxServer:
         """A settled batch of changes under what a backend's answers depend on: bring the
         backend up to date the way measured fastest for its kind (freshness.py)."""
         session = self.pool.sessions.get(Path(key))
-        if session is None or not session.alive or session.watch_plan is None:
+        plan = session.watch_plans.get(Path(key)) if session is not None else None
+        if session is None or not session.alive or plan is None:
             return
-        classified = classify(session.watch_plan, changes)
+        venv = session.venvs[Path(key)]
+        classified = classify(plan, changes)
         if any(_editable_install(path) for _, path in classified.environment):
             self.across.refresh()
         self._open_documents_changed(session, classified.sources)
@@ -705,9 +727,8 @@ class TypemuxServer:
         if action is None:
             return
         if action.kind == "stop":
-            session.log.info("stopped: %s", action.cause)
-            self.pool.stop(session)
-            self.router.forget(session.venv)
+            self.pool.evict(venv, action.cause)
+            self.router.forget(venv)
             return
         if action.kind == "restart":
             self.pool.restart(session, action.cause)
@@ -835,35 +856,98 @@ class TypemuxServer:
 
     # -- the sessions' side (session.Upstream) ---------------------------------------------
 
-    def _new_session(self, venv: Venv) -> BackendSession:
+    def _share(self, venv: Venv) -> Hashable | None:
+        """The group whose shared backend may serve `venv`: its kind and settings, when that
+        kind shares (`backend-sharing`); None: a process of its own."""
+        kind_name, backend_settings = self.settings.backend_for(venv.project_dir)
+        if kind_name not in self.sharing or self.settings.backend_command:
+            return None  # (a command of the user's own is not known to serve several folders)
+        return (kind_name, json.dumps(backend_settings, sort_keys=True, default=str))
+
+    def _new_session(self, venv: Venv, shared: bool = False) -> BackendSession:
         command = (
             shlex.split(self.settings.backend_command) if self.settings.backend_command else None
         )
         kind_name, backend_settings = self.settings.backend_for(venv.project_dir)
+        if shared and self._neutral_dir is None:
+            self._neutral_dir = Path(tempfile.mkdtemp(prefix="typemux-lsp-shared-"))
         session = BackendSession(
-            KINDS[kind_name], venv, self, self.plane, self.timeouts, command, self.reaper
+            KINDS[kind_name],
+            venv,
+            self,
+            self.plane,
+            self.timeouts,
+            command,
+            self.reaper,
+            shared=shared,
+            neutral_dir=self._neutral_dir,
         )
         session.settings = backend_settings
         self.feedback.backend_starting(session, self.cwd)
         return session
 
     def initialize_params(self, session: BackendSession) -> Message:
-        return backend_initialize_params(self.client_params, session.venv, self.store.encoding)
+        folders = session.initialize_folders() if session.shared else None
+        return backend_initialize_params(
+            self.client_params, session.venv, self.store.encoding, folders
+        )
 
     def session_started(self, session: BackendSession) -> None:
         self.feedback.backend_started(session)
         self.across.refresh()
+        for venv in list(session.venvs.values()):
+            self._serve(session, venv, since_ns=session.spawned_ns)
+
+    def folder_added(self, session: BackendSession, venv: Venv) -> None:
+        self._serve(session, venv, since_ns=fs_clock_ns())
+        self.across.refresh()
+
+    def _serve(self, session: BackendSession, venv: Venv, since_ns: int | None) -> None:
+        """The backend serves `venv` now: its documents opened, what it depends on watched."""
         for doc in self.store:
-            if doc.venv is not None and doc.venv.key == session.venv.key and not doc.desynced:
+            if doc.venv is not None and doc.venv.key == venv.key and not doc.desynced:
                 session.open_document(doc)
                 self.relay.route(doc, session)
         if self.watcher is not None:
             # Planned again at every start: a .pth file (an editable install) may be new.
-            plan = plan_watch(read_environment(session.venv), session.venv.project_dir)
-            session.watch_plan = plan
-            self.watcher.watch(
-                str(session.venv.key), plan.roots, plan.filter, since_ns=session.spawned_ns
-            )
+            plan = plan_watch(read_environment(venv), venv.project_dir)
+            session.watch_plans[venv.key] = plan
+            if venv.key == session.venv.key:
+                session.watch_plan = plan
+            self.watcher.watch(str(venv.key), plan.roots, plan.filter, since_ns=since_ns)
+
+    def folder_removed(self, session: BackendSession, venv: Venv) -> None:
+        """`venv` leaves a shared backend (evicted, idle, deleted): its documents are closed
+        there and their diagnostics withdrawn; requests for them get an error (the backend
+        would answer them without their environment)."""
+        gone = {
+            uri
+            for uri in session.open_docs
+            if session.venv_for_scope(_uri_path(uri)).key == venv.key
+        }
+        for uri in sorted(gone):
+            session.close_document(uri)
+            if uri in session.diagnosed:
+                session.diagnosed.discard(uri)
+                self.connection.send(jsonrpc.notification(PUBLISH, {"uri": uri, "diagnostics": []}))
+        held = [(e, *e.request) for e in session.inflight.values() if e.request is not None]
+        held += [(q.entry, q.message, q.body) for q in session.queue]
+        for entry, message, body in held:
+            if message is None:  # (relayed undecoded: read it now, off the hot path)
+                decoded = jsonrpc.decode(body)
+                message = {} if isinstance(decoded, jsonrpc.BadMessage) else decoded[0]
+            target = self.router.uri_of(entry.method, message.get("params"))
+            if target is not None and session.venv_for_scope(_uri_path(target)).key == venv.key:
+                session.cancel_queued(entry)
+                self.ledger.fail(
+                    entry,
+                    jsonrpc.CONTENT_MODIFIED,
+                    f"typemux-lsp: the {session.kind.name} backend stopped serving {venv} "
+                    "while this request was in flight; retry it.",
+                )
+        session.watch_plans.pop(venv.key, None)
+        if self.watcher is not None:
+            self.watcher.unwatch(str(venv.key))
 
     def backend_body(self, session: BackendSession, body: bytes) -> None:
         self.relay.backend_body(session, body)
@@ -883,8 +967,10 @@ class TypemuxServer:
         self.diagnostics.clear(session, self.pool.get(session.venv))
         self.backchannel.forget(session, notify_client=not self.shutdown_requested)
         self.origins.forget(session)
-        if self.watcher is not None and self.pool.get(session.venv) is None:
-            self.watcher.unwatch(str(session.venv.key))  # (a restart keeps watching)
+        if self.watcher is not None:
+            for venv in session.venvs.values():
+                if self.pool.get(venv) is None:
+                    self.watcher.unwatch(str(venv.key))  # (a restart keeps watching)
 
     def _fail_all(self, why: str, keep: Pending | None = None) -> None:
         for entry in self.ledger:
@@ -898,6 +984,13 @@ class TypemuxServer:
 def _editable_install(path: Path) -> bool:
     """A `.pth` file or a setuptools editable finder: what makes other projects importable."""
     return path.suffix == ".pth" or path.name.startswith("__editable__")
+
+
+def _uri_path(uri: str) -> Path | None:
+    try:
+        return local_path(uri)
+    except BadUri:
+        return None
 
 
 def _is_int(value: Any) -> bool:

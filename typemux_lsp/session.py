@@ -1,4 +1,5 @@
-"""One backend process for one environment, and the LSP session with it.
+"""One backend process for one environment (or, shared, for several: one workspace folder
+each), and the LSP session with it.
 
 A session owns the process (in its own process group, so a backend's children die
 with it), its pipes (a reader thread on stdout, one draining stderr, one waiting for
@@ -27,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from pygls.uris import from_fs_path
 
 from . import jsonrpc
 from .backends import BackendKind
@@ -111,6 +114,12 @@ class Upstream(Protocol):
     def session_started(self, session: BackendSession) -> None:
         """Handshake done (control plane): replay the session's documents."""
 
+    def folder_added(self, session: BackendSession, venv: Venv) -> None:
+        """A running shared session now serves `venv` too (control plane): open its documents."""
+
+    def folder_removed(self, session: BackendSession, venv: Venv) -> None:
+        """A shared session no longer serves `venv` (control plane): close its documents."""
+
     def backend_body(self, session: BackendSession, body: bytes) -> None:
         """One frame from the backend (reader thread)."""
 
@@ -139,10 +148,25 @@ class BackendSession:
         timeouts: Timeouts,
         command: list[str] | None = None,
         reaper: Reaper | None = None,
+        *,
+        shared: bool = False,
+        neutral_dir: Path | None = None,
     ) -> None:
         self.id = next(_session_ids)
         self.kind = kind
+        #: the environment it was started for (the first folder, when shared)
         self.venv = venv
+        #: shared: one process for several environments, one workspace folder each, every
+        #: interpreter given per folder (`workspace/configuration` by scopeUri), none by the
+        #: process environment
+        self.shared = shared
+        #: the environments it serves, by key, in the order they were added
+        self.venvs: dict[Path, Venv] = {venv.key: venv}
+        #: a shared process's cwd: a directory with nothing in it, so no backend finds an
+        #: environment from its cwd (ty and pyrefly look there)
+        self._neutral_dir = neutral_dir
+        #: the folders the backend has been told of (initialize, didChangeWorkspaceFolders)
+        self._told: list[Path] = []
         self.upstream = upstream
         self.plane = plane
         self.timeouts = timeouts
@@ -163,8 +187,13 @@ class BackendSession:
         self.server_info: dict[str, Any] = {}
         #: stderr from a panic report on (a Rust backend's own bug), kept for the log
         self.panic_text: bytearray | None = None
-        self.venv_identity = venv.identity()
+        self._identities: dict[Path, Any] = {venv.key: venv.identity()}
+        self._checked_at: dict[Path, float] = {venv.key: self.created_at}
+        #: the oldest check of any of its environments' identity (the relay looks again after
+        #: a second)
         self.identity_checked_at = self.created_at
+        #: last client traffic per environment (a shared session's LRU and TTL are per project)
+        self.used: dict[Path, float] = {venv.key: self.created_at}
         #: client requests sent to the backend: wire id -> entry
         self.inflight: dict[MsgId, Pending] = {}
         #: monotonic time the proxy last changed the backend's view on its own (a change of
@@ -185,10 +214,14 @@ class BackendSession:
         #: whether other environments see files this one sees (across.py): its references,
         #: renames and call hierarchies are then merged on the control plane; until known, yes
         self.crosses = True
+        #: set once the handshake is done (it served; a failed start did not)
+        self.served = False
         #: backend settings for this venv (config `backend-settings`, per-project rules)
         self.settings: dict[str, Any] = {}
         #: what freshness watches for it (freshness.WatchPlan), once it runs
         self.watch_plan: Any = None
+        #: the same per environment served (a shared backend has several)
+        self.watch_plans: dict[Path, Any] = {}
         #: file events told to it lately, from the client or the watcher: each told once
         self.recent = RecentEvents()
         #: capabilities it registered dynamically: method -> registerOptions
@@ -249,13 +282,107 @@ class BackendSession:
         """Whether a process exists or may still exist: what the pool's cap counts."""
         return self._proc is not None and not self.gone.done()
 
-    def venv_recreated(self, now: float, every: float = 1.0) -> bool:
-        """Whether pyvenv.cfg changed since the start; the filesystem is asked once `every`
-        seconds."""
-        if now - self.identity_checked_at < every:
+    @property
+    def venv_identity(self) -> Any:
+        return self._identities.get(self.venv.key)
+
+    def venv_recreated(self, now: float, venv: Venv | None = None, every: float = 1.0) -> bool:
+        """Whether `venv`'s (default: the first) pyvenv.cfg changed since it was added; the
+        filesystem is asked once `every` seconds per environment."""
+        key = (venv or self.venv).key
+        if key not in self.venvs or now - self._checked_at.get(key, 0.0) < every:
             return False
-        self.identity_checked_at = now
-        return self.venv.identity() != self.venv_identity
+        self._checked_at[key] = now
+        self.identity_checked_at = min(self._checked_at.values())
+        return self.venvs[key].identity() != self._identities.get(key)
+
+    def serves(self, venv: Venv | None) -> bool:
+        return venv is not None and venv.key in self.venvs
+
+    def venv_for_scope(self, path: Path | None) -> Venv:
+        """The environment whose folder holds `path` (the innermost), for a per-scope
+        question; the first environment when there is no scope or none holds it."""
+        if path is not None and len(self.venvs) > 1:
+            best: Venv | None = None
+            for venv in self.venvs.values():
+                root = venv.project_dir
+                if (path == root or root in path.parents) and (
+                    best is None or len(root.parts) > len(best.project_dir.parts)
+                ):
+                    best = venv
+            if best is not None:
+                return best
+        return self.venv
+
+    def nested_with(self, venv: Venv) -> Venv | None:
+        """An environment served here whose folder is `venv`'s, or holds it, or is held by it:
+        such projects are kept in separate processes (which folder a backend picks for a
+        file of the inner one is not the proxy's to decide)."""
+        root = venv.project_dir
+        for other in self.venvs.values():
+            mine = other.project_dir
+            if mine == root or mine in root.parents or root in mine.parents:
+                return other
+        return None
+
+    def add_venv(self, venv: Venv) -> None:
+        """Serve `venv` too, as a workspace folder: told now if the backend runs, else with
+        the handshake. Its documents are opened by `Upstream.folder_added`."""
+        assert self.shared, "only a shared session serves several environments"
+        now = time.monotonic()
+        self.venvs[venv.key] = venv
+        self._identities[venv.key] = venv.identity()
+        self._checked_at[venv.key] = now
+        self.used[venv.key] = now
+        if self.state in (State.WARMING, State.READY):
+            self._tell_folders()
+            self.upstream.folder_added(self, venv)
+            self._rewarm()
+
+    def remove_venv(self, venv: Venv) -> None:
+        """No longer serve `venv`: its documents are closed, its folder removed."""
+        if venv.key not in self.venvs or (venv.key == self.venv.key and len(self.venvs) == 1):
+            return
+        self.upstream.folder_removed(self, venv)
+        del self.venvs[venv.key]
+        self._identities.pop(venv.key, None)
+        self._checked_at.pop(venv.key, None)
+        self.used.pop(venv.key, None)
+        if venv.key == self.venv.key:  # the first one leaves: another names the process
+            self.venv = next(iter(self.venvs.values()))
+            self.log.prefix = f"[{self.tag} {self.venv}]"
+        if self.state in (State.WARMING, State.READY):
+            self._tell_folders()
+
+    def folders(self) -> list[dict[str, str]]:
+        """The workspace folders for the environments served now."""
+        return [_folder(v) for v in self.venvs.values()]
+
+    def _tell_folders(self) -> None:
+        """didChangeWorkspaceFolders for what changed since the backend was last told."""
+        now = [v.project_dir for v in self.venvs.values()]
+        added = [p for p in now if p not in self._told]
+        removed = [p for p in self._told if p not in now]
+        self._told = now
+        if added or removed:
+            self.notify(
+                "workspace/didChangeWorkspaceFolders",
+                {
+                    "event": {
+                        "added": [_folder_at(p) for p in added],
+                        "removed": [_folder_at(p) for p in removed],
+                    }
+                },
+            )
+
+    def _rewarm(self) -> None:
+        """A folder added to a running backend is indexed from now: index-dependent requests
+        wait for it as for a new backend (first diagnostics or the warm-up timeout)."""
+        if self.state is not State.READY or self.timeouts.warmup <= 0:
+            return
+        self.state = State.WARMING
+        self.ready = self.plane.loop.create_future()
+        self._warmup_timer = self.plane.later(self.timeouts.warmup, self.mark_ready, "timeout")
 
     def accepts(self, method: str) -> bool:
         """Whether a request for `method` goes to the backend now (else it is queued)."""
@@ -295,6 +422,9 @@ class BackendSession:
                 info = result.get("serverInfo") if isinstance(result, dict) else None
                 self.server_info = info if isinstance(info, dict) else {}
                 self.notify("initialized", {})
+                self.served = True
+                if self.shared:  # folders added while it started
+                    self._tell_folders()
                 self.state = State.WARMING
                 self.upstream.session_started(self)
                 if self.timeouts.warmup <= 0:
@@ -313,7 +443,12 @@ class BackendSession:
                 self.fail(BackendError(f"typemux-lsp: {self.kind.name} for {self.venv}: {exc}"))
 
     def _spawn(self) -> None:
-        env = self.kind.environment(self.venv)
+        if self.shared:
+            env = self.kind.shared_environment(self.venvs.values())
+            cwd = self._neutral_dir or self.venv.project_dir
+        else:
+            env = self.kind.environment(self.venv)
+            cwd = self.venv.project_dir
         cmd = list(self.command) if self.command else self._kind_command(env["PATH"])
         spawned_ns = fs_clock_ns()  # before: the backend may read the disk before Popen returns
         try:
@@ -322,7 +457,7 @@ class BackendSession:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                cwd=self.venv.project_dir,
+                cwd=cwd,
                 env=env,
                 bufsize=0,
                 **new_group(),
@@ -353,7 +488,7 @@ class BackendSession:
         )
         self._stderr_reader.start()
         threading.Thread(target=self._wait, name=f"{self.tag}-wait", daemon=True).start()
-        self.log.info("started %s (pid %s) in %s", " ".join(cmd), proc.pid, self.venv.project_dir)
+        self.log.info("started %s (pid %s) in %s", " ".join(cmd), proc.pid, cwd)
 
     def _kind_command(self, path: str) -> list[str]:
         executable = self.kind.resolve_executable(path)
@@ -596,6 +731,11 @@ class BackendSession:
                     self.notify("$/cancelRequest", {"id": msg_id})
         fut.cancel()
 
+    def initialize_folders(self) -> list[dict[str, str]]:
+        """The folders the initialize request names (the backend knows them from then on)."""
+        self._told = [v.project_dir for v in self.venvs.values()]
+        return [_folder_at(p) for p in self._told]
+
     def forward(self, entry: Pending, message: Message | None, body: bytes) -> None:
         """Send a client request, or hold it until the backend can answer it well. `message`
         may be None (not decoded whole) when the request's id is sent as it is."""
@@ -765,6 +905,14 @@ class BackendSession:
 
     def __repr__(self) -> str:
         return f"<BackendSession {self.tag} {self.state.value} {self.venv}>"
+
+
+def _folder(venv: Venv) -> dict[str, str]:
+    return _folder_at(venv.project_dir)
+
+
+def _folder_at(root: Path) -> dict[str, str]:
+    return {"uri": from_fs_path(str(root)) or root.as_uri(), "name": root.name}
 
 
 class _SessionLog(logging.LoggerAdapter[logging.Logger]):

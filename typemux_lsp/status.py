@@ -16,7 +16,7 @@ from .config import ConfigProblem
 from .documents import DocumentStore, Encoding
 from .platform import group_rss_bytes
 from .pool import Pool
-from .router import Router
+from .router import BadUri, Router, local_path
 
 
 def status(
@@ -53,6 +53,23 @@ def status(
                 "openDocuments": sorted(session.open_docs),
                 "requestsInFlight": len(session.inflight) + len(session.queue),
                 "crashes": pool.crash_count(session.venv),
+                # one process serving several environments, a workspace folder each
+                "shared": session.shared,
+                "projects": [
+                    {
+                        "venv": str(venv.path),
+                        "project": str(venv.project_dir),
+                        "manager": venv.manager,
+                        "foundBy": venv.found_by,
+                        "openDocuments": sorted(
+                            uri
+                            for uri in session.open_docs
+                            if session.venv_for_scope(_path(uri)).key == venv.key
+                        ),
+                        "idle": round(now - session.used.get(venv.key, session.last_used), 3),
+                    }
+                    for venv in session.venvs.values()
+                ],
             }
         )
     without: list[str] = []
@@ -72,6 +89,8 @@ def status(
         "initializeAnswer": initialize_source,
         "workspaceFolders": [str(r) for r in roots],
         "maxBackends": pool.max_backends,
+        #: MiB of the backends' resident memory past which projects are evicted (0: none)
+        "maxBackendMemory": pool.max_memory,
         "backendProcesses": pool.processes(),
         "backends": backends,
         "configProblems": [
@@ -81,3 +100,10 @@ def status(
         #: what is watched so answers follow the disk, and what could not be (watch limit)
         "freshness": freshness or {"enabled": False},
     }
+
+
+def _path(uri: str) -> Path | None:
+    try:
+        return local_path(uri)
+    except BadUri:
+        return None

@@ -319,7 +319,8 @@ async def test_status_shows_each_backends_environment_kind(
     state = await env_proxy.request(
         "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
     )
-    kinds = {b["manager"]: b for b in state["backends"]}
+    # each project a backend serves (its own, or a shared one's folder)
+    kinds = {p["manager"]: p for b in state["backends"] for p in b["projects"]}
     assert {"pixi", "poetry"} <= set(kinds), state["backends"]
     assert kinds["pixi"]["foundBy"].startswith("pixi project (pixi.toml)")
     assert kinds["poetry"]["venv"].endswith(envrepo.cases["poetry"].prefix.name)

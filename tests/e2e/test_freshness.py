@@ -20,7 +20,6 @@ test that must pass either way (a client watching files itself is not doubled) i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -212,15 +211,17 @@ async def status(client: MuxClient) -> dict[str, Any]:
     return result
 
 
-def backend_children(proxy_pid: int, project: Path) -> set[tuple[int, int]]:
-    """(pid, start time) of the proxy's direct children running in `project` (its backends)."""
+async def backend_children(client: MuxClient, project: Path) -> set[tuple[int, int]]:
+    """(pid, start time) of the backend serving `project` (its own, or a shared one), from
+    `typemux.status`."""
+    state = await client.request(
+        "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+    )
     found = set()
-    for proc in procs.descendants(proxy_pid):
-        if proc.ppid != proxy_pid:
-            continue
-        with contextlib.suppress(OSError):
-            if Path(os.readlink(f"/proc/{proc.pid}/cwd")) == project:
-                found.add((proc.pid, proc.start_time))
+    for backend in state["backends"]:
+        if str(project) in {p["project"] for p in backend["projects"]}:
+            (proc,) = [p for p in procs.descendants(client.pid) if p.pid == backend["pid"]]
+            found.add((proc.pid, proc.start_time))
     return found
 
 
@@ -311,7 +312,7 @@ async def test_sync_burst_restarts_at_most_once_and_other_venvs_keep_answering(
     alpha = await open_ready(client, fresh_monorepo.path("alpha/app.py"), "area(2.0)", AREA_V1)
     beta = await open_ready(client, fresh_monorepo.path("beta/app.py"), "Circle(radius)", "radius")
     alpha_dir = fresh_monorepo.path("alpha")
-    starts = backend_children(client.pid, alpha_dir)
+    starts = await backend_children(client, alpha_dir)
     assert len(starts) == 1, starts
 
     async def burst() -> None:
@@ -335,7 +336,7 @@ async def test_sync_burst_restarts_at_most_once_and_other_venvs_keep_answering(
         began = time.monotonic()
         assert "radius" in hover_text(await client.hover(beta, "Circle(radius)"))
         slowest = max(slowest, time.monotonic() - began)
-        starts |= backend_children(client.pid, alpha_dir)
+        starts |= await backend_children(client, alpha_dir)
         if writer.done() and settled_at is None:
             await writer
             settled_at = time.monotonic()
@@ -346,7 +347,7 @@ async def test_sync_burst_restarts_at_most_once_and_other_venvs_keep_answering(
             if not done and time.monotonic() - settled_at > FRESH_S:
                 pytest.fail(f"stale after {FRESH_S:g} s: alpha's hover shows {text!r}")
         await asyncio.sleep(0.05)
-    starts |= backend_children(client.pid, alpha_dir)
+    starts |= await backend_children(client, alpha_dir)
     clock.stop(backend_starts=len(starts), other_venv_slowest_hover_s=slowest)
     assert len(starts) <= 2, f"alpha's backend started {len(starts)} times: {starts}"
     assert slowest < 5.0, f"beta waited {slowest:.1f} s for a hover during alpha's burst"
@@ -619,7 +620,7 @@ async def test_a_client_that_watches_files_is_not_doubled(
     )
     uri = await open_ready(client, user, "value()", "int")
     alpha_dir = fresh_monorepo.path("alpha")
-    starts = backend_children(client.pid, alpha_dir)
+    starts = await backend_children(client, alpha_dir)
 
     helper.write_text('def value() -> str:\n    return "s"\n')
     client.workspace_did_change_watched_files(
@@ -635,7 +636,7 @@ async def test_a_client_that_watches_files_is_not_doubled(
     logged = [r for r in records if "didChangeWatchedFiles" in r and helper.as_uri() in r]
     sent = [r for r in logged if "-> backend" in r]
     assert len(sent) == 1, "\n".join(logged)
-    assert backend_children(client.pid, alpha_dir) == starts
+    assert await backend_children(client, alpha_dir) == starts
 
 
 # -- the environment itself --------------------------------------------------------------------

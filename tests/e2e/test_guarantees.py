@@ -228,7 +228,10 @@ async def test_a_uri_that_cannot_be_a_path_is_invalid_params_and_status_keeps_wo
 async def test_a_frozen_backend_is_answered_for_and_replaced(
     backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
 ) -> None:
-    client = await start_proxy(backend, fresh_monorepo.root, args=("--request-timeout", "3"))
+    """One process per environment (a shared backend's restart: tests/e2e/test_sharing.py)."""
+    client = await start_proxy(
+        backend, fresh_monorepo.root, args=("--request-timeout", "3", *PER_PROCESS)
+    )
     alpha, beta = fresh_monorepo.path(ALPHA), fresh_monorepo.path("beta/app.py")
     alpha_uri, beta_uri = client.open(alpha), client.open(beta)
     await client.wait_for_diagnostics(alpha_uri)
@@ -255,6 +258,10 @@ async def test_a_frozen_backend_is_answered_for_and_replaced(
     finally:
         with contextlib.suppress(OSError):
             os.killpg(frozen, signal.SIGCONT)
+
+
+#: one backend process per environment, whatever the kind's default (`backend-sharing`)
+PER_PROCESS = ("--backend-sharing", "none")
 
 
 # -- the pool's cap -----------------------------------------------------------------------------
@@ -306,7 +313,8 @@ def backend_processes(proxy_pid: int) -> int:
 async def test_the_pool_never_holds_more_backends_than_its_cap(
     backend: str, forty_projects: Path, start_proxy: StartProxy
 ) -> None:
-    client = await start_proxy(backend, forty_projects, args=("--max-backends", "4"))
+    """The cap on processes, so one process per environment."""
+    client = await start_proxy(backend, forty_projects, args=("--max-backends", "4", *PER_PROCESS))
     seen: list[int] = []
     stop = threading.Event()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import procs
-from clients import BACKEND_COMMANDS, CLAUDE_CODE
+from clients import BACKEND_COMMANDS, CLAUDE_CODE, shares
 from rawclient import RawClient
 
 if TYPE_CHECKING:
@@ -36,7 +36,9 @@ async def running_proxy(
     tree = procs.descendants(proxy.pid)
     executable = Path(BACKEND_COMMANDS[backend][0]).name
     backends = [p for p in tree if executable in {Path(arg).name for arg in p.cmdline.split()}]
-    assert len(backends) == len(projects), f"expected one {executable} per project in {tree}"
+    # one per project, or one for all where the kind shares a process (`backend-sharing`)
+    expected = 1 if shares(backend) else len(projects)
+    assert len(backends) == expected, f"expected {expected} {executable} in {tree}"
     return proxy, tree
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import procs
 import pytest
-from clients import definition_targets, hover_text, uri_path
+from clients import definition_targets, hover_text, proxy_env, uri_path
 
 if TYPE_CHECKING:
     from conftest import Monorepo, StartProxy
@@ -41,8 +41,11 @@ def backend_of(state: dict[str, Any], monorepo: Monorepo, project: str) -> dict[
 async def test_a_killed_backend_leaves_the_other_venv_alone_and_recovers(
     backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
 ) -> None:
+    """One process per environment: a crash touches no other one. (A shared backend's crash
+    brings it back with every folder: tests/e2e/test_sharing.py.)"""
     monorepo = fresh_monorepo
-    client = await start_proxy(backend, monorepo.root)
+    env = {**proxy_env(), "TYPEMUX_LSP_BACKEND_SHARING": "none"}
+    client = await start_proxy(backend, monorepo.root, env=env)
     alpha = client.open(monorepo.path(ALPHA))
     beta = client.open(monorepo.path(BETA))
     await client.wait_for_diagnostics(alpha)

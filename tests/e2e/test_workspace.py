@@ -247,5 +247,5 @@ async def test_a_multi_root_client_gets_each_folder_from_its_own_environments(
         "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
     )
     assert state["workspaceFolders"] == [str(two / "beta"), str(two / "alpha")]
-    projects = {b["project"] for b in state["backends"]}
+    projects = {p["project"] for b in state["backends"] for p in b["projects"]}  # (shared too)
     assert projects >= {str(one / "alpha"), str(two / "beta"), str(two / "alpha")}

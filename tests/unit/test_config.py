@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from typemux_lsp.backends import KINDS
 from typemux_lsp.cli import build_parser, setup_logging
 from typemux_lsp.config import (
     KeyLines,
@@ -80,6 +81,8 @@ LEVEL_VALUES: dict[str, tuple[Any, Any, Any, Any]] = {
     "log_level": ("debug", "warning", "error", "trace"),
     "no_venv_diagnostic": (False, True, False, True),
     "event_loop": ("uvloop", "asyncio", "uvloop", "asyncio"),
+    "backend_sharing": ("all", "none", "pyright,ty", "pyrefly"),
+    "max_backend_memory": (100.0, 200.0, 300.0, 400.0),
     "backend_command": ("user-cmd --x", None, "env-cmd", "flag-cmd"),
     "backend_settings": ({"u": {"a": 1}}, {"p": 1}, {"e": 1}, {"f": 1}),
     "projects": (
@@ -385,6 +388,9 @@ def test_wrong_type_falls_back_to_the_next_level(repo: Path) -> None:
         ("backend-settings = 3", "a table"),
         ("max-backends = true", "a boolean"),
         ('log-level = "verbose"', "not one of"),
+        ('backend-sharing = "pyright,mypy"', "no backend kind: mypy"),
+        ('backend-sharing = ""', "names nothing"),
+        ("max-backend-memory = -1", "out of range"),
     ],
 )
 def test_invalid_values_are_reported_and_ignored(repo: Path, line: str, expected: str) -> None:
@@ -394,6 +400,24 @@ def test_invalid_values_are_reported_and_ignored(repo: Path, line: str, expected
     assert expected in problem.message
     assert problem.fix
     assert all(source == "default" for source in loaded.sources.values())
+
+
+@pytest.mark.parametrize(
+    ("value", "kinds"),
+    [
+        ("none", set()),
+        ("all", {"pyright", "basedpyright", "ty", "pyrefly"}),
+        ("pyright, ty", {"pyright", "ty"}),
+        ("auto", {n for n, k in KINDS.items() if k.shares_by_default}),
+        ("auto,ty", {n for n, k in KINDS.items() if k.shares_by_default} | {"ty"}),
+    ],
+)
+def test_backend_sharing_names_the_kinds_that_share(
+    repo: Path, value: str, kinds: set[str]
+) -> None:
+    loaded = load(repo, env={"TYPEMUX_LSP_BACKEND_SHARING": value})
+    assert not loaded.problems
+    assert loaded.settings.sharing_kinds() == kinds
 
 
 def test_unknown_backend_suggests_the_close_one(repo: Path) -> None:

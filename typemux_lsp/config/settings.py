@@ -58,6 +58,12 @@ class Settings:
     projects: list[ProjectRule] = field(default_factory=list)
     #: event loop: "auto" (uvloop when installed), "uvloop" or "asyncio"
     event_loop: str = "auto"
+    #: which kinds serve several environments from one process, a workspace folder each:
+    #: "auto" (each kind's measured default), "all", "none", or kinds separated by commas
+    backend_sharing: str = "auto"
+    #: MiB of the backends' resident memory past which the least recently used project is
+    #: evicted before another is served (0 = no budget)
+    max_backend_memory: float = 0.0
 
     @classmethod
     def names(cls) -> list[str]:
@@ -85,6 +91,10 @@ class Settings:
             merged = deep_merge(merged, rule.settings)
         kind = next((rule.backend for rule in matching if rule.backend), self.backend)
         return kind, merged
+
+    def sharing_kinds(self) -> frozenset[str]:
+        """The kinds whose environments share a backend process (`backend_sharing`)."""
+        return sharing_kinds(self.backend_sharing)
 
     def to_json(self, name: str) -> Any:
         """A field's value as plain JSON data (for `--doctor --json`)."""
@@ -117,6 +127,8 @@ class Spec:
     optional: bool = False
     #: why a project's pyproject.toml may not set it (None: it may)
     not_in_project: str | None = None
+    #: a further check of the typed value: raises `Invalid`
+    check: Callable[[Any], None] | None = None
 
 
 _NOT_IN_PROJECT = (
@@ -140,7 +152,35 @@ SPECS: dict[str, Spec] = {
     "backend_settings": Spec("table"),
     "projects": Spec("rules"),
     "event_loop": Spec("str", choices=EVENT_LOOPS),
+    "backend_sharing": Spec("str", check=lambda value: _check_sharing(value)),
+    "max_backend_memory": Spec("float", minimum=0),
 }
+
+SHARING_WORDS = ("auto", "all", "none")
+
+
+def sharing_kinds(value: str) -> frozenset[str]:
+    """The kinds a `backend-sharing` value makes share ("auto": those measured to win)."""
+    words = {w.strip() for w in value.split(",") if w.strip()}
+    if "all" in words:
+        return frozenset(KINDS)
+    kinds = {w for w in words if w in KINDS}
+    if "auto" in words:
+        kinds |= {name for name, kind in KINDS.items() if kind.shares_by_default}
+    return frozenset(kinds)
+
+
+def _check_sharing(value: str) -> None:
+    words = [w.strip() for w in value.split(",") if w.strip()]
+    wrong = [w for w in words if w not in KINDS and w not in SHARING_WORDS]
+    if wrong or not words:
+        raise Invalid(
+            f'backend-sharing = "{value}" names '
+            + (f"no backend kind: {', '.join(wrong)}." if wrong else "nothing."),
+            f'write "auto", "all", "none" or kinds separated by commas, e.g. '
+            f'backend-sharing = "pyright,pyrefly" (kinds: {", ".join(sorted(KINDS))}).',
+        )
+
 
 EXPECTED = {
     "str": "a string",
@@ -215,6 +255,8 @@ def structure(name: str, value: Any) -> Any:
             f"{toml_key(name)} = {toml_value(value)} is out of range: it must be {bound}.",
             f"use a value {bound}, e.g. {example(name)}.",
         )
+    if spec.check is not None:
+        spec.check(typed)
     return typed
 
 

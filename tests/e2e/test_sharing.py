@@ -1,0 +1,275 @@
+"""Shared backends with the real type checkers: one process serves several environments, a
+workspace folder each, and every answer is still the file's own environment's.
+
+The routing and freshness suites run in the other mode too (CI sets
+`TYPEMUX_LSP_BACKEND_SHARING`); these check what only sharing does: which projects share a
+process, that nested projects never do, a crash brought back with every folder, and the
+memory budget evicting the least recently used project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+from typing import TYPE_CHECKING, Any
+
+import procs
+import pytest
+from clients import definition_targets, hover_text, proxy_env, uri_path
+from pygls.exceptions import JsonRpcException
+
+from typemux_lsp.example import build_venvs
+
+if TYPE_CHECKING:
+    from clients import MuxClient
+    from conftest import Monorepo, StartProxy
+
+ALPHA = "alpha/app.py"
+BETA = "beta/app.py"
+AREA_V1 = "def area(radius: float) -> float"
+CIRCLE_V2_DOC = "A circle that knows its own area."  # beta's shapes only
+
+
+def sharing_env(kinds: str, **settings: str) -> dict[str, str]:
+    env = proxy_env()
+    env["TYPEMUX_LSP_BACKEND_SHARING"] = kinds
+    env.update(settings)
+    return env
+
+
+async def status(client: Any) -> dict[str, Any]:
+    result = await client.request(
+        "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+    )
+    assert isinstance(result, dict)
+    return result
+
+
+def process_environment(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        pairs = [item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item]
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def projects_by_pid(state: dict[str, Any]) -> dict[int, set[str]]:
+    return {b["pid"]: {p["project"] for p in b["projects"]} for b in state["backends"]}
+
+
+async def assert_alpha_right(client: MuxClient, monorepo: Monorepo, uri: str) -> None:
+    assert AREA_V1 in hover_text(await client.hover(uri, "area(2.0)"))
+    targets = definition_targets(await client.definition(uri, "area(2.0)"))
+    assert {uri_path(t) for t, _ in targets} == {monorepo.shapes_init("alpha")}
+
+
+async def assert_beta_right(
+    client: MuxClient, monorepo: Monorepo, uri: str, project: str = "beta"
+) -> None:
+    hover = hover_text(await client.hover(uri, "Circle"))
+    assert "class" in hover and CIRCLE_V2_DOC in hover, hover
+    targets = definition_targets(await client.definition(uri, "Circle"))
+    assert {uri_path(t) for t, _ in targets} == {monorepo.shapes_init(project)}
+
+
+async def test_one_process_serves_both_projects_each_from_its_own_venv(
+    backend: str, monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    alpha = client.open(monorepo.path(ALPHA))
+    beta = client.open(monorepo.path(BETA))
+    await client.wait_for_diagnostics(alpha)
+    await client.wait_for_diagnostics(beta)
+    await assert_alpha_right(client, monorepo, alpha)
+    await assert_beta_right(client, monorepo, beta)
+
+    state = await status(client)
+    assert state["backendProcesses"] == 1
+    (entry,) = state["backends"]
+    assert entry["shared"] is True
+    assert {p["project"]: p["openDocuments"] for p in entry["projects"]} == {
+        str(monorepo.path("alpha")): [alpha],
+        str(monorepo.path("beta")): [beta],
+    }
+    # No environment variable names an interpreter for a process serving several.
+    environ = process_environment(entry["pid"])
+    assert "VIRTUAL_ENV" not in environ and "CONDA_PREFIX" not in environ
+
+
+async def test_nested_projects_get_separate_processes(
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """alpha/inner is a project of its own inside alpha, with beta's shapes 2.x: which folder a
+    backend would pick for its file is not left to the backend."""
+    monorepo = fresh_monorepo
+    shutil.copytree(
+        monorepo.path("beta"),
+        monorepo.path("alpha/inner"),
+        ignore=shutil.ignore_patterns(".venv"),
+    )
+    build_venvs(monorepo.root)
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    outer = client.open(monorepo.path(ALPHA))
+    inner = client.open(monorepo.path("alpha/inner/app.py"))
+    beta = client.open(monorepo.path(BETA))
+    await client.wait_for_diagnostics(inner)
+    assert AREA_V1 in hover_text(await client.hover(outer, "area(2.0)"))
+    await assert_beta_right(client, monorepo, inner, "alpha/inner")
+    await assert_beta_right(client, monorepo, beta)
+
+    groups = sorted(projects_by_pid(await status(client)).values(), key=len)
+    assert len(groups) == 2
+    together = groups[1]
+    assert str(monorepo.path("beta")) in together
+    # alpha and alpha/inner are never in one process
+    assert not {str(monorepo.path("alpha")), str(monorepo.path("alpha/inner"))} <= together
+    assert not {str(monorepo.path("alpha")), str(monorepo.path("alpha/inner"))} <= groups[0]
+
+
+async def test_a_crashed_shared_backend_comes_back_with_every_folder(
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    monorepo = fresh_monorepo
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    alpha = client.open(monorepo.path(ALPHA))
+    beta = client.open(monorepo.path(BETA))
+    await client.wait_for_diagnostics(alpha)
+    await client.wait_for_diagnostics(beta)
+    (victim,) = (await status(client))["backends"]
+    family = [p for p in procs.descendants(client.pid) if p.pid == victim["pid"]]
+    family += procs.descendants(victim["pid"])
+
+    os.killpg(victim["pid"], signal.SIGKILL)
+    assert await procs.wait_gone(family, 10) == []
+
+    # Back by itself, before any request: a new process, both folders, both documents open.
+    expected = {str(monorepo.path("alpha")): [alpha], str(monorepo.path("beta")): [beta]}
+    for _ in range(1000):
+        state = await status(client)
+        if [b["pid"] for b in state["backends"]] not in ([], [victim["pid"]]) and {
+            p["project"]: p["openDocuments"] for p in state["backends"][0]["projects"]
+        } == expected:
+            break
+    else:
+        raise AssertionError(f"the shared backend was not restarted with both folders: {state}")
+    (entry,) = state["backends"]
+    assert entry["crashes"] == 1
+    await assert_alpha_right(client, monorepo, alpha)
+    await assert_beta_right(client, monorepo, beta)
+
+
+@pytest.mark.parametrize("sharing", [True, False], ids=["shared", "per-process"])
+async def test_past_the_memory_budget_the_least_recently_used_project_goes(
+    sharing: bool, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """A budget of 1 MiB: every new project evicts the least recently used one (its folder
+    removed from a shared backend, or its process stopped); coming back is a cold start,
+    answered right."""
+    monorepo = fresh_monorepo
+    env = sharing_env("pyright" if sharing else "none", TYPEMUX_LSP_MAX_BACKEND_MEMORY="1")
+    client = await start_proxy("pyright", monorepo.root, env=env)
+    alpha = client.open(monorepo.path(ALPHA))
+    await client.wait_for_diagnostics(alpha)
+    await assert_alpha_right(client, monorepo, alpha)
+    first = (await status(client))["backends"]
+    beta = client.open(monorepo.path(BETA))
+    await assert_beta_right(client, monorepo, beta)
+
+    state = await status(client)
+    assert [{p["project"] for p in b["projects"]} for b in state["backends"]] == [
+        {str(monorepo.path("beta"))}
+    ]
+    assert state["maxBackendMemory"] == 1
+    if sharing:  # the folder went, the process stayed
+        assert state["backends"][0]["pid"] == first[0]["pid"]
+        assert alpha not in state["backends"][0]["openDocuments"]
+
+    # alpha again: served again (beta evicted in turn), from alpha's own venv
+    await assert_alpha_right(client, monorepo, alpha)
+    state = await status(client)
+    assert [{p["project"] for p in b["projects"]} for b in state["backends"]] == [
+        {str(monorepo.path("alpha"))}
+    ]
+
+
+async def test_no_shared_backend_falls_back_to_the_environment_it_is_installed_in(
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """pygls is in typemux-lsp's own environment (where the backends are installed), not in
+    alpha's: a shared backend that took its interpreter from anywhere but alpha's folder
+    setting (ty falls back to the venv it is installed in) would resolve it."""
+    monorepo = fresh_monorepo
+    own = monorepo.path("alpha/own.py")
+    own.write_text("import pygls\nfrom shapes import area\n\nprint(pygls, area)\n")
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    client.open(monorepo.path(BETA))
+    uri = client.open(own)
+
+    def unresolved(diagnostics: list[dict[str, Any]]) -> bool:
+        return any(
+            d["range"]["start"]["line"] == 0 and "pygls" in d["message"] for d in diagnostics
+        )
+
+    diagnostics = await client.wait_for_diagnostics(uri, unresolved)
+    assert not any(d["range"]["start"]["line"] == 1 for d in diagnostics), diagnostics
+    (entry,) = (await status(client))["backends"]
+    assert len(entry["projects"]) == 2
+
+
+async def test_a_frozen_shared_backend_is_answered_for_and_replaced_with_every_folder(
+    fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    monorepo = fresh_monorepo
+    client = await start_proxy(
+        "pyright", monorepo.root, args=("--request-timeout", "3"), env=sharing_env("pyright")
+    )
+    alpha = client.open(monorepo.path(ALPHA))
+    beta = client.open(monorepo.path(BETA))
+    await client.wait_for_diagnostics(alpha)
+    await client.wait_for_diagnostics(beta)
+    (frozen,) = (await status(client))["backends"]
+    os.killpg(frozen["pid"], signal.SIGSTOP)
+    try:
+        with pytest.raises(JsonRpcException) as err:
+            await client.hover(alpha, "area(2.0)")
+        assert "pyright" in err.value.message and "3 s" in err.value.message, err.value.message
+        # replaced by one process serving both again, each from its own venv
+        await assert_beta_right(client, monorepo, beta)
+        await assert_alpha_right(client, monorepo, alpha)
+        (after,) = (await status(client))["backends"]
+        assert after["pid"] != frozen["pid"]
+        assert {p["project"] for p in after["projects"]} == {
+            str(monorepo.path("alpha")),
+            str(monorepo.path("beta")),
+        }
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(frozen["pid"], signal.SIGCONT)
+
+
+async def test_a_recreated_environment_under_a_shared_backend_is_seen(
+    fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """alpha's venv is rebuilt with beta's shapes 2.x: alpha's answers follow (the shared
+    process restarts with both folders), beta's stay its own."""
+    monorepo = fresh_monorepo
+    client = await start_proxy("pyright", monorepo.root, env=sharing_env("pyright"))
+    alpha = client.open(monorepo.path(ALPHA))
+    beta = client.open(monorepo.path(BETA))
+    await client.wait_for_diagnostics(alpha)
+    await assert_alpha_right(client, monorepo, alpha)
+    shutil.rmtree(monorepo.venv("alpha"))
+    shutil.copytree(monorepo.venv("beta"), monorepo.venv("alpha"), symlinks=True)
+    for _ in range(300):
+        if "shapes 2.x" in hover_text(await client.hover(alpha, "shapes import")):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("alpha's hover never showed its recreated venv's shapes")
+    await assert_beta_right(client, monorepo, beta)
+    (entry,) = (await status(client))["backends"]
+    assert {p["project"] for p in entry["projects"]} == {
+        str(monorepo.path("alpha")),
+        str(monorepo.path("beta")),
+    }
