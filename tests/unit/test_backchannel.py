@@ -34,6 +34,7 @@ def _session() -> Any:
         sent=[],
         send=lambda message: None,
         mark_ready=lambda reason: None,
+        folders=lambda: [],
     )
 
 
