@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import math
 import os
 import platform
@@ -116,15 +117,20 @@ async def start_proxy(
 ) -> CountingClient:
     """The proxy with cwd = the workspace root, initialized as the editor would.
 
-    With `profile`, it runs under cProfile and writes its stats there when it exits.
+    With `profile`, it runs under yappi (CPU time of every thread; cProfile, the main
+    thread only, if yappi is not installed) and writes its stats there when it exits.
     With `source`, `typemux_lsp` is imported from that directory (a patched copy to
     compare against the installed one).
     """
     client = CountingClient()
     cmd = [sys.executable]
-    if profile is not None:
-        cmd += ["-m", "cProfile", "-o", str(profile)]
-    cmd += ["-m", "typemux_lsp", "--backend", backend, *extra_args]
+    if profile is not None and importlib.util.find_spec("yappi") is not None:
+        cmd += [str(Path(__file__).with_name("yappi_proxy.py")), str(profile)]
+    else:
+        if profile is not None:
+            cmd += ["-m", "cProfile", "-o", str(profile)]
+        cmd += ["-m", "typemux_lsp"]
+    cmd += ["--backend", backend, *extra_args]
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))

@@ -2,9 +2,11 @@
 and read what any router must read, and nothing else.
 
 `relay.py --parse-floor` runs it as the `parse-floor` path. Client -> backend, each
-message is parsed (`json.loads`: a router must find the document's uri) and looked up in
-a dict under a lock; backend -> client, each response's id is read from its prefix and
-looked up the same way (the proxy's own `peek_response`). What one read yields goes out
+message is read with the proxy's own decoder (`jsonrpc.peek`: the method, id and
+document uri, msgspec with a minimal schema, the whole `decode` for anything else — a
+router must find the document's uri) and looked up in a dict under a lock; backend ->
+client, each response's id is read from its prefix and looked up the same way (the
+proxy's own `peek_response`). What one read yields goes out
 in one write, as the proxy does. So `proxy - parse-floor` is what typemux-lsp's logic
 costs beyond the least a correct router in Python must do, and `parse-floor - floor`
 what reading the messages costs.
@@ -12,15 +14,15 @@ what reading the messages costs.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 from collections.abc import Callable
 
+from msgspec import UNSET
 from thread_relay import CHUNK, run
 
-from typemux_lsp.jsonrpc import peek_response
+from typemux_lsp.jsonrpc import BadMessage, decode, peek, peek_response
 
 _lock = threading.Lock()
 _pending: dict[object, str] = {}
@@ -58,13 +60,20 @@ def pump(src: int, dst: int, look: Callable[[bytes], None]) -> None:
 
 
 def from_client(body: bytes) -> None:
-    message = json.loads(body)
-    params = message.get("params")
-    document = params.get("textDocument") if isinstance(params, dict) else None
-    uri = document.get("uri") if isinstance(document, dict) else None
+    head = peek(body)
+    if head is None:  # not the common shape: parsed whole, as the proxy does
+        decoded = decode(body)
+        if isinstance(decoded, BadMessage) or "id" not in decoded[0]:
+            return
+        with _lock:
+            _pending[decoded[0]["id"]] = ""
+        return
+    params = head.params
+    document = params.textDocument if params is not None else None
+    uri = document.uri if document is not None else None
     with _lock:
-        if "id" in message:
-            _pending[message["id"]] = str(uri)
+        if head.id is not UNSET:
+            _pending[head.id] = str(uri)
 
 
 def from_backend(body: bytes) -> None:

@@ -13,10 +13,17 @@ import enum
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .uris import BadUri, local_path, path_of, spelling
 from .venv import Lookup, Venv
+
+
+class OpenAt(Protocol):
+    """A backend session a document is open at, as far as the store knows one (it never
+    imports the session: data flows the other way)."""
+
+    open_docs: set[str]
 
 
 class InvalidChange(ValueError):
@@ -45,9 +52,12 @@ class Document:
         "client_version",
         "desynced",
         "disk_text",
+        "in_use",
         "language_id",
         "lookup",
         "path",
+        "routed_until",
+        "session",
         "sync_version",
         "uri",
         "uri_error",
@@ -74,6 +84,12 @@ class Document:
         self.lookup: Lookup | None = None
         #: monotonic time of the last venv lookup; negative lookups are always redone
         self.checked_at = float("-inf")
+        #: the session the control plane last routed it to, for the hot path (relay.py's
+        #: `route`): good until `routed_until` (monotonic), cleared by what changes it
+        self.session: OpenAt | None = None
+        self.routed_until = float("-inf")
+        #: set when the hot path took that route since the control plane last renewed it
+        self.in_use = False
         #: set when an edit could not be applied: backends must not get this text
         self.desynced = False
         self._lines = split_lines(text)

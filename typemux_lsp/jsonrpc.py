@@ -8,8 +8,10 @@ hold `Content-Length: N` followed by a raw line end: outside strings JSON has no
 letters, and inside strings line ends are escaped.
 
 Bodies are kept as the original bytes so a message the proxy does not change is
-forwarded byte for byte; `peek_response` reads a response's id without parsing a
-possibly huge result.
+forwarded byte for byte. Two readers decode only what routing needs: `peek` reads a
+client message's method, id and document (msgspec, a minimal typed schema: everything
+else is validated and skipped, never built), and `peek_response` a response's id
+without parsing a possibly huge result. Whatever they do not accept is `decode`d whole.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 # JSON-RPC and LSP error codes. pygls's exception classes carry the same numbers, but
 # importing pygls.exceptions loads lsprotocol: ~0.4 s of start-up.
@@ -97,16 +102,31 @@ class FrameDecoder:
         self._quiet = False
 
     def feed(self, data: bytes) -> list[bytes | FrameError]:
-        if not self._buf and self._need < 0:
-            # The common case: exactly one whole frame with the usual header, no copy.
-            match = _PLAIN_HEADER.match(data)
-            if match is not None and len(data) - match.end() == int(match[1]):
-                body = data[match.end() :]
-                if b"\n" not in body or _HEADER_IN_BODY.search(body) is None:
-                    self._quiet = False
-                    return [body]
-        self._buf += data
         out: list[bytes | FrameError] = []
+        if not self._buf and self._need < 0:
+            # The common case: whole frames with the usual header (one, or many when the
+            # peer pipelines), each body cut straight from `data`. A body the general path
+            # would look into (one holding a line end that may start a header, one not
+            # ending as a JSON-RPC message does) goes to it, from its header on.
+            pos, size = 0, len(data)
+            while (match := _PLAIN_HEADER.match(data, pos)) is not None:
+                start = match.end()
+                end = start + int(match[1])
+                if end > size:
+                    break
+                body = data[start:end]
+                if not body.endswith((b"}", b"]")) or (
+                    b"\n" in body and _HEADER_IN_BODY.search(body) is not None
+                ):
+                    break
+                out.append(body)
+                pos = end
+            if out:
+                self._quiet = False
+                if pos == size:
+                    return out
+                data = data[pos:]
+        self._buf += data
         pos = 0
         while True:
             step = self._body(pos, out) if self._need >= 0 else self._header(pos, out)
@@ -257,6 +277,81 @@ def decode(body: bytes) -> tuple[Message, bytes] | BadMessage:
         if repaired:
             return message, dumps(message)
     return message, body
+
+
+class DocumentHead(msgspec.Struct, gc=False):
+    """`params.textDocument`, as far as routing and document sync read it."""
+
+    uri: str | None = None
+    version: int | None = None
+
+
+class ParamsHead(msgspec.Struct, gc=False):
+    """`params`, as far as routing and document sync read it."""
+
+    textDocument: DocumentHead | None = None
+    contentChanges: list[Any] | None = None
+    text: str | None = None
+
+
+class Head(msgspec.Struct, gc=False):
+    """What the relay reads of a client message to route it; the rest stays in the bytes."""
+
+    method: str | None = None
+    #: the request id, exactly as sent; UNSET for a notification
+    id: int | str | UnsetType = UNSET
+    params: ParamsHead | None = None
+
+
+_decode_head = msgspec.json.Decoder(Head).decode
+
+
+class PublishHead(msgspec.Struct, gc=False):
+    """`params` of a backend's publishDiagnostics, as far as relaying it reads them."""
+
+    uri: str | None = None
+    version: int | None = None
+    #: each diagnostic validated and kept as its bytes, never built
+    diagnostics: list[msgspec.Raw] | None = None
+
+
+class BackendHead(msgspec.Struct, gc=False):
+    """What the relay reads of a backend message that is not a compact response."""
+
+    method: str | None = None
+    id: int | str | UnsetType = UNSET
+    params: PublishHead | None = None
+
+
+_decode_backend_head = msgspec.json.Decoder(BackendHead).decode
+
+
+def peek(body: bytes) -> Head | None:
+    """The routing fields of a client message, or None: `decode` it whole.
+
+    None for anything outside the common shapes — fields of other types (an id that is
+    null, a float or a bool; params that are an array), more brackets than `MAX_DEPTH`
+    (maybe too deep: `decode` measures), a lone surrogate (msgspec refuses it; `decode`
+    repairs it), not JSON — so every guard of `decode` holds: what `peek` accepts, `decode`
+    would have accepted unchanged. Integer ids of any size are exact.
+    """
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH:
+        return None
+    try:
+        return _decode_head(body)
+    except (msgspec.DecodeError, RecursionError):  # (a ValidationError is a DecodeError)
+        return None
+
+
+def peek_backend(body: bytes) -> BackendHead | None:
+    """`peek` for what a backend sends (a publishDiagnostics is the common case), with the
+    same guarantee: None, and `decode` decides, for anything outside the common shapes."""
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH:
+        return None
+    try:
+        return _decode_backend_head(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
 
 
 def _too_deep(obj: Any, limit: int = MAX_DEPTH) -> bool:

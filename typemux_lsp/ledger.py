@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -44,14 +43,16 @@ def proxy_id() -> int:
     return -(next(_wire_ids) % (_INT31 - 1)) - 1
 
 
+def echoed(client_id: MsgId) -> bool:
+    """Whether every backend echoes this id exactly, so it is sent as it is."""
+    if isinstance(client_id, int):
+        return 0 <= client_id < _INT31
+    return _SAFE_STRING.match(client_id) is not None
+
+
 def wire_id_for(client_id: MsgId) -> MsgId:
     """The id a backend sees for a client request."""
-    if isinstance(client_id, int):
-        if 0 <= client_id < _INT31:
-            return client_id
-    elif _SAFE_STRING.match(client_id):
-        return client_id
-    return proxy_id()
+    return client_id if echoed(client_id) else proxy_id()
 
 
 class Holder(Protocol):
@@ -77,8 +78,9 @@ class Pending:
     cancelled_at: float | None = None
     #: control-plane work answering it (a fan-out), cancelled with it
     task: Any = None
-    #: the client's message and its bytes, as forwarded (to send it again)
-    request: tuple[Message, bytes] | None = None
+    #: the client's message (None: not decoded whole, its id is echoed) and its bytes, as
+    #: forwarded (to send it again)
+    request: tuple[Message | None, bytes] | None = None
     #: times it was sent again (`MAX_RESENDS`)
     resends: int = 0
     #: the client's spellings of the URIs respelled for the backend (spellings.py)
@@ -94,7 +96,7 @@ class Pending:
             and self.method not in _NOT_RESENT
         )
 
-    def unsend(self) -> tuple[Message, bytes]:
+    def unsend(self) -> tuple[Message | None, bytes]:
         """Withdraw it from the backend it was sent to, to send it again."""
         assert self.request is not None and self.session is not None
         if self.wire_id is not None:
@@ -105,14 +107,16 @@ class Pending:
         return self.request
 
 
-def record_sent(entry: Pending, session: Holder, message: Message, body: bytes) -> MsgId:
-    """Record that `entry` (the client's `message`, `body`) goes to `session` now; the wire
-    id to send it with."""
+def record_sent(
+    entry: Pending, session: Holder, message: Message | None, body: bytes, now: float
+) -> MsgId:
+    """Record that `entry` (the client's `message`, `body`) goes to `session` at `now`
+    (monotonic); the wire id to send it with."""
     wire = wire_id_for(entry.client_id)
     entry.request = (message, body)
     entry.session = session
     entry.wire_id = wire
-    entry.sent_at = time.monotonic()
+    entry.sent_at = now
     session.inflight[wire] = entry
     return wire
 

@@ -21,6 +21,44 @@ logger = logging.getLogger(__name__)
 
 Ts = TypeVarTuple("Ts")
 
+#: Seconds a reader thread waits for its backlog to clear before it hands off anyway.
+BACKLOG_WAIT = 1.0
+
+
+class Backlog:
+    """What one peer's reader thread handed to the control plane that the control plane has
+    not handled yet (counted holding the plane's lock).
+
+    While there is any, the reader hands off every message, so none overtakes one handed
+    off before it. A message the reader could relay itself first waits for the backlog to
+    clear (`settle`, not holding the lock): it could not go out before those anyway, and
+    otherwise one message that needed the control plane (a route due for its check, a
+    didOpen) would send the whole burst after it there, one event-loop wake-up each.
+    """
+
+    __slots__ = ("_clear", "_plane_thread", "count")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._clear = threading.Event()
+        self._clear.set()
+        #: made by the control plane: waiting on its own thread would wait for nothing
+        self._plane_thread = threading.get_ident()
+
+    def add(self) -> None:
+        self.count += 1
+        self._clear.clear()
+
+    def done(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._clear.set()
+
+    def settle(self) -> None:
+        """Wait (bounded by `BACKLOG_WAIT`) until the control plane has handled it all."""
+        if self.count and threading.get_ident() != self._plane_thread:
+            self._clear.wait(BACKLOG_WAIT)
+
 
 class Plane:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -116,13 +116,21 @@ class Pool:
 
     # -- starting ------------------------------------------------------------------------
 
+    def current(self, venv: Venv, every: float = 1.0) -> BackendSession | None:
+        """The venv's live session, replaced first if its environment was deleted or recreated
+        (checked at most once `every` seconds); None if none runs (nothing is started)."""
+        session = self.sessions.get(venv.key)
+        if session is None or not session.alive:
+            return None
+        if not session.venv_recreated(time.monotonic(), venv, every):
+            return session
+        return self.restart(session, f"the environment {venv} was deleted or recreated")
+
     def get_or_start(self, venv: Venv) -> BackendSession:
         """The venv's session, started if needed; raises `CrashLoop` while it cools down."""
-        session = self.sessions.get(venv.key)
-        if session is not None and session.alive:
-            if not session.venv_recreated(time.monotonic(), venv):
-                return session
-            return self.restart(session, f"the environment {venv} was deleted or recreated")
+        session = self.current(venv)
+        if session is not None:
+            return session
         self._check_crash_loop(venv)
         group = self._share(venv)
         host = self._host(group, venv) if group is not None else None

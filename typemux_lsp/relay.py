@@ -20,23 +20,25 @@ hover after it), is handed to the control plane (`Control`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
+
+from msgspec import UNSET
 
 from . import jsonrpc
 from .connection import ClientConnection
-from .diagnostics import Diagnostics
-from .documents import ChangeOutcome, DocumentStore
+from .diagnostics import PUBLISH, Diagnostics
+from .documents import ChangeOutcome, Document, DocumentStore
 from .features import ACROSS_METHODS, NOTIFICATIONS, PROVIDER_METHODS, unsupported
-from .jsonrpc import BadMessage, FrameError, Message
-from .ledger import Ledger, Pending
-from .plane import Plane
+from .jsonrpc import BadMessage, DocumentHead, FrameError, Head, Message, ParamsHead
+from .ledger import Ledger, Pending, echoed
+from .plane import Backlog, Plane
 from .pool import Pool
 from .resolve import Origins
-from .router import RECHECK_SECONDS
+from .router import RECHECK_SECONDS, BadUri, Router
 from .session import BackendSession, State
-from .transport import flush_batch
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,13 @@ logger = logging.getLogger(__name__)
 _SYNC_NOTIFICATIONS: Final = frozenset(
     {"textDocument/didChange", "textDocument/didSave", "textDocument/willSave"}
 )
+#: How often the routes the hot path uses are checked again (`Relay._renew_routes`): well
+#: within their freshness, so they are renewed before they fall due.
+ROUTE_RENEWAL: Final = RECHECK_SECONDS / 2
+
+#: States in which a backend is sent document notifications straight. (A tuple: `in` compares
+#: by identity first, where a set would call the Enum's Python-level __hash__.)
+_TAKES_NOTIFICATIONS: Final = (State.READY, State.WARMING)
 
 
 class Control(Protocol):
@@ -63,6 +72,7 @@ class Relay:
         connection: ClientConnection,
         ledger: Ledger,
         store: DocumentStore,
+        router: Router,
         pool: Pool,
         diagnostics: Diagnostics,
         origins: Origins,
@@ -72,18 +82,30 @@ class Relay:
         self.connection = connection
         self.ledger = ledger
         self.store = store
+        self.router = router
         self.pool = pool
         self.diagnostics = diagnostics
         self.origins = origins
         self.control = control
         #: client messages handed to the control plane and not handled yet
-        self.handoffs = 0
+        self.handoffs = Backlog()
         #: set by the control plane once `initialize` is answered
         self.open = False
+        #: the pending `_renew_routes`, while routes are cached
+        self._renewal: asyncio.TimerHandle | None = None
 
     # -- client -> backend (the client's reader thread) -----------------------------------
 
     def client_body(self, body: bytes) -> None:
+        head = jsonrpc.peek(body)
+        if head is not None and head.method is not None and head.params is not None:
+            document = head.params.textDocument
+            if document is not None and document.uri is not None:
+                self.handoffs.settle()
+                with self.plane.lock:
+                    if self.handoffs.count == 0 and self.open and self._fast(head, body):
+                        return
+        # Not the common shape, or not for the hot path: the whole message.
         decoded = jsonrpc.decode(body)
         if isinstance(decoded, BadMessage):
             logger.warning("bad message from the client: %s", decoded.reason)
@@ -108,14 +130,7 @@ class Relay:
                 assert msg_id is not None  # valid_id above
                 entry = self.ledger.open(msg_id, method)
                 if entry is None:
-                    self.connection.send(
-                        jsonrpc.error_response(
-                            msg_id,
-                            jsonrpc.INVALID_REQUEST,
-                            f"typemux-lsp: id {msg_id!r} is already used by a request not "
-                            "answered yet; ids must be unique among pending requests.",
-                        )
-                    )
+                    self._duplicate(msg_id)
                     return
                 if method in NOTIFICATIONS:
                     self.ledger.fail(
@@ -125,18 +140,30 @@ class Relay:
                         f"({msg_id!r}); it was not processed. Send it without an id.",
                     )
                     return
-            if self.handoffs == 0 and self.open and self._fast(method, message, body, entry):
-                return
+            if self.handoffs.count == 0 and self.open:
+                head = _head_of(message)
+                if head is not None and self._fast(head, body, message, entry):
+                    return
             self._hand_off(self.control.client_message, body, message, entry)
 
+    def _duplicate(self, msg_id: jsonrpc.MsgId) -> None:
+        self.connection.send(
+            jsonrpc.error_response(
+                msg_id,
+                jsonrpc.INVALID_REQUEST,
+                f"typemux-lsp: id {msg_id!r} is already used by a request not "
+                "answered yet; ids must be unique among pending requests.",
+            )
+        )
+
     def _hand_off(self, fn: Any, *args: Any) -> None:
-        """To the control plane, after every client message handed off before (and after what
-        this thread has written so far: see transport.flush_batch)."""
-        flush_batch()
-        self.handoffs += 1
+        """To the control plane, after every client message handed off before. (What this
+        thread wrote so far is never overtaken by what the control plane writes: see the
+        cork in transport.Outbox.)"""
+        self.handoffs.add()
 
         def run() -> None:
-            self.handoffs -= 1
+            self.handoffs.done()
             fn(*args)
 
         self.plane.submit(run)
@@ -156,18 +183,28 @@ class Relay:
         logger.warning("bad frame from the client: %s", error.reason)
         self.connection.send(jsonrpc.error_response(None, jsonrpc.PARSE_ERROR, error.reason))
 
-    def _fast(self, method: str, message: Message, body: bytes, entry: Pending | None) -> bool:
-        params = message.get("params")
-        document = params.get("textDocument") if isinstance(params, dict) else None
-        uri = document.get("uri") if isinstance(document, dict) else None
-        if not isinstance(uri, str):
-            return False
-        if entry is None and method not in _SYNC_NOTIFICATIONS:
-            return False
+    def _fast(
+        self,
+        head: Head,
+        body: bytes,
+        message: Message | None = None,
+        entry: Pending | None = None,
+    ) -> bool:
+        """Relay a client message from the reader thread if it is the common case (holding the
+        lock); False: the control plane decides. `head` has a method and a document uri;
+        `message` is the whole message when it was decoded, `entry` its ledger entry when
+        it was entered already."""
+        params = head.params
+        assert params is not None and params.textDocument is not None
+        method = head.method
+        assert method is not None
+        uri = params.textDocument.uri
+        assert uri is not None
         session = self.session_of(uri)
         if session is None:
             return False
-        if entry is not None:
+        msg_id = head.id
+        if msg_id is not UNSET:
             if (
                 not session.accepts(method)
                 or (method in ACROSS_METHODS and session.crosses)
@@ -177,47 +214,131 @@ class Relay:
                 )
             ):
                 return False
+            if entry is None:
+                if method in NOTIFICATIONS or (message is None and not echoed(msg_id)):
+                    return False  # an error to answer, or an id to rename: the whole path
+                entry = self.ledger.open(msg_id, method)
+                if entry is None:
+                    self._duplicate(msg_id)
+                    return True
             session.forward(entry, message, body)
             return True
-        if session.state not in (State.WARMING, State.READY):
+        if method not in _SYNC_NOTIFICATIONS or session.state not in _TAKES_NOTIFICATIONS:
             return False
+        doc = self.store.get(uri)
+        assert doc is not None  # session_of found it
         if method == "textDocument/didChange":
-            self.did_change(message, body)
+            self._change(
+                doc, session, params.textDocument.version, params.contentChanges, body, message
+            )
         else:
             if method == "textDocument/didSave":
-                self.did_save(message)
+                self._saved(doc, params.text)
             session.send_body(body)
         return True
 
     def session_of(self, uri: str) -> BackendSession | None:
-        """The running session that has `uri` open, if its routing is fresh (else None: the
-        control plane looks again)."""
+        """The session that has `uri` open, as the control plane last routed it, while that
+        route is fresh (else None: the control plane looks again and caches it anew).
+
+        The route's freshness (`Document.routed_until`) covers both checks made at most
+        once a second: the document's environment on disk, and its backend's environment
+        not recreated. While the route is used they are made ahead of time on a timer
+        (`_renew_routes`), so the hot path never waits for them."""
         doc = self.store.get(uri)
-        if doc is None or doc.venv is None or doc.desynced:
+        if doc is None:
             return None
+        session = doc.session
         now = time.monotonic()
-        if now - doc.checked_at >= RECHECK_SECONDS:
+        if (
+            session is None
+            or now >= doc.routed_until
+            or uri not in session.open_docs  # (the invariant the relay rests on, checked)
+        ):
             return None
-        session = self.pool.sessions.get(doc.venv.key)
-        if session is None or uri not in session.open_docs:
-            return None
-        if now - session.identity_checked_at >= 1.0:
-            return None
-        session.used[doc.venv.key] = now  # a shared backend's projects are evicted by LRU
-        return session
+        doc.in_use = True
+        routed = cast(BackendSession, session)  # (only `route` below sets it)
+        if doc.venv is not None:  # a shared backend's projects are evicted by LRU
+            routed.used[doc.venv.key] = now
+        return routed
+
+    def route(self, doc: Document, session: BackendSession | None) -> None:
+        """Cache on `doc` the session the control plane just routed it to (or found it open
+        at), for the hot path; called holding the lock. Fresh until either once-a-second
+        check is due: the document's environment lookup or the session's own environment
+        check (`BackendSession.venv_recreated`). Cleared by the events that change it: a
+        new lookup (router.py), a desync, the session's end (server.py)."""
+        if (
+            session is None
+            or doc.desynced
+            or doc.venv is None
+            or not session.alive
+            or doc.uri not in session.open_docs
+        ):
+            doc.session = None
+            return
+        doc.session = session
+        doc.routed_until = min(doc.checked_at, session.identity_checked_at) + RECHECK_SECONDS
+        if self._renewal is None:
+            self._renewal = self.plane.later(ROUTE_RENEWAL, self._renew_routes)
+
+    def _renew_routes(self) -> None:
+        """Make the once-a-second checks of the routes the hot path uses before they fall
+        due (control plane, every `ROUTE_RENEWAL` seconds while any is used). Otherwise the
+        first message after they fell due would go to the control plane, and every message
+        from that peer after it until it was handled."""
+        self._renewal = None
+        for doc in self.store:
+            if doc.session is None or not doc.in_use:
+                continue
+            doc.in_use = False
+            try:
+                venv = self.router.refresh(doc, force=True)
+            except BadUri:
+                continue
+            # (a changed environment or a restarted backend leaves no route: the next
+            # message goes to the control plane, which routes it anew)
+            session = self.pool.current(venv, every=ROUTE_RENEWAL / 2) if venv else None
+            self.route(doc, session)
 
     def did_change(self, message: Message, body: bytes) -> None:
-        """Apply a didChange to the store and relay it to the document's backend (holding the
-        lock, from either side)."""
+        """A didChange on the control plane (it came behind handed-off messages, or its route
+        was due for its once-a-second check): checked, applied to the store and relayed."""
         params = message.get("params")
         document = params.get("textDocument") if isinstance(params, dict) else None
         uri = document.get("uri") if isinstance(document, dict) else None
-        version = document.get("version") if isinstance(document, dict) else None
-        changes = params.get("contentChanges") if isinstance(params, dict) else None
         doc = self.store.get(uri) if isinstance(uri, str) else None
         if doc is None:
             logger.warning("didChange for %s, which is not open: ignored", uri)
             return
+        session: BackendSession | None = None
+        try:
+            venv = self.router.refresh(doc)
+        except BadUri:
+            venv = None
+        if venv is not None:
+            session = self.pool.current(venv)
+        self._change(
+            doc,
+            session,
+            document.get("version") if isinstance(document, dict) else None,
+            params.get("contentChanges") if isinstance(params, dict) else None,
+            body,
+            message,
+        )
+        self.route(doc, session)
+
+    def _change(
+        self,
+        doc: Document,
+        session: BackendSession | None,
+        version: Any,
+        changes: Any,
+        body: bytes,
+        message: Message | None,
+    ) -> None:
+        """Apply a didChange to the store and relay it to `session`, the document's backend
+        (holding the lock, from either side)."""
         if (
             not isinstance(version, int)
             or isinstance(version, bool)
@@ -228,7 +349,6 @@ class Relay:
         disk_won = doc.disk_text is not None
         doc.disk_text = None  # the client's own edit wins again
         outcome = self.store.change(doc, version, changes)
-        session = self.pool.get(doc.venv) if doc.venv is not None else None
         if session is None or session.state in (State.WAITING, State.STARTING):
             return  # the replay at start sends the current text
         if outcome is ChangeOutcome.APPLIED:
@@ -244,9 +364,15 @@ class Relay:
                 )
             elif doc.sync_version == doc.client_version:
                 session.send_body(body)
-            else:
-                assert isinstance(document, dict)
-                document["version"] = doc.sync_version
+            else:  # the client repeated a version: the backend gets the next one, every field
+                if message is None:  # the client sent kept
+                    decoded = jsonrpc.decode(body)
+                    if isinstance(decoded, BadMessage):  # (peek accepts only what decodes)
+                        self.desync(doc.uri, decoded.reason)
+                        return
+                    message = decoded[0]
+                params = message["params"]
+                params["textDocument"]["version"] = doc.sync_version
                 session.send(message)
         elif outcome is ChangeOutcome.DESYNCED:
             self.desync(doc.uri, "a didChange does not fit the document")
@@ -260,8 +386,10 @@ class Relay:
         uri = document.get("uri") if isinstance(document, dict) else None
         doc = self.store.get(uri) if isinstance(uri, str) else None
         if doc is not None:
-            text = params.get("text") if isinstance(params, dict) else None
-            doc.clean_text = text if isinstance(text, str) else doc.text
+            self._saved(doc, params.get("text") if isinstance(params, dict) else None)
+
+    def _saved(self, doc: Document, text: Any) -> None:
+        doc.clean_text = text if isinstance(text, str) else doc.text
 
     def desync(self, uri: str, why: str) -> None:
         """A change could not be applied: no backend may analyse a text we cannot vouch for."""
@@ -269,6 +397,7 @@ class Relay:
         if doc is None:
             return
         doc.desynced = True
+        doc.session = None
         logger.warning(
             "%s: %s; it is closed at its backend until the client sends its full text "
             "(requests on it fail until then)",
@@ -286,8 +415,9 @@ class Relay:
         peeked = jsonrpc.peek_response(body)
         if peeked is not None:
             wire, id_end = peeked
+            session.handoffs.settle()
             with self.plane.lock:
-                if session.handoffs == 0:
+                if session.handoffs.count == 0:
                     entry = session.inflight.get(wire)
                     if entry is not None:
                         if session.disturbed_at > entry.sent_at and self.resend(
@@ -301,16 +431,36 @@ class Relay:
                     if not (isinstance(wire, int) and wire in session.internal):
                         session.log.debug("dropping a late answer to %r", wire)
                         return
+        head = jsonrpc.peek_backend(body)
+        if head is not None and head.method == PUBLISH:
+            params = head.params
+            if params is not None and params.uri is not None:
+                session.handoffs.settle()
+                with self.plane.lock:
+                    if session.handoffs.count == 0 and self.diagnostics.publish_fast(
+                        session, body, params.uri, params.version, bool(params.diagnostics)
+                    ):
+                        return
+        # Not the common shape, or not for the hot path: the whole message.
         decoded = jsonrpc.decode(body)
         with self.plane.lock:
             if isinstance(decoded, BadMessage):
                 self._backend_hand_off(session, _not_lsp, session, decoded.reason)
                 return
             message, body = decoded
+            params = message.get("params")
             if (
-                session.handoffs == 0
-                and message.get("method") == "textDocument/publishDiagnostics"
-                and self.diagnostics.publish_fast(session, body, message.get("params"))
+                session.handoffs.count == 0
+                and message.get("method") == PUBLISH
+                and isinstance(params, dict)
+                and isinstance(params.get("uri"), str)
+                and self.diagnostics.publish_fast(
+                    session,
+                    body,
+                    params["uri"],
+                    params.get("version"),
+                    bool(params.get("diagnostics")),
+                )
             ):
                 return
             self._backend_hand_off(session, self.control.backend_message, session, body, message)
@@ -360,11 +510,10 @@ class Relay:
             self._backend_hand_off(session, _not_lsp, session, error.reason)
 
     def _backend_hand_off(self, session: BackendSession, fn: Any, *args: Any) -> None:
-        flush_batch()
-        session.handoffs += 1
+        session.handoffs.add()
 
         def run() -> None:
-            session.handoffs -= 1
+            session.handoffs.done()
             fn(*args)
 
         self.plane.submit(run)
@@ -372,3 +521,31 @@ class Relay:
 
 def _not_lsp(session: BackendSession, reason: str) -> None:
     session.output_not_lsp(reason)
+
+
+def _head_of(message: Message) -> Head | None:
+    """The routing fields of a whole message, as `jsonrpc.peek` reads them; None if it names
+    no document (only the control plane can route it)."""
+    params = message.get("params")
+    document = params.get("textDocument") if isinstance(params, dict) else None
+    uri = document.get("uri") if isinstance(document, dict) else None
+    if not isinstance(uri, str):
+        return None
+    assert isinstance(params, dict) and isinstance(document, dict)
+    version = document.get("version")
+    changes = params.get("contentChanges")
+    text = params.get("text")
+    msg_id = message.get("id", UNSET)
+    return Head(
+        method=message["method"],
+        id=msg_id,
+        params=ParamsHead(
+            textDocument=DocumentHead(
+                uri=uri,
+                # (a value of another type is kept: the change is refused for it, as it must)
+                version=version,
+            ),
+            contentChanges=changes,
+            text=text if isinstance(text, str) else None,
+        ),
+    )

@@ -83,6 +83,7 @@ class Router:
         now = time.monotonic()
         if not force and doc.venv is not None and now - doc.checked_at < self.recheck:
             return doc.venv
+        doc.session = None  # (the hot path's route: the control plane caches it anew)
         if doc.uri_error is not None:
             raise BadUri(doc.uri_error)
         if doc.path is None:
@@ -121,6 +122,7 @@ class Router:
         for doc in self.store:
             if doc.venv is not None and doc.venv.key == venv.key:
                 doc.checked_at = float("-inf")
+                doc.session = None
         self._uncached = {
             k: v for k, v in self._uncached.items() if v[0] is None or v[0].key != venv.key
         }

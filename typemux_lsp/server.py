@@ -216,6 +216,7 @@ class TypemuxServer:
             self.connection,
             self.ledger,
             self.store,
+            self.router,
             self.pool,
             self.diagnostics,
             self.origins,
@@ -336,7 +337,11 @@ class TypemuxServer:
             return
         params = message.get("params")
         if method == PUBLISH:
-            self.diagnostics.publish(session, body, params)
+            if self.diagnostics.publish(session, body, params):
+                assert isinstance(params, dict)  # (publish read its uri)
+                doc = self.store.get(params["uri"])
+                if doc is not None and doc.session is None:
+                    self.relay.route(doc, session)  # (its next publish takes the hot path)
         elif method == "$/progress":
             self.backchannel.progress(session, body, params)
         else:
@@ -634,12 +639,14 @@ class TypemuxServer:
                 "its backend was not given a text that may be wrong. Fix: the client must send "
                 "the full text (close and reopen the file)."
             )
-        if doc is not None and uri not in session.open_docs:
-            for other in self.pool.live():
-                if other is not session and uri in other.open_docs:
-                    other.close_document(uri)
-            if session.state not in (State.WAITING, State.STARTING):
-                session.open_document(doc)
+        if doc is not None:
+            if uri not in session.open_docs:
+                for other in self.pool.live():
+                    if other is not session and uri in other.open_docs:
+                        other.close_document(uri)
+                if session.state not in (State.WAITING, State.STARTING):
+                    session.open_document(doc)
+            self.relay.route(doc, session)
         return session
 
     def on_cancel(self, message: Message, entry: Pending | None, body: bytes) -> None:
@@ -900,6 +907,7 @@ class TypemuxServer:
         for doc in self.store:
             if doc.venv is not None and doc.venv.key == venv.key and not doc.desynced:
                 session.open_document(doc)
+                self.relay.route(doc, session)
         if self.watcher is not None:
             # Planned again at every start: a .pth file (an editable install) may be new.
             plan = plan_watch(read_environment(venv), venv.project_dir)
@@ -922,9 +930,12 @@ class TypemuxServer:
             if uri in session.diagnosed:
                 session.diagnosed.discard(uri)
                 self.connection.send(jsonrpc.notification(PUBLISH, {"uri": uri, "diagnostics": []}))
-        held = [(e, e.request[0]) for e in session.inflight.values() if e.request is not None]
-        held += [(q.entry, q.message) for q in session.queue]
-        for entry, message in held:
+        held = [(e, *e.request) for e in session.inflight.values() if e.request is not None]
+        held += [(q.entry, q.message, q.body) for q in session.queue]
+        for entry, message, body in held:
+            if message is None:  # (relayed undecoded: read it now, off the hot path)
+                decoded = jsonrpc.decode(body)
+                message = {} if isinstance(decoded, jsonrpc.BadMessage) else decoded[0]
             target = self.router.uri_of(entry.method, message.get("params"))
             if target is not None and session.venv_for_scope(_uri_path(target)).key == venv.key:
                 session.cancel_queued(entry)
@@ -950,6 +961,9 @@ class TypemuxServer:
         # What it still holds: a restart has moved what the new backend answers instead.
         for entry in [*session.inflight.values(), *(q.entry for q in session.queue)]:
             self.ledger.fail(entry, code, str(error))
+        for doc in self.store:
+            if doc.session is session:
+                doc.session = None  # (the hot path's route to it)
         self.diagnostics.clear(session, self.pool.get(session.venv))
         self.backchannel.forget(session, notify_client=not self.shutdown_requested)
         self.origins.forget(session)

@@ -37,7 +37,7 @@ from .documents import Document
 from .freshness import RecentEvents
 from .jsonrpc import FrameDecoder, FrameError, Message, MsgId
 from .ledger import Pending, proxy_id, record_sent
-from .plane import Plane
+from .plane import Backlog, Plane
 from .platform import fs_clock_ns, group_alive, kill_group, new_group
 from .reaper import Reaper
 from .transport import Outbox, Reader
@@ -133,7 +133,8 @@ class Upstream(Protocol):
 @dataclass(slots=True)
 class Queued:
     entry: Pending
-    message: Message
+    #: None: the relay did not decode it whole (its id is sent as it is)
+    message: Message | None
     body: bytes
 
 
@@ -233,7 +234,7 @@ class BackendSession:
         self.internal: dict[int, asyncio.Future[Any]] = {}
         #: frames handed to the control plane and not handled yet: while there are any,
         #: the reader thread hands off every frame, so the backend's order is kept
-        self.handoffs = 0
+        self.handoffs = Backlog()
         #: why the session ended, once it has
         self.error: BackendError | None = None
         self.tag = f"{kind.name}#{self.id}"
@@ -285,11 +286,11 @@ class BackendSession:
     def venv_identity(self) -> Any:
         return self._identities.get(self.venv.key)
 
-    def venv_recreated(self, now: float, venv: Venv | None = None) -> bool:
+    def venv_recreated(self, now: float, venv: Venv | None = None, every: float = 1.0) -> bool:
         """Whether `venv`'s (default: the first) pyvenv.cfg changed since it was added; the
-        filesystem is asked once a second per environment."""
+        filesystem is asked once `every` seconds per environment."""
         key = (venv or self.venv).key
-        if key not in self.venvs or now - self._checked_at.get(key, 0.0) < 1.0:
+        if key not in self.venvs or now - self._checked_at.get(key, 0.0) < every:
             return False
         self._checked_at[key] = now
         self.identity_checked_at = min(self._checked_at.values())
@@ -735,21 +736,27 @@ class BackendSession:
         self._told = [v.project_dir for v in self.venvs.values()]
         return [_folder_at(p) for p in self._told]
 
-    def forward(self, entry: Pending, message: Message, body: bytes) -> None:
-        """Send a client request, or hold it until the backend can answer it well."""
-        self.last_used = time.monotonic()
+    def forward(self, entry: Pending, message: Message | None, body: bytes) -> None:
+        """Send a client request, or hold it until the backend can answer it well. `message`
+        may be None (not decoded whole) when the request's id is sent as it is."""
+        self.last_used = now = time.monotonic()
         if self.accepts(entry.method):
-            self._send_request(entry, message, body)
+            self._send_request(entry, message, body, now)
         else:
             entry.session = self
             self.queue.append(Queued(entry, message, body))
             if entry.method in WARMUP_METHODS:
                 self._arm_warmup()  # (a request for a document the backend does not have)
 
-    def _send_request(self, entry: Pending, message: Message, body: bytes) -> None:
-        wire = record_sent(entry, self, message, body)
+    def _send_request(
+        self, entry: Pending, message: Message | None, body: bytes, now: float | None = None
+    ) -> None:
+        wire = record_sent(entry, self, message, body, time.monotonic() if now is None else now)
         if wire != entry.client_id:
-            message = dict(message)
+            decoded = (message, body) if message is not None else jsonrpc.decode(body)
+            if isinstance(decoded, jsonrpc.BadMessage):  # (never: it was read to route it)
+                raise ValueError(f"a request that cannot be decoded: {decoded.reason}")
+            message = dict(decoded[0])
             message["id"] = wire
             body = jsonrpc.dumps(message)
         self.send_body(body)

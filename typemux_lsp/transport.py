@@ -12,6 +12,13 @@ straight to the destination from whichever thread has the message:
   `wait_for_room` first: while more than `limit` bytes are queued it blocks, stops
   reading its backend, and the backend's own pipe fills — backpressure, with memory
   bounded by `limit`, when a client stops reading.
+
+The order of writes to one destination is the order in which they were decided (under
+the plane's lock), whichever threads decided them. A reader thread holds back what one
+read produces, to write it in one writev at the end of the read; it holds it *in the
+destination's outbox* (a cork), so a message decided later on another thread (the
+control plane's full-text didChange, a diagnostics clear) writes the held parts first
+and can never overtake them.
 """
 
 from __future__ import annotations
@@ -51,12 +58,12 @@ _IOV_MAX = 1024
 
 
 class _Batch:
-    """Writes of one thread held back while it handles one read's worth of messages."""
+    """The outboxes one reader thread has corked while it handles one read."""
 
-    __slots__ = ("parts",)
+    __slots__ = ("outboxes",)
 
     def __init__(self) -> None:
-        self.parts: dict[Outbox, list[bytes]] = {}
+        self.outboxes: dict[Outbox, None] = {}
 
 
 #: Pipe capacity asked of the kernel (Linux): a 1 MB response fits without a partial write.
@@ -114,34 +121,20 @@ class Reader(threading.Thread):
             # What handling this read writes, to each destination, goes out in one writev
             # after it: with many messages per read (a client pipelining requests, a backend
             # answering them) that is one syscall and one GIL hand-off per read, not per
-            # message. Order per destination is kept.
-            _local.batch = _Batch()
+            # message. The parts wait in their outbox (see `Outbox.send_parts`).
+            batch = _local.batch = _Batch()
             try:
                 on_data(data)
             except Exception:
                 logger.exception("%s: error handling input", self.name)
             finally:
-                flush_batch()
                 _local.batch = None
+                for outbox in batch.outboxes:
+                    outbox.uncork()
         try:
             self._on_eof()
         except Exception:
             logger.exception("%s: error at end of input", self.name)
-
-
-def flush_batch() -> None:
-    """Write what this thread has batched so far. Called before anything is handed to
-    another thread, which might otherwise write to the same destination first."""
-    batch: _Batch | None = getattr(_local, "batch", None)
-    if batch is None or not batch.parts:
-        return
-    parts, batch.parts = batch.parts, {}
-    _local.batch = None  # (so the sends below write)
-    try:
-        for outbox, pieces in parts.items():
-            outbox.send_parts(*pieces)
-    finally:
-        _local.batch = batch
 
 
 class Outbox:
@@ -169,6 +162,8 @@ class Outbox:
         self._cond = threading.Condition(self._lock)
         self._queue: deque[memoryview] = deque()
         self._queued = 0
+        #: parts reader threads hold back until the end of their read (the cork)
+        self._held: list[bytes] = []
         self._closed = False
         self._drainer: threading.Thread | None = None
         mode = os.fstat(fd).st_mode
@@ -191,31 +186,29 @@ class Outbox:
             self.send_parts(header, body)
 
     def send_parts(self, *parts: bytes) -> None:
+        """Write `parts` after everything sent before, from any thread. On a reader thread
+        handling a read they are held here (the cork) until the read is handled, or until
+        another thread sends: whoever sends next writes them first."""
         batch: _Batch | None = getattr(_local, "batch", None)
-        if batch is not None:
-            batch.parts.setdefault(self, []).extend(parts)
-            return
         with self._lock:
             if self._closed:
                 return
-            if not self._queue and not self._threaded:
-                written = self._write(parts)
-                if written < 0:
-                    return
-            else:
-                written = 0
-            for part in parts:
-                size = len(part)
-                if written >= size:
-                    written -= size
-                    continue
-                view = memoryview(part)[written:]
-                written = 0
-                self._queue.append(view)
-                self._queued += len(view)
-            if self._queue:
-                self._start_drainer()
-                self._cond.notify_all()
+            if batch is not None:
+                self._held.extend(parts)
+                batch.outboxes[self] = None
+                return
+            if self._held:
+                parts = (*self._held, *parts)
+                self._held.clear()
+            self._send(parts)
+
+    def uncork(self) -> None:
+        """Write what reader threads hold here (the end of a read)."""
+        with self._lock:
+            if self._held and not self._closed:
+                parts = tuple(self._held)
+                self._held.clear()
+                self._send(parts)
 
     def wait_for_room(self, timeout: float | None = None) -> bool:
         """Block while more than `limit` bytes are queued; False on timeout."""
@@ -232,14 +225,38 @@ class Outbox:
             self._closed = True
             self._queue.clear()
             self._queued = 0
+            self._held.clear()
             self._cond.notify_all()
 
     def flush(self, timeout: float) -> bool:
-        """Wait until everything queued is written (or the peer is gone)."""
+        """Write what is held, and wait until everything queued is written (or the peer is
+        gone)."""
+        self.uncork()
         with self._cond:
             return self._cond.wait_for(lambda: not self._queue or self._closed, timeout=timeout)
 
     # -- inside the lock --------------------------------------------------------------------
+
+    def _send(self, parts: tuple[bytes, ...]) -> None:
+        """Write `parts` now, queueing what the descriptor does not take."""
+        if not self._queue and not self._threaded:
+            written = self._write(parts)
+            if written < 0:
+                return
+        else:
+            written = 0
+        for part in parts:
+            size = len(part)
+            if written >= size:
+                written -= size
+                continue
+            view = memoryview(part)[written:]
+            written = 0
+            self._queue.append(view)
+            self._queued += len(view)
+        if self._queue:
+            self._start_drainer()
+            self._cond.notify_all()
 
     def _write(self, parts: tuple[bytes, ...] | list[memoryview]) -> int:
         """Write as much as the descriptor takes now; bytes written, or -1 once closed."""
@@ -276,6 +293,7 @@ class Outbox:
         self._closed = True
         self._queue.clear()
         self._queued = 0
+        self._held.clear()
         self._cond.notify_all()
         if first:
             if exc.errno not in (errno.EPIPE, errno.EBADF, errno.ECONNRESET):

@@ -20,6 +20,8 @@ from typemux_lsp.jsonrpc import (
     decode,
     dumps,
     frame,
+    peek,
+    peek_backend,
     peek_response,
     splice_id,
 )
@@ -70,6 +72,34 @@ def test_one_error_for_a_malformed_frame_then_the_next_frame(bad: bytes) -> None
     stream = bad + frame(GOOD)
     assert feed(stream) == ["ERROR", GOOD]
     assert feed(*(stream[i : i + 1] for i in range(len(stream)))) == ["ERROR", GOOD]
+
+
+_BODIES = st.lists(
+    st.one_of(
+        st.binary(max_size=40).map(lambda b: b'{"a":"' + b.hex().encode() + b'"}'),
+        st.sampled_from([b"{}", b"[1]", b'{"t":"a\\nb"}', b'{"x":1}\n', b"{nope"]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(_BODIES, st.lists(st.integers(0, 2000), max_size=6))
+def test_pipelined_frames_come_out_the_same_however_the_reads_cut_them(
+    bodies: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(frame(b) for b in bodies)
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    assert feed(stream) == bodies
+    assert feed(*chunks) == bodies
+
+
+def test_a_body_that_swallowed_the_start_of_the_next_header_resynchronises_in_one_read() -> None:
+    # (its Content-Length 5 too large: "Conte" of the next header is in it)
+    swallowed = b"Content-Length: 7\r\n\r\n{}" + frame(GOOD)
+    assert feed(swallowed) == ["ERROR", GOOD]
+    assert feed(swallowed[:28], swallowed[28:]) == ["ERROR", GOOD]  # the first read: one "frame"
 
 
 def test_a_truncated_body_is_reported_as_soon_as_the_next_header_arrives() -> None:
@@ -162,6 +192,165 @@ def test_a_valid_surrogate_pair_is_kept() -> None:
 def test_dumps_never_fails_on_a_lone_surrogate() -> None:
     data = dumps({"jsonrpc": "2.0", "id": "\ud800", "error": {"code": 1, "message": "\udfff"}})
     assert json.loads(data)["id"] == "\ud800"
+
+
+# -- client messages read for routing only (peek) ---------------------------------------------
+
+_CHARS = st.sampled_from(["a", "é", "🚀", '"', "\\", "\n", "\x00", "\ud800", "\udc00", "/", "Z"])
+_TEXT = st.lists(_CHARS, max_size=6).map("".join)
+_SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    _TEXT,
+)
+_JSON = st.recursive(
+    _SCALAR,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=12,
+)
+#: a field of the routing schema: usually the right type, sometimes anything at all
+_URI = st.one_of(st.just("file:///p/m.py"), _TEXT, _JSON)
+_DOCUMENT = st.fixed_dictionaries(
+    {}, optional={"uri": _URI, "version": st.one_of(st.integers(-5, 2**40), _JSON), "x": _JSON}
+)
+_PARAMS = st.one_of(
+    _JSON,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "textDocument": st.one_of(_DOCUMENT, _JSON),
+            "contentChanges": st.one_of(st.lists(_JSON, max_size=3), _JSON),
+            "text": st.one_of(_TEXT, _JSON),
+            "position": _JSON,
+        },
+    ),
+)
+_MESSAGE = st.fixed_dictionaries(
+    {},
+    optional={
+        "jsonrpc": st.just("2.0"),
+        "id": st.one_of(st.integers(-(2**80), 2**80), _TEXT, _JSON),
+        "method": st.one_of(st.just("textDocument/hover"), _TEXT, _JSON),
+        "params": _PARAMS,
+        "result": _JSON,
+    },
+)
+
+
+@given(_MESSAGE, st.booleans())
+def test_what_peek_reads_is_what_decode_reads_and_the_bytes_go_unchanged(
+    message: dict[str, Any], ascii_only: bool
+) -> None:
+    try:
+        body = json.dumps(message, ensure_ascii=ascii_only).encode()
+    except UnicodeEncodeError:  # a lone surrogate can only travel escaped
+        body = json.dumps(message).encode()
+    head = peek(body)
+    decoded = decode(body)
+    if head is None:
+        return  # decode decides, as it always did
+    assert not isinstance(decoded, BadMessage)
+    whole, forwarded = decoded
+    assert forwarded is body  # nothing was repaired: the bytes are relayed as sent
+    assert head.method == whole.get("method")
+    if "id" in whole:
+        assert head.id == whole["id"] and type(head.id) is type(whole["id"])  # exact
+    if head.params is None:
+        assert whole.get("params") is None
+    else:
+        params: dict[str, Any] = whole["params"]
+        if head.params.textDocument is None:
+            assert params.get("textDocument") is None
+        else:
+            document: dict[str, Any] = params["textDocument"]
+            assert head.params.textDocument.uri == document.get("uri")
+            assert head.params.textDocument.version == document.get("version")
+        assert head.params.contentChanges == params.get("contentChanges")
+        assert head.params.text == params.get("text")
+
+
+_PUBLISH = st.fixed_dictionaries(
+    {
+        "jsonrpc": st.just("2.0"),
+        "method": st.sampled_from(["textDocument/publishDiagnostics", "x"]),
+    },
+    optional={
+        "id": _JSON,
+        "params": st.one_of(
+            _JSON,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "uri": _URI,
+                    "version": st.one_of(st.integers(-5, 2**40), _JSON),
+                    "diagnostics": st.one_of(st.lists(_JSON, max_size=3), _JSON),
+                },
+            ),
+        ),
+    },
+)
+
+
+@given(_PUBLISH)
+def test_what_peek_backend_reads_is_what_decode_reads(message: dict[str, Any]) -> None:
+    body = json.dumps(message).encode()
+    head = peek_backend(body)
+    if head is None:
+        return
+    decoded = decode(body)
+    assert not isinstance(decoded, BadMessage) and decoded[1] is body
+    whole = decoded[0]
+    assert head.method == whole["method"]
+    if head.params is not None:
+        params: dict[str, Any] = whole["params"]
+        assert head.params.uri == params.get("uri")
+        assert head.params.version == params.get("version")
+        assert bool(head.params.diagnostics) == bool(params.get("diagnostics"))
+        if head.params.diagnostics is not None:  # each one's bytes, as sent
+            assert [json.loads(bytes(d)) for d in head.params.diagnostics] == params["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id":null,"method":"m"}',  # a null id: InvalidRequest is decode's
+        b'{"id":1.0,"method":"m"}',
+        b'{"id":true,"method":"m"}',
+        b'{"id":1,"method":"m","params":[1]}',  # params by position
+        b'{"id":1,"method":"m","params":{"textDocument":{"uri":7}}}',
+        b'{"id":1,"method":"m","params":{"textDocument":{"uri":"\\ud800"}}}',  # repaired
+        b'{"id":"\\udc00","method":"m"}',  # an id kept exactly, as only decode can
+        b'{"method":"m","params":{"a":' + b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1) + b"}}",
+        b'{"method":"m","params":{"a":NaN}}',
+        b'{"method":"m"} trailing',
+        b'{"method":"\xff"}',
+        b"[]",
+    ],
+)
+def test_peek_leaves_every_unusual_message_to_decode(body: bytes) -> None:
+    assert peek(body) is None
+
+
+@pytest.mark.parametrize("msg_id", [0, -1, 2**31, 2**53 + 1, 10**30, -(10**30), "", "x"])
+def test_peek_reads_any_integer_or_string_id_exactly(msg_id: int | str) -> None:
+    head = peek(json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": "m"}).encode())
+    assert head is not None and head.id == msg_id and type(head.id) is type(msg_id)
+
+
+def test_peek_reads_the_routing_fields_and_nothing_else() -> None:
+    body = (
+        b'{"jsonrpc":"2.0","method":"textDocument/didChange","params":{"textDocument":'
+        b'{"uri":"file:///p/m.py","version":3},"contentChanges":[{"text":"\\ud83d\\ude80"}],'
+        b'"unknown":{"deep":[[[1]]]}},"extra":null}'
+    )
+    head = peek(body)
+    assert head is not None and head.method == "textDocument/didChange"
+    assert head.params is not None and head.params.textDocument is not None
+    assert head.params.textDocument.uri == "file:///p/m.py"
+    assert head.params.textDocument.version == 3
+    assert head.params.contentChanges == [{"text": "🚀"}]
 
 
 # -- responses read without parsing ----------------------------------------------------------------
