@@ -446,10 +446,13 @@ class Across:
         return uri, position
 
     def _sessions(self, venvs: list[Venv]) -> tuple[list[BackendSession], list[Gap]]:
-        """The sessions of `venvs`, started where a slot is free (never evicting one); one
-        session serving several of them is asked once."""
+        """The sessions of `venvs`, started where a slot is free (never evicting one). A shared
+        session serving several of them is asked once, and only for the first: a backend
+        answers a file from the one workspace folder that holds it, so the other projects'
+        view of the file cannot be asked of it — they are gaps, never silently left out."""
         sessions: list[BackendSession] = []
         gaps: list[Gap] = []
+        first: dict[int, Venv] = {}
         for venv in venvs:
             session = self._pool.get(venv)
             if session is None:
@@ -462,8 +465,19 @@ class Across:
                 except BackendError as exc:
                     gaps.append(Gap(venv.project_dir, first_sentence(str(exc))))
                     continue
-            if session not in sessions:
-                sessions.append(session)
+            if session.id in first:
+                gaps.append(
+                    Gap(
+                        venv.project_dir,
+                        f"it shares a {session.kind.name} process with "
+                        f"{first[session.id].project_dir}, which answers the file for that "
+                        "project only (set backend-sharing = none, or leave "
+                        f"{session.kind.name} out of it, to ask each project)",
+                    )
+                )
+                continue
+            first[session.id] = venv
+            sessions.append(session)
         return sessions, gaps
 
     def _text(self, uri: str, path: Path) -> str | None:

@@ -334,6 +334,30 @@ async def test_a_project_not_asked_is_named_and_a_rename_is_refused(
     assert "No edit was made" in err.value.message
 
 
+async def test_projects_sharing_a_process_are_named_not_silently_left_out(
+    layout: Layout, start_proxy: StartProxy
+) -> None:
+    """A shared backend answers core's file from core's folder only: the consumers it also
+    serves cannot be asked through it. References say so in `typemux/status`, a rename is
+    refused naming them, and nothing pretends to be whole."""
+    client = await start_proxy("ty", layout.root, args=("--backend-sharing", "all"))
+    at = where(client, layout, "definition")
+    for path in ("services/a/app.py", "services/b/app.py", "services/alias/app.py"):
+        client.open(layout.path(path))  # every project joins the one shared process
+    found = await client.request(
+        "textDocument/references", {**at, "context": {"includeDeclaration": True}}
+    )
+    assert CORE in files_of(found)
+    status = await status_of(client)
+    shared = [b for b in status["backends"] if b.get("shared")]
+    assert shared, status["backends"]
+    gaps = status["answersAcross"]["gaps"]
+    assert gaps and "backend-sharing" in " ".join(gaps[-1]["notAsked"]), gaps
+    with pytest.raises(JsonRpcException) as err:
+        await client.request("textDocument/rename", {**at, "newName": "salute"})
+    assert "backend-sharing" in err.value.message and "No edit was made" in err.value.message
+
+
 async def wait_for_file(path: Path, pending: Any, timeout: float = 30) -> None:
     """Until a file the fake backend writes exists (it has no other way to tell)."""
     loop = asyncio.get_running_loop()
