@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import select
@@ -318,19 +319,55 @@ class Outbox:
                     return
             with contextlib.suppress(OSError, ValueError):
                 select.select([], [fd], [])
+            if self._threaded:
+                self._drain_blocking()
+                continue
             with self._cond:
                 while self._queue and not self._closed:
                     batch = list(self._queue)[:64]
                     written = self._write(batch)
                     if written <= 0:
                         break
-                    self._queued -= written
-                    while written:
-                        head = self._queue[0]
-                        if len(head) <= written:
-                            written -= len(head)
-                            self._queue.popleft()
-                        else:
-                            self._queue[0] = head[written:]
-                            written = 0
+                    self._consumed(written)
                 self._cond.notify_all()
+
+    def _drain_blocking(self) -> None:
+        """The writer thread of a pipe that cannot be non-blocking: its writes may wait for
+        the reader, so they are made outside the lock (a sender waiting for the lock would
+        wait for the reader too). Only this thread writes such a pipe: senders only queue."""
+        written = 0
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                if written:
+                    self._consumed(written)
+                    self._cond.notify_all()
+                if not self._queue:
+                    return
+                batch = list(itertools.islice(self._queue, 64))
+            written = 0
+            try:
+                for view in batch:
+                    while view:
+                        count = os.write(self.fd, view)
+                        written += count
+                        view = view[count:]
+            except InterruptedError:
+                pass
+            except OSError as exc:
+                with self._cond:
+                    self._fail(exc)
+                return
+
+    def _consumed(self, written: int) -> None:
+        """`written` bytes from the head of the queue are on their way (inside the lock)."""
+        self._queued -= written
+        while written:
+            head = self._queue[0]
+            if len(head) <= written:
+                written -= len(head)
+                self._queue.popleft()
+            else:
+                self._queue[0] = head[written:]
+                written = 0

@@ -171,6 +171,48 @@ def test_outbox_without_writev_or_nonblocking_pipes(monkeypatch: pytest.MonkeyPa
         os.close(write_fd)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="FIONREAD on a pipe: Linux")
+def test_a_sender_never_waits_for_a_writer_thread_blocked_on_a_full_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without non-blocking pipes the writer thread's writes may wait for the reader; they
+    must not hold the outbox's lock meanwhile, or every sender waits for the reader too (a
+    relay thread stuck behind a client that does not read)."""
+    import fcntl
+    import termios
+
+    monkeypatch.setattr(platform, "WRITEV", None)
+    monkeypatch.setattr(platform, "NONBLOCKING_PIPES", False)
+    monkeypatch.setattr(transport, "_writev", platform.writev)
+    read_fd, write_fd = os.pipe()
+    try:
+        outbox = Outbox(write_fd, "test", limit=1 << 30)
+        capacity = fcntl.fcntl(write_fd, 1032)  # F_GETPIPE_SZ (after the outbox grew it)
+        first = b"x" * (capacity * 2)
+        outbox.send_parts(first)  # the writer thread fills the pipe, then waits for a reader
+        deadline = time.monotonic() + 10
+        while fcntl.ioctl(read_fd, termios.FIONREAD, b"\0\0\0\0") != capacity.to_bytes(
+            4, sys.byteorder
+        ):
+            assert time.monotonic() < deadline, "the writer thread never filled the pipe"
+            time.sleep(0.01)
+        sent = threading.Event()
+
+        def send() -> None:
+            outbox.send_parts(b"y")
+            sent.set()
+
+        threading.Thread(target=send, daemon=True).start()
+        assert sent.wait(5), "a sender waited for the writer thread, which waits for a reader"
+        got = bytearray()
+        read_all(read_fd, len(first) + 1, got)
+        assert bytes(got) == first + b"y"
+        outbox.close()
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
 def test_writev_fallback_joins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(platform, "WRITEV", None)
     read_fd, write_fd = os.pipe()
