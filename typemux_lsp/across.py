@@ -43,7 +43,7 @@ from .environments.model import ImportRoots, import_roots
 from .features import ClientSupport, unsupported
 from .feedback import first_sentence
 from .jsonrpc import Message
-from .ledger import Ledger, Pending
+from .ledger import Ledger, Pending, answering
 from .merge import answer_key, any_list, location_of, merge_answers, range_key
 from .plane import Plane
 from .pool import Pool
@@ -264,17 +264,8 @@ class Across:
             except CannotAnswer as exc:
                 with self._plane.lock:
                     self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(exc))
-            except Exception as exc:
-                logger.exception("%s across projects failed", entry.method)
-                with self._plane.lock:
-                    self._ledger.fail(
-                        entry,
-                        jsonrpc.INTERNAL_ERROR,
-                        f"typemux-lsp: {entry.method} failed: {exc}. This is a bug in "
-                        "typemux-lsp; the log has the traceback.",
-                    )
 
-        entry.task = self._plane.spawn(answered())
+        entry.task = self._plane.spawn(answering(self._ledger, self._plane.lock, entry, answered()))
 
     async def _answer(
         self,

@@ -27,7 +27,7 @@ from typing import Any, Final
 from . import jsonrpc
 from .documents import DocumentStore
 from .feedback import first_sentence
-from .ledger import Ledger, Pending
+from .ledger import Ledger, Pending, answering
 from .merge import merge_symbols
 from .plane import Plane
 from .pool import Pool
@@ -91,21 +91,7 @@ class FanOut:
 
     def _spawn(self, entry: Pending, work: Coroutine[Any, Any, None]) -> asyncio.Task[Any]:
         """Run a fan-out; whatever goes wrong in it, its request is answered."""
-
-        async def answered() -> None:
-            try:
-                await work
-            except Exception as exc:
-                logger.exception("%s failed", entry.method)
-                with self._plane.lock:
-                    self._ledger.fail(
-                        entry,
-                        jsonrpc.INTERNAL_ERROR,
-                        f"typemux-lsp: {entry.method} failed: {exc}. This is a bug in "
-                        "typemux-lsp; the log has the traceback.",
-                    )
-
-        return self._plane.spawn(answered())
+        return self._plane.spawn(answering(self._ledger, self._plane.lock, entry, work))
 
     async def _symbols(self, entry: Pending, params: Any) -> None:
         asked: list[tuple[BackendSession, asyncio.Task[Any]]] = []

@@ -17,14 +17,18 @@ with a client's id.
 from __future__ import annotations
 
 import itertools
+import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from . import jsonrpc
 from .jsonrpc import Message, MsgId
 from .spellings import ClientSpellings, Spellings
+
+logger = logging.getLogger(__name__)
 
 _SAFE_STRING: Final = re.compile(r"[A-Za-z0-9_.:/+=-]{1,64}\Z")
 _INT31: Final = 2**31
@@ -206,3 +210,21 @@ class Ledger:
             for e in self._pending.values()
             if e.wire_id is not None and e.sent_at and now - e.sent_at >= deadline
         ]
+
+
+async def answering(
+    ledger: Ledger, lock: AbstractContextManager[Any], entry: Pending, work: Awaitable[None]
+) -> None:
+    """Run control-plane work that answers `entry` (a fan-out); whatever goes wrong in it,
+    `entry` is answered, with an error that calls it the bug it is."""
+    try:
+        await work
+    except Exception as exc:
+        logger.exception("%s failed", entry.method)
+        with lock:
+            ledger.fail(
+                entry,
+                jsonrpc.INTERNAL_ERROR,
+                f"typemux-lsp: {entry.method} failed: {exc}. This is a bug in typemux-lsp; the "
+                "log has the traceback.",
+            )
