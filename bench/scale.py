@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    CountingClient,
+    client_params,
     cpu_ns,
     load_average,
     machine,
@@ -46,6 +48,10 @@ from harness import (
 )
 
 from typemux_lsp.backends import KINDS
+from typemux_lsp.demo import CLAUDE_CODE_CAPABILITIES
+from typemux_lsp.features import backend_initialize_params
+from typemux_lsp.jsonrpc import Message
+from typemux_lsp.tree import get_path
 from typemux_lsp.venv import Venv
 
 SIGNATURE = "area(radius: float) -> float"
@@ -186,6 +192,72 @@ async def straight(root: Path, backend: str, projects: int) -> dict[str, Any]:
     return {"first_hover_ms": statistics.median(times), "backend_rss_mib": statistics.median(rss)}
 
 
+async def straight_shared(root: Path, backend: str, projects: int) -> dict[str, Any]:
+    """One backend started straight, no proxy, serving `projects` venvs as folders as the
+    proxy's shared mode does (no venv in its environment, each folder added by
+    didChangeWorkspaceFolders as its file opens, `workspace/configuration` answered per
+    scopeUri): what the backend itself costs per folder, the yardstick for shared mode."""
+    kind = KINDS[backend]
+    venvs = {f"p{i:02d}": Venv((root / f"p{i:02d}" / ".venv").resolve()) for i in range(projects)}
+
+    def venv_for(scope: Any) -> Venv:
+        path = Path(str(scope).removeprefix("file://")) if scope else None
+        for venv in venvs.values():
+            if path is not None and path.is_relative_to(venv.project_dir):
+                return venv
+        return venvs["p00"]
+
+    def answer(message: Message) -> Any:
+        if message.get("method") == "workspace/configuration":
+            items = get_path(message, "params", "items") or []
+            return [
+                kind.configuration(get_path(i, "section"), venv_for(get_path(i, "scopeUri")), None)
+                for i in items
+            ]
+        return None
+
+    first = venvs["p00"]
+    env = kind.shared_environment(venvs.values())
+    executable = kind.resolve_executable(env["PATH"])
+    if executable is None:
+        raise SystemExit(f"bench: {kind.executable} not found: {kind.install_hint()}")
+    client = CountingClient(answer)
+    empty = tempfile.TemporaryDirectory(prefix="typemux-scale-cwd-")
+    await client.start(kind.command(executable, env["PATH"]), cwd=empty.name, env=env)
+    offered = CLAUDE_CODE_CAPABILITIES["general"]["positionEncodings"]
+    folder = {"uri": first.project_dir.as_uri(), "name": first.project_dir.name}
+    params = backend_initialize_params(
+        client_params(root), first, kind.choose_encoding(offered), [folder]
+    )
+    times: list[float] = []
+    try:
+        await client.request("initialize", params, timeout=60)
+        client.notify("initialized", {})
+        for project, venv in venvs.items():
+            app = root / project / "app.py"
+            start = time.perf_counter()
+            if project != "p00":
+                added = {"uri": venv.project_dir.as_uri(), "name": project}
+                client.notify(
+                    "workspace/didChangeWorkspaceFolders",
+                    {"event": {"added": [added], "removed": []}},
+                )
+            client.open(app, app.read_text("utf-8"))
+            await wait_hover(client, hover_params(root, project), SIGNATURE)
+            times.append((time.perf_counter() - start) * 1e3)
+        assert client.pid is not None
+        rss = sum(rss_kib(p) for p in [client.pid, *descendants(client.pid)]) / 1024
+    finally:
+        await client.stop()
+        empty.cleanup()
+    return {
+        "n": projects,
+        "backend_rss_mib": rss,
+        "first_hover_ms": times[0],
+        "new_project_hover_ms": statistics.median(times[1:]) if projects > 1 else None,
+    }
+
+
 DEPS = ("django", "pandas")
 DEPS_IMPORTS = (
     "import django\nimport numpy as np\nimport pandas as pd\nfrom django.db import models\n\n"
@@ -231,7 +303,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from harness import make_workspace
 
     sizes = sorted(set(args.sizes))
-    report: dict[str, Any] = {"machine": machine(), "load_before": load_average(), "rows": []}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "load_before": load_average(),
+        "rows": [],
+        "straight_shared": [],
+    }
     fixtures = args.fixtures or (["tiny", "deps"] if args.deps else ["tiny"])
     for fixture in fixtures:
         with tempfile.TemporaryDirectory(prefix="typemux-scale-") as tmp:
@@ -241,6 +318,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for backend in args.backend:
                 print(f"{backend} ({fixture}): straight", file=sys.stderr)
                 direct = await straight(root, backend, min(3, max(sizes)))
+                if "shared" in args.modes:
+                    for n in sizes:
+                        print(f"{backend} ({fixture}): {n} venvs, straight shared", file=sys.stderr)
+                        alone = await straight_shared(root, backend, n)
+                        report["straight_shared"].append(
+                            {"backend": backend, "fixture": fixture, **alone}
+                        )
                 for mode in args.modes:
                     for n in sizes:
                         print(f"{backend} ({fixture}): {n} venvs, {mode}", file=sys.stderr)
@@ -287,6 +371,20 @@ def table(report: dict[str, Any]) -> str:
             f"{row['idle_cpu_percent']:.1f} | {_ms(row.get('after_eviction_ms'))} | "
             f"{row['straight']['backend_rss_mib']:.0f}; {row['straight']['first_hover_ms']:.0f} |"
         )
+    if report.get("straight_shared"):
+        lines += [
+            "",
+            "One backend straight, no proxy, a folder per venv (as shared mode runs it):",
+            "",
+            "| backend | fixture | projects | backend's RSS, MiB | first hover, first project, ms "
+            "| first hover, new project, median ms |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {row['backend']} | {row['fixture']} | {row['n']} | {row['backend_rss_mib']:.0f} | "
+            f"{row['first_hover_ms']:.0f} | {_ms(row['new_project_hover_ms'])} |"
+            for row in report["straight_shared"]
+        ]
     return "\n".join(lines)
 
 
