@@ -44,11 +44,11 @@ from .features import ClientSupport, unsupported
 from .feedback import first_sentence
 from .jsonrpc import Message
 from .ledger import Ledger, Pending, answering
-from .merge import answer_key, any_list, location_of, merge_answers, range_key
+from .merge import answer_key, answered_once, any_list, location_of, merge_answers, range_key
 from .plane import Plane
 from .pool import Pool
 from .router import BadUri, NoVenv, Router, local_path
-from .session import BackendError, BackendSession, State
+from .session import BackendAnswered, BackendError, BackendSession, State
 from .tree import get_path
 from .venv import Venv
 
@@ -264,6 +264,36 @@ class Across:
             except CannotAnswer as exc:
                 with self._plane.lock:
                     self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(exc))
+
+        entry.task = self._plane.spawn(answering(self._ledger, self._plane.lock, entry, answered()))
+
+    def answer_once(self, entry: Pending, message: Message, target: BackendSession) -> None:
+        """Answer `entry` from `target`, a shared backend that repeats an item once per folder
+        that sees it (`BackendKind.repeats_per_folder`), with each item once: what the backend
+        of the one environment answers. Asked on the control plane (these methods are not the
+        relay's hot path); the backend's error, if any, is the client's."""
+        params = message.get("params")
+        params = {
+            k: v
+            for k, v in (params if isinstance(params, dict) else {}).items()
+            if k not in _CLIENT_TOKENS
+        }
+
+        async def answered() -> None:
+            try:
+                await self._wait_ready(target)
+                answer = await self._asker(target, entry.method, params)()
+            except BackendAnswered as exc:
+                code = exc.code if isinstance(exc.code, int) else jsonrpc.REQUEST_FAILED
+                with self._plane.lock:
+                    self._ledger.fail(entry, code, str(exc.message))
+                return
+            except BackendError as exc:
+                with self._plane.lock:
+                    self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(exc))
+                return
+            with self._plane.lock:
+                self._ledger.answer(entry, answered_once(entry.method, answer))
 
         entry.task = self._plane.spawn(answering(self._ledger, self._plane.lock, entry, answered()))
 

@@ -60,6 +60,11 @@ class BackendKind:
     #: whether its environments share one process by default (`backend-sharing = "auto"`):
     #: where it was measured to save memory without losing any test (bench/scale.py)
     shares_by_default: bool = False
+    #: shared, it answers a hierarchy request (`merge.REPEATED_PER_FOLDER`) with an item once
+    #: per workspace folder whose project sees it, spelled alike or not (measured on ty 1.2.0
+    #: by bench/shared_habits.py; ty per environment answers each once): the proxy answers
+    #: those with each item once (across.py `answer_once`)
+    repeats_per_folder: bool = False
 
     def resolve_executable(self, path: str) -> Path | None:
         """The backend from the proxy's own environment first, then `path` (a PATH that
@@ -234,7 +239,15 @@ KINDS: dict[str, BackendKind] = {
         # tests/e2e/test_across.py (cross-project answers ask one backend per environment).
         # ty: per process. Shared, its callHierarchy/incomingCalls answers once per folder
         # (the other folders' projects list the caller too), so test_call_hierarchy fails.
-        BackendKind("ty", "ty", ("server",), "ty", "ty", (Encoding.UTF8, Encoding.UTF16)),
+        BackendKind(
+            "ty",
+            "ty",
+            ("server",),
+            "ty",
+            "ty",
+            (Encoding.UTF8, Encoding.UTF16),
+            repeats_per_folder=True,
+        ),
         # pyrefly: per process. Shared, a folder added to a running pyrefly is checked with its
         # default interpreter until its configuration answer is applied (~1 s, asynchronously):
         # a hover there can answer from the wrong environment (test_environments: pdm).
