@@ -237,8 +237,10 @@ KINDS: dict[str, BackendKind] = {
         ),
         # No kind shares by default yet: pyright and basedpyright pass every suite shared but
         # tests/e2e/test_across.py (cross-project answers ask one backend per environment).
-        # ty: per process. Shared, its callHierarchy/incomingCalls answers once per folder
-        # (the other folders' projects list the caller too), so test_call_hierarchy fails.
+        # ty: per process. Shared (ty 1.2.0, bench/shared_habits.py), references, rename and
+        # implementation search only the project of the folder that holds the asked file, so
+        # the consumers of a library it also serves are gaps (tests/e2e/test_across.py fails);
+        # its hierarchies search every folder's project, repeating items (answered once).
         BackendKind(
             "ty",
             "ty",
