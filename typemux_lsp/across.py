@@ -345,7 +345,7 @@ class Across:
             owned, venvs = self.seers(path)
             alone = not venvs or (len(venvs) == 1 and venvs[0].key == target.venv.key)
             if not alone:
-                sessions, gaps = self._sessions(venvs)
+                sessions, gaps = self._sessions(venvs, method)
                 text = self._text(uri, path)
         if alone:
             return self._hand_back(entry, message, body, forward, asked=(mine, error))
@@ -466,11 +466,13 @@ class Across:
                 return found
         return uri, position
 
-    def _sessions(self, venvs: list[Venv]) -> tuple[list[BackendSession], list[Gap]]:
+    def _sessions(self, venvs: list[Venv], method: str) -> tuple[list[BackendSession], list[Gap]]:
         """The sessions of `venvs`, started where a slot is free (never evicting one). A shared
         session serving several of them is asked once, and only for the first: a backend
         answers a file from the one workspace folder that holds it, so the other projects'
-        view of the file cannot be asked of it — they are gaps, never silently left out."""
+        view of the file cannot be asked of it — they are gaps, never silently left out —
+        unless its kind answers `method` for every folder it serves in one ask
+        (`BackendKind.spans_folders`)."""
         sessions: list[BackendSession] = []
         gaps: list[Gap] = []
         first: dict[int, Venv] = {}
@@ -487,6 +489,8 @@ class Across:
                     gaps.append(Gap(venv.project_dir, first_sentence(str(exc))))
                     continue
             if session.id in first:
+                if method in session.kind.spans_folders:
+                    continue  # (asked once, for all of them)
                 gaps.append(
                     Gap(
                         venv.project_dir,

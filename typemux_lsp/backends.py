@@ -65,6 +65,11 @@ class BackendKind:
     #: by bench/shared_habits.py; ty per environment answers each once): the proxy answers
     #: those with each item once (across.py `answer_once`)
     repeats_per_folder: bool = False
+    #: methods one ask of a shared process answers for every folder it serves, each folder's
+    #: project resolved in its own environment (ty 1.2.0, bench/shared_habits.py: incoming
+    #: calls and subtypes; its references, rename and implementation search only the project
+    #: of the folder holding the file): answers across projects ask it once for all of them
+    spans_folders: frozenset[str] = frozenset()
 
     def resolve_executable(self, path: str) -> Path | None:
         """The backend from the proxy's own environment first, then `path` (a PATH that
@@ -240,7 +245,8 @@ KINDS: dict[str, BackendKind] = {
         # ty: per process. Shared (ty 1.2.0, bench/shared_habits.py), references, rename and
         # implementation search only the project of the folder that holds the asked file, so
         # the consumers of a library it also serves are gaps (tests/e2e/test_across.py fails);
-        # its hierarchies search every folder's project, repeating items (answered once).
+        # its hierarchies search every folder's project (asked once across projects), repeating
+        # an item per folder that sees it (answered once).
         BackendKind(
             "ty",
             "ty",
@@ -249,6 +255,7 @@ KINDS: dict[str, BackendKind] = {
             "ty",
             (Encoding.UTF8, Encoding.UTF16),
             repeats_per_folder=True,
+            spans_folders=frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"}),
         ),
         # pyrefly: per process. Shared, a folder added to a running pyrefly is checked with its
         # default interpreter until its configuration answer is applied (~1 s, asynchronously):
