@@ -271,7 +271,7 @@ class Across:
         """Answer `entry` from `target`, a shared backend that repeats an item once per folder
         that sees it (`BackendKind.repeats_per_folder`), with each item once: what the backend
         of the one environment answers. Asked on the control plane (these methods are not the
-        relay's hot path); the backend's error, if any, is the client's."""
+        relay's hot path), within the request deadline; the backend's error is the client's."""
         params = message.get("params")
         params = {
             k: v
@@ -280,9 +280,21 @@ class Across:
         }
 
         async def answered() -> None:
+            deadline = self._deadline()
+            ask = self._asker(target, entry.method, params)
             try:
                 await self._wait_ready(target)
-                answer = await self._asker(target, entry.method, params)()
+                answer = await (asyncio.wait_for(ask(), deadline) if deadline > 0 else ask())
+            except TimeoutError:
+                with self._plane.lock:
+                    self._ledger.fail(
+                        entry,
+                        jsonrpc.REQUEST_FAILED,
+                        f"typemux-lsp: the {target.kind.name} backend for {target.venv} did not "
+                        f"answer {entry.method} within {deadline:g} s (--request-timeout). "
+                        "Retry; if it keeps happening, the log has the backend's stderr.",
+                    )
+                return
             except BackendAnswered as exc:
                 code = exc.code if isinstance(exc.code, int) else jsonrpc.REQUEST_FAILED
                 with self._plane.lock:

@@ -291,6 +291,16 @@ async def hierarchies(client: MuxClient, monorepo: Monorepo) -> dict[str, Any]:
         found[f"{relative} main outgoing"] = await client.request(
             "callHierarchy/outgoingCalls", {"item": main}
         )
+        # an item that names nothing (a line past the end): the backend's own answer, null or
+        # error, as it is
+        nowhere = {"start": {"line": 999, "character": 0}, "end": {"line": 999, "character": 1}}
+        try:
+            found[f"{relative} nowhere incoming"] = await client.request(
+                "callHierarchy/incomingCalls",
+                {"item": {**report, "range": nowhere, "selectionRange": nowhere}},
+            )
+        except JsonRpcException as exc:
+            found[f"{relative} nowhere incoming"] = (exc.code, exc.message)
     return found
 
 
