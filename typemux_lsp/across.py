@@ -44,11 +44,11 @@ from .features import ClientSupport, unsupported
 from .feedback import first_sentence
 from .jsonrpc import Message
 from .ledger import Ledger, Pending, answering
-from .merge import answer_key, any_list, location_of, merge_answers, range_key
+from .merge import answer_key, answered_once, any_list, location_of, merge_answers, range_key
 from .plane import Plane
 from .pool import Pool
 from .router import BadUri, NoVenv, Router, local_path
-from .session import BackendError, BackendSession, State
+from .session import BackendAnswered, BackendError, BackendSession, State
 from .tree import get_path
 from .venv import Venv
 
@@ -267,6 +267,48 @@ class Across:
 
         entry.task = self._plane.spawn(answering(self._ledger, self._plane.lock, entry, answered()))
 
+    def answer_once(self, entry: Pending, message: Message, target: BackendSession) -> None:
+        """Answer `entry` from `target`, a shared backend that repeats an item once per folder
+        that sees it (`BackendKind.repeats_per_folder`), with each item once: what the backend
+        of the one environment answers. Asked on the control plane (these methods are not the
+        relay's hot path), within the request deadline; the backend's error is the client's."""
+        params = message.get("params")
+        params = {
+            k: v
+            for k, v in (params if isinstance(params, dict) else {}).items()
+            if k not in _CLIENT_TOKENS
+        }
+
+        async def answered() -> None:
+            deadline = self._deadline()
+            ask = self._asker(target, entry.method, params)
+            try:
+                await self._wait_ready(target)
+                answer = await (asyncio.wait_for(ask(), deadline) if deadline > 0 else ask())
+            except TimeoutError:
+                with self._plane.lock:
+                    self._ledger.fail(
+                        entry,
+                        jsonrpc.REQUEST_FAILED,
+                        f"typemux-lsp: the {target.kind.name} backend for {target.venv} did not "
+                        f"answer {entry.method} within {deadline:g} s (--request-timeout). "
+                        "Retry; if it keeps happening, the log has the backend's stderr.",
+                    )
+                return
+            except BackendAnswered as exc:
+                code = exc.code if isinstance(exc.code, int) else jsonrpc.REQUEST_FAILED
+                with self._plane.lock:
+                    self._ledger.fail(entry, code, str(exc.message))
+                return
+            except BackendError as exc:
+                with self._plane.lock:
+                    self._ledger.fail(entry, jsonrpc.REQUEST_FAILED, str(exc))
+                return
+            with self._plane.lock:
+                self._ledger.answer(entry, answered_once(entry.method, answer))
+
+        entry.task = self._plane.spawn(answering(self._ledger, self._plane.lock, entry, answered()))
+
     async def _answer(
         self,
         entry: Pending,
@@ -315,7 +357,7 @@ class Across:
             owned, venvs = self.seers(path)
             alone = not venvs or (len(venvs) == 1 and venvs[0].key == target.venv.key)
             if not alone:
-                sessions, gaps = self._sessions(venvs)
+                sessions, gaps = self._sessions(venvs, method)
                 text = self._text(uri, path)
         if alone:
             return self._hand_back(entry, message, body, forward, asked=(mine, error))
@@ -436,11 +478,13 @@ class Across:
                 return found
         return uri, position
 
-    def _sessions(self, venvs: list[Venv]) -> tuple[list[BackendSession], list[Gap]]:
+    def _sessions(self, venvs: list[Venv], method: str) -> tuple[list[BackendSession], list[Gap]]:
         """The sessions of `venvs`, started where a slot is free (never evicting one). A shared
         session serving several of them is asked once, and only for the first: a backend
         answers a file from the one workspace folder that holds it, so the other projects'
-        view of the file cannot be asked of it — they are gaps, never silently left out."""
+        view of the file cannot be asked of it — they are gaps, never silently left out —
+        unless its kind answers `method` for every folder it serves in one ask
+        (`BackendKind.spans_folders`)."""
         sessions: list[BackendSession] = []
         gaps: list[Gap] = []
         first: dict[int, Venv] = {}
@@ -457,6 +501,8 @@ class Across:
                     gaps.append(Gap(venv.project_dir, first_sentence(str(exc))))
                     continue
             if session.id in first:
+                if method in session.kind.spans_folders:
+                    continue  # (asked once, for all of them)
                 gaps.append(
                     Gap(
                         venv.project_dir,

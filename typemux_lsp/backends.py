@@ -60,6 +60,16 @@ class BackendKind:
     #: whether its environments share one process by default (`backend-sharing = "auto"`):
     #: where it was measured to save memory without losing any test (bench/scale.py)
     shares_by_default: bool = False
+    #: shared, it answers a hierarchy request (`merge.REPEATED_PER_FOLDER`) with an item once
+    #: per workspace folder whose project sees it, spelled alike or not (measured on ty 1.2.0
+    #: by bench/shared_habits.py; ty per environment answers each once): the proxy answers
+    #: those with each item once (across.py `answer_once`)
+    repeats_per_folder: bool = False
+    #: methods one ask of a shared process answers for every folder it serves, each folder's
+    #: project resolved in its own environment (ty 1.2.0, bench/shared_habits.py: incoming
+    #: calls and subtypes; its references, rename and implementation search only the project
+    #: of the folder holding the file): answers across projects ask it once for all of them
+    spans_folders: frozenset[str] = frozenset()
 
     def resolve_executable(self, path: str) -> Path | None:
         """The backend from the proxy's own environment first, then `path` (a PATH that
@@ -232,9 +242,21 @@ KINDS: dict[str, BackendKind] = {
         ),
         # No kind shares by default yet: pyright and basedpyright pass every suite shared but
         # tests/e2e/test_across.py (cross-project answers ask one backend per environment).
-        # ty: per process. Shared, its callHierarchy/incomingCalls answers once per folder
-        # (the other folders' projects list the caller too), so test_call_hierarchy fails.
-        BackendKind("ty", "ty", ("server",), "ty", "ty", (Encoding.UTF8, Encoding.UTF16)),
+        # ty: per process. Shared (ty 1.2.0, bench/shared_habits.py), references, rename and
+        # implementation search only the project of the folder that holds the asked file, so
+        # the consumers of a library it also serves are gaps (tests/e2e/test_across.py fails);
+        # its hierarchies search every folder's project (asked once across projects), repeating
+        # an item per folder that sees it (answered once).
+        BackendKind(
+            "ty",
+            "ty",
+            ("server",),
+            "ty",
+            "ty",
+            (Encoding.UTF8, Encoding.UTF16),
+            repeats_per_folder=True,
+            spans_folders=frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"}),
+        ),
         # pyrefly: per process. Shared, a folder added to a running pyrefly is checked with its
         # default interpreter until its configuration answer is applied (~1 s, asynchronously):
         # a hover there can answer from the wrong environment (test_environments: pdm).

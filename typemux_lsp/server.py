@@ -58,6 +58,7 @@ from .feedback import Feedback
 from .freshness import classify, decide, disk_text_wins, plan_watch, read_environment
 from .jsonrpc import Message
 from .ledger import Ledger, Pending
+from .merge import REPEATED_PER_FOLDER
 from .plane import Plane
 from .platform import termination_signals
 from .pool import Pool, Restarted
@@ -584,6 +585,13 @@ class TypemuxServer:
             return
         if across and method in ACROSS_METHODS and target.crosses:
             self.across.request(entry, message, body, target, self._to_document)
+            return
+        if (
+            method in REPEATED_PER_FOLDER
+            and target.kind.repeats_per_folder
+            and len(target.venvs) > 1
+        ):
+            self.across.answer_once(entry, message, target)
             return
         target.forward(entry, message, body)
 

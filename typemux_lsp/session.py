@@ -99,6 +99,16 @@ class BackendError(Exception):
     """A backend could not start or died; the message says what to do about it."""
 
 
+class BackendAnswered(BackendError):
+    """A backend answered a request of the proxy's own with an error: its code and message,
+    to give a client asking through the proxy as the backend gave them."""
+
+    def __init__(self, code: Any, message: Any) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 @dataclass(slots=True)
 class Timeouts:
     start: float = 30.0
@@ -847,7 +857,7 @@ class BackendSession:
         if not fut.done():
             if "error" in message:
                 err = message["error"] if isinstance(message["error"], dict) else {}
-                fut.set_exception(BackendError(f"{err.get('code')}: {err.get('message')}"))
+                fut.set_exception(BackendAnswered(err.get("code"), err.get("message")))
             else:
                 fut.set_result(message.get("result"))
         return True

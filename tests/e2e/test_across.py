@@ -358,6 +358,36 @@ async def test_projects_sharing_a_process_are_named_not_silently_left_out(
     assert "backend-sharing" in err.value.message and "No edit was made" in err.value.message
 
 
+@pytest.mark.parametrize("start", ["definition", "call"])
+async def test_one_ask_of_a_shared_ty_covers_every_project_it_serves(
+    layout: Layout, start_proxy: StartProxy, start: str
+) -> None:
+    """ty 1.2.0 shared answers incoming calls and subtypes from every folder's project, each
+    resolved in its own environment (bench/shared_habits.py): asked once for all the projects
+    it serves, every consumer's callers and subclasses found, none twice, no gap named."""
+    client = await start_proxy("ty", layout.root, args=("--backend-sharing", "ty"))
+    at = where(client, layout, start)
+    items = await client.request("textDocument/prepareCallHierarchy", at)
+    calls = await client.request("callHierarchy/incomingCalls", {"item": items[0]})
+    callers = [(_short(c["from"]["uri"]), c["from"]["name"]) for c in calls]
+    assert set(callers) >= {
+        ("services/a/app.py", "main"),
+        ("services/b/app.py", "main"),
+        ("services/alias/app.py", "main"),
+    }, callers
+    assert len(callers) == len(set(callers)), "a caller twice"
+    uri = client.open(layout.core)
+    (greeter,) = await client.request(
+        "textDocument/prepareTypeHierarchy",
+        {"textDocument": {"uri": uri}, "position": client.position(uri, "class Greeter", offset=6)},
+    )
+    subtypes = await client.request("typeHierarchy/subtypes", {"item": greeter})
+    assert [(_short(s["uri"]), s["name"]) for s in subtypes] == [("services/b/loud.py", "Loud")]
+    status = await status_of(client)
+    assert [len(b["projects"]) for b in status["backends"]] == [4], status["backends"]
+    assert status["answersAcross"]["gaps"] == []
+
+
 async def wait_for_file(path: Path, pending: Any, timeout: float = 30) -> None:
     """Until a file the fake backend writes exists (it has no other way to tell)."""
     loop = asyncio.get_running_loop()

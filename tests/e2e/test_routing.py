@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from clients import MuxClient, definition_targets, hover_text, shares, uri_path
+from clients import MuxClient, definition_targets, hover_text, uri_path
 from pygls.exceptions import JsonRpcException
 
 if TYPE_CHECKING:
@@ -158,18 +158,9 @@ async def test_workspace_symbol_spans_projects(shared_proxy: MuxClient, monorepo
 
 
 @pytest.mark.parametrize("relative", [ALPHA, BETA])
-async def test_call_hierarchy(
-    shared_proxy: MuxClient, monorepo: Monorepo, relative: str, request: pytest.FixtureRequest
-) -> None:
-    """incoming/outgoingCalls carry only ``item``: they must reach the item's backend."""
-    if shared_proxy.backend == "ty" and shares("ty"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=False,  # it depends on what the other folder's project has checked
-                reason="ty shared: another folder's project may list the caller too (why ty "
-                "is not shared by default)",
-            )
-        )
+async def test_call_hierarchy(shared_proxy: MuxClient, monorepo: Monorepo, relative: str) -> None:
+    """incoming/outgoingCalls carry only ``item``: they must reach the item's backend (a
+    shared ty lists the caller once per folder that sees it: answered once, test_sharing)."""
     uri = await settled(shared_proxy, monorepo, relative)
     path = monorepo.path(relative)
 

@@ -273,3 +273,48 @@ async def test_a_recreated_environment_under_a_shared_backend_is_seen(
         str(monorepo.path("alpha")),
         str(monorepo.path("beta")),
     }
+
+
+async def hierarchies(client: MuxClient, monorepo: Monorepo) -> dict[str, Any]:
+    """Every call-hierarchy answer about alpha's and beta's `report` and `main`."""
+    found: dict[str, Any] = {}
+    for relative in (ALPHA, BETA):
+        uri = client.open(monorepo.path(relative))
+        await client.wait_for_diagnostics(uri)
+    for relative in (ALPHA, BETA):
+        uri = monorepo.path(relative).as_uri()
+        (report,) = await client.prepare_call_hierarchy(uri, "def report", offset=4)
+        (main,) = await client.prepare_call_hierarchy(uri, "def main", offset=4)
+        found[f"{relative} report incoming"] = await client.request(
+            "callHierarchy/incomingCalls", {"item": report}
+        )
+        found[f"{relative} main outgoing"] = await client.request(
+            "callHierarchy/outgoingCalls", {"item": main}
+        )
+        # an item that names nothing (a line past the end): the backend's own answer, null or
+        # error, as it is
+        nowhere = {"start": {"line": 999, "character": 0}, "end": {"line": 999, "character": 1}}
+        try:
+            found[f"{relative} nowhere incoming"] = await client.request(
+                "callHierarchy/incomingCalls",
+                {"item": {**report, "range": nowhere, "selectionRange": nowhere}},
+            )
+        except JsonRpcException as exc:
+            found[f"{relative} nowhere incoming"] = (exc.code, exc.message)
+    return found
+
+
+async def test_a_shared_backend_answers_call_hierarchies_as_one_per_environment(
+    backend: str, monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """alpha and beta both have an `app.py` calling `report` from `main`. ty 1.2.0 shared
+    answers such a question once per folder that sees the file (bench/shared_habits.py):
+    `main` twice, once without its module's name. The client gets exactly what the backend
+    of the one environment answers."""
+    shared = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    alone = await start_proxy(backend, monorepo.root, env=sharing_env("none"))
+    answers = await hierarchies(shared, monorepo)
+    assert (await status(shared))["backendProcesses"] == 1
+    # (pyrefly 1.5.1 lists a function once per call site, process of its own or not: its
+    # answer, as it is)
+    assert answers == await hierarchies(alone, monorepo)

@@ -11,7 +11,7 @@ import pytest
 from typemux_lsp.across import CannotAnswer, _no_overlaps
 from typemux_lsp.environments import Environment
 from typemux_lsp.environments.model import import_roots
-from typemux_lsp.merge import merge_answers
+from typemux_lsp.merge import answered_once, merge_answers
 
 
 def venv(project: Path) -> tuple[Environment, Path]:
@@ -119,3 +119,28 @@ def test_overlapping_different_edits_are_an_error_identical_ones_one_edit() -> N
     other = {"range": loc("", 1, 6, 12)["range"], "newText": "x"}
     with pytest.raises(CannotAnswer, match="disagree"):
         _no_overlaps("file:///a.py", [edit, other])
+
+
+def test_a_shared_backends_repeated_calls_are_one_the_richer_kept_in_order() -> None:
+    """ty 1.2.0 shared lists `main` once per folder that sees its file, without its module's
+    name (`detail`) from the folders whose project the file is not in."""
+    main = {
+        "name": "main",
+        "kind": 12,
+        "uri": "file:///beta/app.py",
+        **{k: loc("", 10, 4, 8)["range"] for k in ("range", "selectionRange")},
+    }
+    other = {**main, "name": "other", "uri": "file:///beta/other.py"}
+    at = [loc("", 11, 10, 16)["range"]]
+    answer = [
+        {"from": other, "fromRanges": at},
+        {"from": main, "fromRanges": at},
+        {"from": {**main, "detail": "app"}, "fromRanges": [*at, loc("", 12, 1, 5)["range"]]},
+    ]
+    assert answered_once("callHierarchy/incomingCalls", answer) == [
+        {"from": other, "fromRanges": at},
+        {"from": {**main, "detail": "app"}, "fromRanges": [*at, loc("", 12, 1, 5)["range"]]},
+    ]
+    greeter = {**main, "name": "Greeter", "kind": 5, "detail": "core"}
+    assert answered_once("typeHierarchy/supertypes", [greeter, dict(greeter)]) == [greeter]
+    assert answered_once("callHierarchy/outgoingCalls", None) is None
