@@ -638,6 +638,11 @@ class Across:
                         raise BackendError(first_sentence(refusal))
                     if not session.alive:
                         raise BackendError("its backend stopped")
+                    joining = bool(session.joining)
+                if joining:  # (a shared backend's folder joining: not yet its own environment)
+                    await session.wait_joined()
+                    continue
+                with self._plane.lock:
                     fut = session.request(method, params)
                 try:
                     return await fut

@@ -184,6 +184,7 @@ class FanOut:
             await asyncio.shield(session.ready)
         else:
             await asyncio.shield(session.started)
+        await session.wait_joined()
         while True:
             with self._plane.lock:
                 if not session.alive:

@@ -51,7 +51,7 @@ def status(
                 "uptime": round(now - session.started_at, 3),
                 "memory": memory.get(session.pid) if session.pid is not None else None,
                 "openDocuments": sorted(session.open_docs),
-                "requestsInFlight": len(session.inflight) + len(session.queue),
+                "requestsInFlight": len(session.inflight) + len(session.queued()),
                 "crashes": pool.crash_count(session.venv),
                 # one process serving several environments, a workspace folder each
                 "shared": session.shared,
