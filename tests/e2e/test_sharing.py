@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import procs
@@ -95,6 +96,71 @@ async def test_one_process_serves_both_projects_each_from_its_own_venv(
     # No environment variable names an interpreter for a process serving several.
     environ = process_environment(entry["pid"])
     assert "VIRTUAL_ENV" not in environ and "CONDA_PREFIX" not in environ
+
+
+def environment_elsewhere(monorepo: Monorepo, project: str) -> Path:
+    """Move `project`'s venv out of the repository, to where pdm keeps one (named by
+    `.pdm-python`): no backend finds it by itself, only through the proxy's answer."""
+    env = monorepo.root.parent / "pdm-envs" / project
+    env.parent.mkdir(exist_ok=True)
+    monorepo.venv(project).rename(env)
+    monorepo.path(f"{project}/.pdm-python").write_text(f"{env}/bin/python\n")
+    return env
+
+
+async def assert_beta_from(client: MuxClient, uri: str, env: Path) -> None:
+    hover = hover_text(await client.hover(uri, "Circle"))
+    assert "class" in hover and CIRCLE_V2_DOC in hover, hover
+    targets = definition_targets(await client.definition(uri, "Circle"))
+    assert targets and all(uri_path(t).resolve().is_relative_to(env) for t, _ in targets)
+
+
+@pytest.mark.parametrize("when", ["joining", "first"])
+async def test_a_project_is_answered_from_its_own_environment_from_its_first_request(
+    backend: str, when: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """beta's environment is one only the proxy's answer names. pyrefly checks a folder (one
+    added to it running, or one of the handshake) with its default interpreter until that
+    answer is applied in a recheck of its own: until then beta's requests wait, and what it
+    publishes for beta is not relayed (it would say `shapes` cannot be found)."""
+    monorepo = fresh_monorepo
+    env = environment_elsewhere(monorepo, "beta")
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    if when == "joining":
+        alpha = client.open(monorepo.path(ALPHA))
+        await client.wait_for_diagnostics(alpha)
+        await assert_alpha_right(client, monorepo, alpha)
+    beta = client.open(monorepo.path(BETA))
+    await assert_beta_from(client, beta, env)  # asked at once
+    assert await client.wait_for_diagnostics(beta) == []
+    if when == "first":
+        alpha = client.open(monorepo.path(ALPHA))
+        await assert_alpha_right(client, monorepo, alpha)
+    assert [d for _, uri, d in client.published if uri == beta and d] == []
+    (entry,) = (await status(client))["backends"]
+    assert len(entry["projects"]) == 2
+
+
+async def test_a_project_under_a_repository_wide_config_is_answered_from_its_own_environment(
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """pyrefly configured once, at the top (beta's pyproject.toml has no [tool.pyrefly]):
+    pyrefly checks a file with the interpreter of the folder that holds its config, and no
+    project's folder holds the top one. Shared, beta would be answered from the folderless
+    default (alpha's environment); so pyrefly serves beta from a process of its own."""
+    monorepo = fresh_monorepo
+    (monorepo.root / "pyrefly.toml").write_text("")
+    pyproject = monorepo.path("beta/pyproject.toml")
+    pyproject.write_text(pyproject.read_text().replace("[tool.pyrefly]", ""))
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    alpha = client.open(monorepo.path(ALPHA))
+    await client.wait_for_diagnostics(alpha)
+    beta = client.open(monorepo.path(BETA))
+    await assert_beta_right(client, monorepo, beta)
+    await assert_alpha_right(client, monorepo, alpha)
+    groups = projects_by_pid(await status(client)).values()
+    if backend == "pyrefly":
+        assert sorted(map(len, groups)) == [1, 1]
 
 
 async def test_nested_projects_get_separate_processes(
