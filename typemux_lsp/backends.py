@@ -80,7 +80,8 @@ class BackendKind:
     #: methods one ask of a shared process answers for every folder it serves, each folder's
     #: project resolved in its own environment (ty 1.2.0, bench/shared_habits.py: incoming
     #: calls and subtypes; its references, rename and implementation search only the project
-    #: of the folder holding the file): answers across projects ask it once for all of them
+    #: of the folder holding the file; pyrefly 1.5.1, bench/shared_across.py: all five, once
+    #: the folders' importing files are open): answers across projects ask it once for all
     spans_folders: frozenset[str] = frozenset()
 
     def can_share(self, project_dir: Path) -> bool:
@@ -335,6 +336,15 @@ KINDS: dict[str, BackendKind] = {
             populates_on_references=True,
             applies_configuration_in_recheck=True,
             folder_by_config=True,
+            spans_folders=frozenset(
+                {
+                    "textDocument/references",
+                    "textDocument/rename",
+                    "textDocument/implementation",
+                    "callHierarchy/incomingCalls",
+                    "typeHierarchy/subtypes",
+                }
+            ),
         ),
     )
 }
