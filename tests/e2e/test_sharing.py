@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import procs
 import pytest
-from clients import definition_targets, hover_text, proxy_env, uri_path
+from clients import VSCODE, definition_targets, hover_text, proxy_env, uri_path
+from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from typemux_lsp.example import build_venvs
@@ -139,6 +140,64 @@ async def test_a_project_is_answered_from_its_own_environment_from_its_first_req
     assert [d for _, uri, d in client.published if uri == beta and d] == []
     (entry,) = (await status(client))["backends"]
     assert len(entry["projects"]) == 2
+
+
+async def test_an_interpreter_not_in_effect_in_time_is_an_error_not_a_wrong_answer(
+    fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """A client slow to answer `workspace/configuration` (the proxy waits up to 1 s for its
+    settings) and a start timeout of 0.5 s: beta's hover, held until pyrefly has beta's
+    interpreter in effect, is answered with an error saying so; asked again later, it is
+    answered from beta's own environment. alpha is answered meanwhile."""
+    monorepo = fresh_monorepo
+    env = environment_elsewhere(monorepo, "beta")
+    client = await start_proxy(
+        "pyrefly",
+        monorepo.root,
+        VSCODE,
+        args=("--start-timeout", "0.5"),
+        env=sharing_env("pyrefly"),
+        initialize=False,
+    )
+
+    async def slow(params: types.ConfigurationParams) -> list[None]:
+        await asyncio.sleep(2.0)
+        return [None] * len(params.items)
+
+    client.protocol.fm.features[types.WORKSPACE_CONFIGURATION] = slow
+    await client.start_session(monorepo.root)
+    alpha = client.open(monorepo.path(ALPHA))
+    await client.wait_for_diagnostics(alpha)
+    beta = client.open(monorepo.path(BETA))
+    with pytest.raises(JsonRpcException) as err:
+        await client.hover(beta, "Circle")
+    message = err.value.message
+    assert str(env) in message and "0.5 s" in message and "backend-sharing" in message, message
+    await assert_alpha_right(client, monorepo, alpha)
+    await client.wait_for_diagnostics(beta)  # (published once its interpreter is in effect)
+    await assert_beta_from(client, beta, env)
+
+
+async def test_configuration_answered_again_never_answers_from_another_environment(
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """The client's settings change: every backend asks each folder's configuration again,
+    and pyrefly rechecks every folder with the answer (the same interpreters). Asked at once
+    and throughout, beta is answered from its own environment."""
+    monorepo = fresh_monorepo
+    env = environment_elsewhere(monorepo, "beta")
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    alpha = client.open(monorepo.path(ALPHA))
+    beta = client.open(monorepo.path(BETA))
+    await assert_beta_from(client, beta, env)
+    await assert_alpha_right(client, monorepo, alpha)
+    mark = client.seq
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"python": {}})
+    )
+    for _ in range(10):
+        await assert_beta_from(client, beta, env)
+    assert [d for seq, uri, d in client.published if uri == beta and seq > mark and d] == []
 
 
 async def test_a_project_under_a_repository_wide_config_is_answered_from_its_own_environment(
