@@ -306,7 +306,7 @@ KINDS: dict[str, BackendKind] = {
             "python",
             (Encoding.UTF16,),
         ),
-        # No kind shares by default yet: pyright and basedpyright pass every suite shared but
+        # pyright and basedpyright: per process. They pass every suite shared but
         # tests/e2e/test_across.py (cross-project answers ask one backend per environment).
         # ty: per process. Shared (ty 1.2.0, bench/shared_habits.py), references, rename and
         # implementation search only the project of the folder that holds the asked file, so
@@ -323,9 +323,11 @@ KINDS: dict[str, BackendKind] = {
             repeats_per_folder=True,
             spans_folders=frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"}),
         ),
-        # pyrefly: per process. Shared, a folder added to a running pyrefly is checked with its
-        # default interpreter until its configuration answer is applied (~1 s, asynchronously):
-        # a hover there can answer from the wrong environment (test_environments: pdm).
+        # pyrefly: shared by default (45 MiB for 20 projects against 807 per process: README).
+        # It checks a folder with its default interpreter until the folder's configuration
+        # answer is applied in a recheck: its requests wait for that (session.py); it picks a
+        # file's folder by its config's directory: a project under another's config gets a
+        # process of its own; and one question covers every folder's view (across.py).
         BackendKind(
             "pyrefly",
             "pyrefly",
@@ -345,6 +347,7 @@ KINDS: dict[str, BackendKind] = {
                     "typeHierarchy/subtypes",
                 }
             ),
+            shares_by_default=True,
         ),
     )
 }
