@@ -4,9 +4,9 @@ tests/layouts.py's monorepo: `libs/core` (its own venv) installed editable into 
 `services/a`, `services/b` (which subclasses `Greeter`) and `services/alias` (imports `greet`
 under another name). One backend started straight, shared as typemux-lsp runs it (a folder per
 project, each folder's `workspace/configuration` answered with its own interpreter, every
-project's file open, or core's only), then asked from core's file: references (with the declaration),
-rename, incoming calls and implementations. Printed: which projects' files each answer
-names. Per process, the proxy asks one backend per project and merges (across.py).
+project's file open, or core's only), then asked from core's file: references (with the
+declaration), rename, incoming calls and implementations. Printed: which projects' files each
+answer names. Per process, the proxy asks one backend per project and merges (across.py).
 
     .venv/bin/python bench/shared_across.py [--backend pyrefly]
 """

@@ -52,9 +52,7 @@ async def test_ids_and_tokens_unique_across_backends(
     state = await client.request(
         "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
     )
-    process = {
-        Path(p["project"]).name: b["pid"] for b in state["backends"] for p in b["projects"]
-    }
+    process = {Path(p["project"]).name: b["pid"] for b in state["backends"] for p in b["projects"]}
     owners: dict[str, set[int]] = {}
     for event in client.events:
         if event.kind in ("register", "progress/create"):
