@@ -232,9 +232,6 @@ class BackendSession:
         #: rechecks the backend began after an answer (`$/progress` token, as JSON) -> the
         #: joining folders in effect once it ends
         self._rechecks: dict[str, frozenset[Path]] = {}
-        #: the interpreter each folder (project directory) was last answered (a change joins
-        #: it again)
-        self._answered_python: dict[Path, Path] = {}
         #: resolved while no folder is joining
         self.settled: asyncio.Future[None] = plane.loop.create_future()
         self.settled.set_result(None)
@@ -386,7 +383,6 @@ class BackendSession:
         self._identities.pop(venv.key, None)
         self._checked_at.pop(venv.key, None)
         self.used.pop(venv.key, None)
-        self._answered_python.pop(venv.project_dir, None)
         if venv.key in self.joining:  # (its own held requests were failed by folder_removed)
             self._settle([venv.key], "it left")
         if venv.key == self.venv.key:  # the first one leaves: another names the process
@@ -455,18 +451,12 @@ class BackendSession:
 
     def configuration_answered(self, scoped: Iterable[Venv]) -> None:
         """The backend was answered the interpreters of the folders of `scoped` (one per
-        item with a scopeUri). A joining folder's, or one whose interpreter changed, is in
-        effect once a recheck the backend begins from now has ended."""
-        if not (self.shared and self.kind.applies_configuration_in_recheck):
-            return
+        item with a scopeUri): a joining folder's is in effect once a recheck the backend
+        begins from now has ended. (A folder's interpreter never changes in a session: a
+        recreated environment restarts it, another environment for the same project is
+        another process, `nested_with`; answered again, the same interpreter answers right
+        throughout the recheck: tests/e2e/test_sharing.py.)"""
         for venv in scoped:
-            if venv.key not in self.venvs:
-                continue
-            before = self._answered_python.get(venv.project_dir)
-            self._answered_python[venv.project_dir] = venv.python
-            if before is not None and before != venv.python and venv.key not in self.joining:
-                self.log.info("%s: its interpreter changed to %s", venv, venv.python)
-                self._join(venv)
             if venv.key in self.joining:
                 self._answered.add(venv.key)
 

@@ -67,6 +67,8 @@ def status(
                             if session.venv_for_scope(_path(uri)).key == venv.key
                         ),
                         "idle": round(now - session.used.get(venv.key, session.last_used), 3),
+                        # its interpreter not in effect in the backend yet: its requests wait
+                        "joining": venv.key in session.joining,
                     }
                     for venv in session.venvs.values()
                 ],

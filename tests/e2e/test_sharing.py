@@ -201,9 +201,19 @@ async def test_an_interpreter_not_in_effect_in_time_is_an_error_not_a_wrong_answ
         await client.hover(beta, "Circle")
     message = err.value.message
     assert str(env) in message and "0.5 s" in message and "backend-sharing" in message, message
+
+    def joining() -> dict[str, bool]:
+        return {
+            Path(p["project"]).name: p["joining"] for b in state["backends"] for p in b["projects"]
+        }
+
+    state = await status(client)
+    assert joining() == {"alpha": False, "beta": True}  # (the proxy answers pyrefly at 1 s)
     await assert_alpha_right(client, monorepo, alpha)
     await client.wait_for_diagnostics(beta)  # (published once its interpreter is in effect)
     await assert_beta_from(client, beta, env)
+    state = await status(client)
+    assert joining() == {"alpha": False, "beta": False}
 
 
 async def test_configuration_answered_again_never_answers_from_another_environment(
