@@ -31,7 +31,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -357,11 +357,11 @@ class Across:
             owned, venvs = self.seers(path)
             alone = not venvs or (len(venvs) == 1 and venvs[0].key == target.venv.key)
             if not alone:
-                sessions, gaps = self._sessions(venvs, method)
+                sessions, gaps, covered = self._sessions(venvs, method)
                 text = self._text(uri, path)
         if alone:
             return self._hand_back(entry, message, body, forward, asked=(mine, error))
-        owner = sessions[0] if owned and sessions and sessions[0].venv.key == venvs[0].key else None
+        owner = sessions[0] if owned and sessions and sessions[0].serves(venvs[0]) else None
         if method in _PREPARES:
             return await self._prepare(entry, params, target, owner, where, text, (mine, error))
         if text is None:
@@ -383,7 +383,7 @@ class Across:
             else:
                 sub = {k: v for k, v in params.items() if k not in _CLIENT_TOKENS}
                 ask = self._asker(session, method, {**sub, **_at(uri, position)})
-            work[session] = self._in(session, uri, text, ask)
+            work[session] = self._in(session, uri, text, ask, covered.get(session, ()))
         token = params.get("partialResultToken") if method in _STREAMED else None
         streamed: set[str] = set()
 
@@ -478,15 +478,18 @@ class Across:
                 return found
         return uri, position
 
-    def _sessions(self, venvs: list[Venv], method: str) -> tuple[list[BackendSession], list[Gap]]:
+    def _sessions(
+        self, venvs: list[Venv], method: str
+    ) -> tuple[list[BackendSession], list[Gap], dict[BackendSession, list[Venv]]]:
         """The sessions of `venvs`, started where a slot is free (never evicting one). A shared
         session serving several of them is asked once, and only for the first: a backend
         answers a file from the one workspace folder that holds it, so the other projects'
         view of the file cannot be asked of it — they are gaps, never silently left out —
         unless its kind answers `method` for every folder it serves in one ask
-        (`BackendKind.spans_folders`)."""
+        (`BackendKind.spans_folders`): those projects are returned, per session, as covered."""
         sessions: list[BackendSession] = []
         gaps: list[Gap] = []
+        covered: dict[BackendSession, list[Venv]] = {}
         first: dict[int, Venv] = {}
         for venv in venvs:
             session = self._pool.get(venv)
@@ -502,6 +505,7 @@ class Across:
                     continue
             if session.id in first:
                 if method in session.kind.spans_folders:
+                    covered.setdefault(session, []).append(venv)
                     continue  # (asked once, for all of them)
                 gaps.append(
                     Gap(
@@ -515,7 +519,7 @@ class Across:
                 continue
             first[session.id] = venv
             sessions.append(session)
-        return sessions, gaps
+        return sessions, gaps, covered
 
     def _text(self, uri: str, path: Path) -> str | None:
         doc = self._store.get(uri)
@@ -538,21 +542,21 @@ class Across:
         uri: str,
         text: str,
         ask: Callable[[], Coroutine[Any, Any, Any]],
+        covered: Iterable[Venv] = (),
     ) -> Any:
         """`ask` of `session` once it runs, with the definition's file open in it: the
         client's document where it belongs to this session, else opened for the question
-        with the client's (or the disk's) text and closed after."""
+        with the client's (or the disk's) text and closed after. The projects a shared
+        session answers for too (`covered`) get their importing files opened, whatever its
+        age: nothing else makes it read them."""
         await asyncio.shield(session.started)
         importers: list[Path] = []
-        module = self._module(session, uri)  # (its top package: `from core import x`)
         young = time.monotonic() - session.started_at < IMPORTERS_WHILE_YOUNGER
-        if module is not None and young and session.kind.name in _OPENS_IMPORTERS:
-            importers = await asyncio.get_running_loop().run_in_executor(
-                None,
-                functools.partial(
-                    projects.importers, session.venv.project_dir, module, limit=MAX_IMPORTERS
-                ),
-            )
+        if session.kind.name in _OPENS_IMPORTERS:
+            for venv in [session.venv] if young else []:
+                importers += await self._importers(venv, uri)
+            for venv in covered:
+                importers += await self._importers(venv, uri)
         borrowed: list[str] = []
         with self._plane.lock:
             if not session.alive:
@@ -609,11 +613,21 @@ class Across:
         if session.alive and uri in session.proxy_docs:
             session.close_document(uri)
 
-    def _module(self, session: BackendSession, uri: str) -> str | None:
-        """The top package `session`'s environment imports the file `uri` from, when it is
-        another project's (under one of its extra import roots)."""
+    async def _importers(self, venv: Venv, uri: str) -> list[Path]:
+        """Files of `venv`'s project that import the file `uri` (another project's)."""
+        module = self._module(venv, uri)  # (its top package: `from core import x`)
+        if module is None:
+            return []
+        return await asyncio.get_running_loop().run_in_executor(
+            None,
+            functools.partial(projects.importers, venv.project_dir, module, limit=MAX_IMPORTERS),
+        )
+
+    def _module(self, venv: Venv, uri: str) -> str | None:
+        """The top package `venv` imports the file `uri` from, when it is another project's
+        (under one of its extra import roots)."""
         path = local_path(uri)
-        known = self._index.get(session.venv.key)
+        known = self._index.get(venv.key)
         if path is None or known is None:
             return None
         real = canonical(path)
@@ -638,6 +652,11 @@ class Across:
                         raise BackendError(first_sentence(refusal))
                     if not session.alive:
                         raise BackendError("its backend stopped")
+                    joining = bool(session.joining)
+                if joining:  # (a shared backend's folder joining: not yet its own environment)
+                    await session.wait_joined()
+                    continue
+                with self._plane.lock:
                     fut = session.request(method, params)
                 try:
                     return await fut
@@ -852,8 +871,12 @@ class Across:
         for a rename, the cursor's identifier is the range to rename when the owner agrees.
         Without another owner, the document's backend's own answer (or error) stands."""
         theirs: Any = None
-        if owner is not None and owner is not target and text is not None:
-            uri, position = where
+        uri, position = where
+        moved = (uri, position) != (
+            get_path(params, "textDocument", "uri"),
+            params.get("position"),
+        )  # (a shared backend serving the owner too is asked again, at the definition)
+        if owner is not None and (owner is not target or moved) and text is not None:
             theirs = await self._in(
                 owner, uri, text, self._asker(owner, entry.method, _at(uri, position))
             )

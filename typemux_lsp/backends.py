@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -57,6 +58,17 @@ class BackendKind:
     #: request from before (measured on pyrefly 1.5.1: 0 of 840 references, then all): the
     #: warm-up asks once itself (session.py)
     populates_on_references: bool = False
+    #: it checks a workspace folder with its default interpreter until that folder's
+    #: `workspace/configuration` answer is applied, which happens on a recheck of its own:
+    #: the `$/progress` it begins after the answer ends once the answer is in effect (measured
+    #: on pyrefly 1.5.1: bench/join_race.py). A shared session holds a joining folder's
+    #: requests and diagnostics until then (session.py)
+    applies_configuration_in_recheck: bool = False
+    #: it checks a file with the interpreter of the workspace folder that holds the directory
+    #: of the file's configuration (pyrefly: the config file `pyrefly_config_dir` finds), not
+    #: the file's own: a project whose config is above its folder would be checked with the
+    #: folderless default's interpreter in a shared process, so it gets its own (`can_share`)
+    folder_by_config: bool = False
     #: whether its environments share one process by default (`backend-sharing = "auto"`):
     #: where it was measured to save memory without losing any test (bench/scale.py)
     shares_by_default: bool = False
@@ -68,8 +80,18 @@ class BackendKind:
     #: methods one ask of a shared process answers for every folder it serves, each folder's
     #: project resolved in its own environment (ty 1.2.0, bench/shared_habits.py: incoming
     #: calls and subtypes; its references, rename and implementation search only the project
-    #: of the folder holding the file): answers across projects ask it once for all of them
+    #: of the folder holding the file; pyrefly 1.5.1, bench/shared_across.py: all five, once
+    #: the folders' importing files are open): answers across projects ask it once for all
     spans_folders: frozenset[str] = frozenset()
+
+    def can_share(self, project_dir: Path) -> bool:
+        """Whether a shared process would check `project_dir`'s files with its folder's
+        interpreter: for a kind whose folder is chosen by the nearest config file, the
+        project has one of its own, or none is above it."""
+        if not self.folder_by_config:
+            return True
+        found = pyrefly_config_dir(project_dir)
+        return found is None or found == project_dir
 
     def resolve_executable(self, path: str) -> Path | None:
         """The backend from the proxy's own environment first, then `path` (a PATH that
@@ -205,6 +227,50 @@ def safe_path(path: str, *projects: Path) -> str:
     return path_outside(path, *(git_toplevel(p) or canonical(p) for p in projects))
 
 
+def pyrefly_config_dir(start: Path) -> Path | None:
+    """The directory of the configuration pyrefly takes for a file in `start`: the nearest
+    real pyrefly config (`pyrefly.toml`, `.pyrefly.toml`, a `pyproject.toml` with
+    `[tool.pyrefly]` or that cannot be read), else the nearest `pyproject.toml` with
+    `[tool.ruff]`, `[tool.mypy]` or `[tool.pyright]`, else the nearest marker
+    (`pyproject.toml`, `mypy.ini`, `pyrightconfig.json`); each searched upward to the root
+    before the next (pyrefly 1.5.1, `pyrefly_config::finder`). None: none at all."""
+    directories = (start, *start.parents)
+    tools: dict[Path, dict[str, Any] | None] = {}
+
+    def tool(directory: Path) -> dict[str, Any] | None:
+        """`[tool]` of the directory's pyproject.toml ({} without; None: unreadable)."""
+        if directory not in tools:
+            try:
+                with open(directory / "pyproject.toml", "rb") as f:
+                    table = tomllib.load(f).get("tool", {})
+                tools[directory] = table if isinstance(table, dict) else {}
+            except OSError:
+                tools[directory] = {}
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+                tools[directory] = None
+        return tools[directory]
+
+    def has(directory: Path, name: str) -> bool:
+        return (directory / name).is_file()
+
+    for directory in directories:
+        if has(directory, "pyrefly.toml") or has(directory, ".pyrefly.toml"):
+            return directory
+        if has(directory, "pyproject.toml"):
+            table = tool(directory)
+            if table is None or "pyrefly" in table:
+                return directory
+    for directory in directories:
+        if has(directory, "pyproject.toml") and {"ruff", "mypy", "pyright"} & set(
+            tool(directory) or ()
+        ):
+            return directory
+    for directory in directories:
+        if any(has(directory, n) for n in ("pyproject.toml", "mypy.ini", "pyrightconfig.json")):
+            return directory
+    return None
+
+
 def _env_shebang(executable: Path) -> str | None:
     """X of a `#!/usr/bin/env X` first line, if `executable` is such a script."""
     try:
@@ -240,7 +306,7 @@ KINDS: dict[str, BackendKind] = {
             "python",
             (Encoding.UTF16,),
         ),
-        # No kind shares by default yet: pyright and basedpyright pass every suite shared but
+        # pyright and basedpyright: per process. They pass every suite shared but
         # tests/e2e/test_across.py (cross-project answers ask one backend per environment).
         # ty: per process. Shared (ty 1.2.0, bench/shared_habits.py), references, rename and
         # implementation search only the project of the folder that holds the asked file, so
@@ -257,9 +323,11 @@ KINDS: dict[str, BackendKind] = {
             repeats_per_folder=True,
             spans_folders=frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"}),
         ),
-        # pyrefly: per process. Shared, a folder added to a running pyrefly is checked with its
-        # default interpreter until its configuration answer is applied (~1 s, asynchronously):
-        # a hover there can answer from the wrong environment (test_environments: pdm).
+        # pyrefly: shared by default (45 MiB for 20 projects against 807 per process: README).
+        # It checks a folder with its default interpreter until the folder's configuration
+        # answer is applied in a recheck: its requests wait for that (session.py); it picks a
+        # file's folder by its config's directory: a project under another's config gets a
+        # process of its own; and one question covers every folder's view (across.py).
         BackendKind(
             "pyrefly",
             "pyrefly",
@@ -268,6 +336,18 @@ KINDS: dict[str, BackendKind] = {
             "python",
             (Encoding.UTF16,),
             populates_on_references=True,
+            applies_configuration_in_recheck=True,
+            folder_by_config=True,
+            spans_folders=frozenset(
+                {
+                    "textDocument/references",
+                    "textDocument/rename",
+                    "textDocument/implementation",
+                    "callHierarchy/incomingCalls",
+                    "typeHierarchy/subtypes",
+                }
+            ),
+            shares_by_default=True,
         ),
     )
 }

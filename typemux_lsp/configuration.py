@@ -50,6 +50,7 @@ class Configuration:
                 return
             answered = True
             result = []
+            scoped = []
             for index, item in enumerate(items):
                 section = get_path(item, "section")
                 base = self.client_settings
@@ -57,9 +58,13 @@ class Configuration:
                     base = nest(section, client_values[index])
                 settings = deep_merge(base, session.settings)
                 # A shared backend asks per folder: each scope gets its own interpreter.
-                venv = session.venv_for_scope(_scope_path(get_path(item, "scopeUri")))
+                scope = _scope_path(get_path(item, "scopeUri"))
+                venv = session.venv_for_scope(scope)
+                if scope is not None:
+                    scoped.append(venv)
                 result.append(session.kind.configuration(section, venv, settings))
             session.send(jsonrpc.response(backend_id, result))
+            session.configuration_answered(scoped)
 
         if not self._support().configuration:
             reply(None)

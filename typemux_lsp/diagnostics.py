@@ -54,6 +54,7 @@ class Diagnostics:
             doc is None
             or doc.session is not session
             or session.state is not State.READY
+            or session.joining
             or time.monotonic() >= doc.routed_until
         ):
             return False
@@ -73,6 +74,13 @@ class Diagnostics:
         owner = self._router.venv_for(uri, self._store.get(uri))
         if isinstance(owner, NoVenv) or owner.key not in session.venvs:
             session.log.debug("diagnostics for %s, which is not this venv's: dropped", uri)
+            return False
+        if owner.key in session.joining:
+            # Checked with the backend's default interpreter: what it publishes once the
+            # folder's own is in effect (it publishes every open file then) replaces it.
+            session.log.debug(
+                "diagnostics for %s before its interpreter is in effect: dropped", uri
+            )
             return False
         assert isinstance(params, dict)
         version = params.get("version")

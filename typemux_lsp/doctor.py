@@ -287,7 +287,11 @@ def collect(args: Any, environ: Mapping[str, str], path: Path) -> Json:
     for _, (env, files) in sorted(scan.environments.items()):
         kind, backend_settings = settings.backend_for(env.project_dir)
         process = None
-        if kind in sharing and not settings.backend_command:
+        if (
+            kind in sharing
+            and not settings.backend_command
+            and KINDS[kind].can_share(env.project_dir)  # (as the proxy decides: server._share)
+        ):
             group = kind + json.dumps(backend_settings, sort_keys=True, default=str)
             process = next(
                 (

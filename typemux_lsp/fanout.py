@@ -113,6 +113,8 @@ class FanOut:
             for session in self._pool.live():
                 if session.venv.key not in {v.key for v in venvs}:
                     venvs.append(session.venv)
+            #: each session once, with the projects it is asked for (a shared one serves several)
+            chosen: dict[BackendSession, list[Venv]] = {}
             for venv in sorted(venvs, key=lambda v: str(v.key)):
                 found = self._pool.get(venv)
                 if found is not None:
@@ -131,8 +133,13 @@ class FanOut:
                     except BackendError as exc:
                         missing.append(Unsearched(venv.path, first_sentence(str(exc))))
                         continue
+                chosen.setdefault(session, []).append(venv)
+            for session, served in chosen.items():
                 fresh = not session.ready.done()
-                task = self._plane.loop.create_task(self._ask(session, params, fresh=fresh))
+                projects = [v.project_dir for v in served]
+                task = self._plane.loop.create_task(
+                    self._ask(session, params, fresh=fresh, projects=projects)
+                )
                 asked.append((session, task))
         budget = min(SYMBOL_BUDGET, self._deadline() or SYMBOL_BUDGET)
         deadline = time.monotonic() + budget
@@ -168,22 +175,26 @@ class FanOut:
                 return
             self._ledger.answer(entry, merged if any_list or not asked else None)
 
-    async def _ask(self, session: BackendSession, params: Any, *, fresh: bool) -> Any:
-        """The session's answer. A backend still warming up is given one of its project's
-        files and waited for (measured: pyright finds nothing for ~1 s after start, pyrefly
-        nothing until a file of the project is open), then asked until it answers or the
-        budget ends."""
+    async def _ask(
+        self, session: BackendSession, params: Any, *, fresh: bool, projects: list[Path]
+    ) -> Any:
+        """The session's answer for `projects` (a shared one serves several). A backend still
+        warming up is given one file of each project and waited for (measured: pyright finds
+        nothing for ~1 s after start, pyrefly nothing until a file of the project is open),
+        then asked until it answers or the budget ends."""
         if fresh:
-            path = await asyncio.get_running_loop().run_in_executor(
-                None, a_python_file, session.venv.project_dir
+            paths = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: [a_python_file(p) for p in projects]
             )
             await asyncio.shield(session.started)
             with self._plane.lock:
-                if path is not None and session.alive:
-                    session.open_file(path)
+                for path in paths:
+                    if path is not None and session.alive:
+                        session.open_file(path)
             await asyncio.shield(session.ready)
         else:
             await asyncio.shield(session.started)
+        await session.wait_joined()
         while True:
             with self._plane.lock:
                 if not session.alive:

@@ -161,8 +161,9 @@ class Pool:
                 moved.append(Queued(entry, message, body))
                 if old.alive and wire is not None:
                     old.notify("$/cancelRequest", {"id": wire})
-        moved += old.queue
+        moved += old.queued()
         old.queue.clear()
+        old.joining_queue.clear()
         self.stop(
             old,
             graceful=graceful,
@@ -209,7 +210,7 @@ class Pool:
             others = [s for s in self.live() if s is not session]
             if len(others) < self.max_backends:
                 break
-            idle = [s for s in others if not s.inflight and not s.queue]
+            idle = [s for s in others if not s.inflight and not s.queued()]
             victim = min(idle or others, key=lambda s: s.last_used)
             victim.log.info("evicted: the pool is full (%d backends)", self.max_backends)
             self.stop(victim)
@@ -339,7 +340,7 @@ class Pool:
                 return
             session, key = min(
                 projects,
-                key=lambda p: (bool(p[0].inflight or p[0].queue), self._used(p[0], p[1])),
+                key=lambda p: (bool(p[0].inflight or p[0].queued()), self._used(p[0], p[1])),
             )
             share = (sizes[session] or 0) // max(1, len(session.venvs))
             total -= share if len(session.venvs) > 1 else (sizes[session] or 0)

@@ -344,6 +344,7 @@ class TypemuxServer:
                 if doc is not None and doc.session is None:
                     self.relay.route(doc, session)  # (its next publish takes the hot path)
         elif method == "$/progress":
+            session.progress_reported(params)  # (a joining folder's recheck ending)
             self.backchannel.progress(session, body, params)
         else:
             self.connection.send_body(body)
@@ -593,7 +594,11 @@ class TypemuxServer:
         ):
             self.across.answer_once(entry, message, target)
             return
-        target.forward(entry, message, body)
+        scope = None
+        if target.joining:  # (a folder joins a shared backend: which one is this about?)
+            owner = self.router.venv_for(uri, self.store.get(uri))
+            scope = None if isinstance(owner, NoVenv) else owner.key
+        target.forward(entry, message, body, scope)
 
     def _extra_paths(self, venv: Venv) -> tuple[Path, ...]:
         """The `extraPaths` the backend settings of the venv's project add to its imports."""
@@ -870,6 +875,8 @@ class TypemuxServer:
         kind_name, backend_settings = self.settings.backend_for(venv.project_dir)
         if kind_name not in self.sharing or self.settings.backend_command:
             return None  # (a command of the user's own is not known to serve several folders)
+        if not KINDS[kind_name].can_share(venv.project_dir):
+            return None  # (its files would be checked with another folder's interpreter)
         return (kind_name, json.dumps(backend_settings, sort_keys=True, default=str))
 
     def _new_session(self, venv: Venv, shared: bool = False) -> BackendSession:
@@ -939,7 +946,7 @@ class TypemuxServer:
                 session.diagnosed.discard(uri)
                 self.connection.send(jsonrpc.notification(PUBLISH, {"uri": uri, "diagnostics": []}))
         held = [(e, *e.request) for e in session.inflight.values() if e.request is not None]
-        held += [(q.entry, q.message, q.body) for q in session.queue]
+        held += [(q.entry, q.message, q.body) for q in session.queued()]
         for entry, message, body in held:
             if message is None:  # (relayed undecoded: read it now, off the hot path)
                 decoded = jsonrpc.decode(body)
@@ -963,11 +970,14 @@ class TypemuxServer:
     def backend_bad_frame(self, session: BackendSession, error: jsonrpc.FrameError) -> None:
         self.relay.backend_bad_frame(session, error)
 
+    def request_failed(self, session: BackendSession, entry: Pending, why: str) -> None:
+        self.ledger.fail(entry, jsonrpc.REQUEST_FAILED, why)
+
     def session_ended(self, session: BackendSession, error: BackendError) -> None:
         self.feedback.backend_started(session, str(error))
         code = error.code if isinstance(error, Restarted) else jsonrpc.REQUEST_FAILED
         # What it still holds: a restart has moved what the new backend answers instead.
-        for entry in [*session.inflight.values(), *(q.entry for q in session.queue)]:
+        for entry in [*session.inflight.values(), *(q.entry for q in session.queued())]:
             self.ledger.fail(entry, code, str(error))
         for doc in self.store:
             if doc.session is session:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import re
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -130,6 +131,9 @@ class Upstream(Protocol):
     def folder_removed(self, session: BackendSession, venv: Venv) -> None:
         """A shared session no longer serves `venv` (control plane): close its documents."""
 
+    def request_failed(self, session: BackendSession, entry: Pending, why: str) -> None:
+        """The session gives up on a request it held (control plane): answer it with `why`."""
+
     def backend_body(self, session: BackendSession, body: bytes) -> None:
         """One frame from the backend (reader thread)."""
 
@@ -146,6 +150,9 @@ class Queued:
     #: None: the relay did not decode it whole (its id is sent as it is)
     message: Message | None
     body: bytes
+    #: the environment (key) whose document it is about; None: not known (then it waits
+    #: for every folder still joining, `BackendSession.joining`)
+    scope: Path | None = None
 
 
 class BackendSession:
@@ -212,6 +219,22 @@ class BackendSession:
         self.disturbed_at = 0.0
         #: client requests held until the backend is started (all) or warm (index-dependent)
         self.queue: deque[Queued] = deque()
+        #: environments (keys, with the monotonic time each began) whose folder's interpreter
+        #: is not in effect in the backend yet: a kind that applies a folder's configuration
+        #: answer in a recheck of its own (`applies_configuration_in_recheck`) checks it with
+        #: its default interpreter until then. Their requests wait in `joining_queue`, their
+        #: diagnostics are not relayed; the other folders are answered meanwhile
+        self.joining: dict[Path, float] = {}
+        #: requests about a joining folder's documents, held until its interpreter is in effect
+        self.joining_queue: deque[Queued] = deque()
+        #: of the joining folders, those whose interpreter the backend was answered
+        self._answered: set[Path] = set()
+        #: rechecks the backend began after an answer (`$/progress` token, as JSON) -> the
+        #: joining folders in effect once it ends
+        self._rechecks: dict[str, frozenset[Path]] = {}
+        #: resolved while no folder is joining
+        self.settled: asyncio.Future[None] = plane.loop.create_future()
+        self.settled.set_result(None)
         #: uris of the documents this backend has open
         self.open_docs: set[str] = set()
         #: of those, the ones the proxy opened itself (the client never did): their
@@ -272,6 +295,7 @@ class BackendSession:
         self.gone: asyncio.Future[int | None] = loop.create_future()
         self._gone_listeners: list[Callable[[BackendSession], None]] = []
         self._end_listeners: list[Callable[[BackendSession, BackendError], None]] = []
+        self._join(venv)  # (the handshake's first folder)
 
     # -- observers (the pool listens; data still flows pool -> session) --------------------
 
@@ -344,6 +368,7 @@ class BackendSession:
         self._identities[venv.key] = venv.identity()
         self._checked_at[venv.key] = now
         self.used[venv.key] = now
+        self._join(venv)
         if self.state in (State.WARMING, State.READY):
             self._tell_folders()
             self.upstream.folder_added(self, venv)
@@ -358,6 +383,8 @@ class BackendSession:
         self._identities.pop(venv.key, None)
         self._checked_at.pop(venv.key, None)
         self.used.pop(venv.key, None)
+        if venv.key in self.joining:  # (its own held requests were failed by folder_removed)
+            self._settle([venv.key], "it left")
         if venv.key == self.venv.key:  # the first one leaves: another names the process
             self.venv = next(iter(self.venvs.values()))
             self.log.prefix = f"[{self.tag} {self.venv}]"
@@ -395,11 +422,124 @@ class BackendSession:
         self._warmup_timer = self.plane.later(self.timeouts.warmup, self.mark_ready, "timeout")
 
     def accepts(self, method: str) -> bool:
-        """Whether a request for `method` goes to the backend now (else it is queued)."""
+        """Whether a request for `method` goes to the backend now (else it is queued, or
+        held while a folder joins: the control plane then says which folder it is about)."""
+        return not self.joining and self._sendable(method)
+
+    def _sendable(self, method: str) -> bool:
         return not self.queue and (
             self.state is State.READY
             or (self.state is State.WARMING and method not in WARMUP_METHODS)
         )
+
+    # -- a folder joining (a kind that applies its configuration in a recheck) --------------
+
+    def _join(self, venv: Venv) -> None:
+        """`venv`'s folder is checked with the backend's default interpreter from now until
+        its configuration answer is in effect: its requests wait (`holds`)."""
+        if not (self.shared and self.kind.applies_configuration_in_recheck):
+            return
+        self.joining[venv.key] = time.monotonic()
+        self._answered.discard(venv.key)
+        if self.settled.done():
+            self.settled = self.plane.loop.create_future()
+
+    def holds(self, scope: Path | None) -> bool:
+        """Whether a request about environment `scope` (None: not known) waits for a folder
+        still joining."""
+        return bool(self.joining) and (scope is None or scope in self.joining)
+
+    def configuration_answered(self, scoped: Iterable[Venv]) -> None:
+        """The backend was answered the interpreters of the folders of `scoped` (one per
+        item with a scopeUri): a joining folder's is in effect once a recheck the backend
+        begins from now has ended. (A folder's interpreter never changes in a session: a
+        recreated environment restarts it, another environment for the same project is
+        another process, `nested_with`; answered again, the same interpreter answers right
+        throughout the recheck: tests/e2e/test_sharing.py.)"""
+        for venv in scoped:
+            if venv.key in self.joining:
+                self._answered.add(venv.key)
+
+    def progress_reported(self, params: Any) -> None:
+        """A `$/progress` from the backend: the end of a recheck begun after a configuration
+        answer puts the answered folders' interpreters in effect (measured on pyrefly 1.5.1:
+        bench/join_race.py; it ends after the recheck's commit, so every later request is
+        answered from the folder's own environment)."""
+        if not self.joining or not isinstance(params, dict):
+            return
+        value = params.get("value")
+        kind = value.get("kind") if isinstance(value, dict) else None
+        token = json.dumps(params.get("token"))
+        if kind == "begin" and self._answered:
+            self._rechecks[token] = frozenset(self._answered)
+        elif kind == "end":
+            settled = self._rechecks.pop(token, None)
+            if settled:
+                self._settle(settled, "its configuration answer was applied")
+
+    def _settle(self, keys: Iterable[Path], why: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            began = self.joining.pop(key, None)
+            self._answered.discard(key)
+            if began is not None and key in self.venvs:
+                self.log.info(
+                    "%s: its interpreter is in effect (%s) after %.0f ms",
+                    self.venvs[key],
+                    why,
+                    (now - began) * 1e3,
+                )
+        if not self.joining:
+            self._rechecks.clear()
+            if not self.settled.done():
+                self.settled.set_result(None)
+        held, self.joining_queue = self.joining_queue, deque()
+        for item in held:
+            if self.holds(item.scope):
+                self.joining_queue.append(item)
+            elif self._sendable(item.entry.method):
+                self._send_request(item.entry, item.message, item.body)
+            else:
+                self.queue.append(item)
+                if item.entry.method in WARMUP_METHODS:
+                    self._arm_warmup()
+
+    def _hold(self, item: Queued) -> None:
+        item.entry.session = self
+        self.joining_queue.append(item)
+        self.plane.later(self.timeouts.start, self._held_too_long, item)
+
+    def _held_too_long(self, item: Queued) -> None:
+        if not any(held is item for held in self.joining_queue):
+            return
+        self.joining_queue.remove(item)
+        self.upstream.request_failed(self, item.entry, self.not_in_effect(item.scope))
+
+    def not_in_effect(self, scope: Path | None) -> str:
+        """Why a request about `scope` was not answered: its interpreter is not in effect."""
+        venv = self.venvs.get(scope) if scope is not None else None
+        which = str(venv) if venv is not None else "a project joining it"
+        return (
+            f"typemux-lsp: the shared {self.kind.name} backend has not put the interpreter of "
+            f"{which} in effect {self.timeouts.start:g} s after that project joined it, so it "
+            "would answer from another environment (its default interpreter). Fix: retry; if "
+            f"it persists, give {self.kind.name} a process per environment (backend-sharing = "
+            f'"none") and report it to typemux-lsp.'
+        )
+
+    async def wait_joined(self) -> None:
+        """Until no folder is joining: a question of the proxy's own (across projects, a
+        fan-out) asked meanwhile could be answered from another environment."""
+        if self.settled.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.settled), self.timeouts.start)
+        except TimeoutError:
+            raise BackendError(self.not_in_effect(next(iter(self.joining), None))) from None
+
+    def queued(self) -> list[Queued]:
+        """Every request it holds: queued for its start or warm-up, or for a joining folder."""
+        return [*self.queue, *self.joining_queue]
 
     def launch(self) -> None:
         """Spawn the backend and begin the handshake (the pool calls this once it has a slot).
@@ -653,6 +793,10 @@ class BackendSession:
         self.upstream.session_ended(self, error)
         self.inflight.clear()
         self.queue.clear()
+        self.joining_queue.clear()
+        self.joining.clear()
+        if not self.settled.done():
+            self.settled.set_result(None)
         for listener in self._end_listeners:
             listener(self, error)
 
@@ -746,15 +890,20 @@ class BackendSession:
         self._told = [v.project_dir for v in self.venvs.values()]
         return [_folder_at(p) for p in self._told]
 
-    def forward(self, entry: Pending, message: Message | None, body: bytes) -> None:
+    def forward(
+        self, entry: Pending, message: Message | None, body: bytes, scope: Path | None = None
+    ) -> None:
         """Send a client request, or hold it until the backend can answer it well. `message`
-        may be None (not decoded whole) when the request's id is sent as it is."""
+        may be None (not decoded whole) when the request's id is sent as it is; `scope` is
+        the environment (key) of the document it is about, when known."""
         self.last_used = now = time.monotonic()
-        if self.accepts(entry.method):
+        if self.holds(scope):
+            self._hold(Queued(entry, message, body, scope))
+        elif self._sendable(entry.method):
             self._send_request(entry, message, body, now)
         else:
             entry.session = self
-            self.queue.append(Queued(entry, message, body))
+            self.queue.append(Queued(entry, message, body, scope))
             if entry.method in WARMUP_METHODS:
                 self._arm_warmup()  # (a request for a document the backend does not have)
 
@@ -772,10 +921,11 @@ class BackendSession:
         self.send_body(body)
 
     def cancel_queued(self, entry: Pending) -> bool:
-        for item in self.queue:
-            if item.entry is entry:
-                self.queue.remove(item)
-                return True
+        for queue in (self.queue, self.joining_queue):
+            for item in queue:
+                if item.entry is entry:
+                    queue.remove(item)
+                    return True
         return False
 
     def _flush(self) -> None:
@@ -783,6 +933,9 @@ class BackendSession:
         queue, self.queue = self.queue, held
         while queue:
             item = queue.popleft()
+            if self.holds(item.scope):
+                self._hold(item)
+                continue
             if self.state is State.WARMING and item.entry.method in WARMUP_METHODS:
                 held.append(item)
                 continue

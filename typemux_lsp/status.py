@@ -51,7 +51,7 @@ def status(
                 "uptime": round(now - session.started_at, 3),
                 "memory": memory.get(session.pid) if session.pid is not None else None,
                 "openDocuments": sorted(session.open_docs),
-                "requestsInFlight": len(session.inflight) + len(session.queue),
+                "requestsInFlight": len(session.inflight) + len(session.queued()),
                 "crashes": pool.crash_count(session.venv),
                 # one process serving several environments, a workspace folder each
                 "shared": session.shared,
@@ -67,6 +67,8 @@ def status(
                             if session.venv_for_scope(_path(uri)).key == venv.key
                         ),
                         "idle": round(now - session.used.get(venv.key, session.last_used), 3),
+                        # its interpreter not in effect in the backend yet: its requests wait
+                        "joining": venv.key in session.joining,
                     }
                     for venv in session.venvs.values()
                 ],

@@ -48,10 +48,16 @@ async def test_ids_and_tokens_unique_across_backends(
     await client.wait_for_diagnostics(beta)
     await client.hover(beta, "Circle")
 
-    owners: dict[str, set[str]] = {}
+    # The backend process of each project: a shared one serves both (its own ids are its own).
+    state = await client.request(
+        "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+    )
+    process = {Path(p["project"]).name: b["pid"] for b in state["backends"] for p in b["projects"]}
+    owners: dict[str, set[int]] = {}
     for event in client.events:
         if event.kind in ("register", "progress/create"):
-            owners.setdefault(f"{event.kind} {event.key}", set()).add(owner(event, mark, monorepo))
+            who = process[owner(event, mark, monorepo)]
+            owners.setdefault(f"{event.kind} {event.key}", set()).add(who)
     clashes = {key: sorted(who) for key, who in owners.items() if len(who) > 1}
     assert clashes == {}, f"ids used by both backends: {clashes}\n{client.events}"
     assert client.token_problems == []

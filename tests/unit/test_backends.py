@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from typemux_lsp.backends import KINDS, safe_path
+from typemux_lsp.backends import KINDS, pyrefly_config_dir, safe_path
 from typemux_lsp.documents import Encoding
 from typemux_lsp.environments import Environment
 from typemux_lsp.venv import Venv
@@ -145,3 +145,42 @@ def test_the_initialize_answer_follows_what_the_client_declares() -> None:
     # a copy each time: callers adjust it
     KINDS["ty"].initialize_profile()["capabilities"].clear()
     assert KINDS["ty"].initialize_profile()["capabilities"]
+
+
+def _write(path: Path, text: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_pyrefly_takes_the_nearest_real_config_before_a_nearer_marker(tmp_path: Path) -> None:
+    """pyrefly's three upward searches, each to the root before the next: its own configs,
+    then a pyproject.toml of ruff/mypy/pyright, then any marker."""
+    app = tmp_path / "repo" / "app"
+    app.mkdir(parents=True)
+    assert pyrefly_config_dir(app) is None
+    _write(tmp_path / "repo" / "mypy.ini")
+    assert pyrefly_config_dir(app) == tmp_path / "repo"
+    _write(app / "pyproject.toml", "[project]\nname = 'app'\n")
+    assert pyrefly_config_dir(app) == app
+    _write(tmp_path / "repo" / "pyproject.toml", "[tool.ruff]\n")
+    assert pyrefly_config_dir(app) == tmp_path / "repo"  # a Python tool's config first
+    _write(app / "pyproject.toml", "[tool.mypy]\n")
+    assert pyrefly_config_dir(app) == app
+    _write(tmp_path / "pyrefly.toml")
+    assert pyrefly_config_dir(app) == tmp_path  # pyrefly's own config above all
+    _write(app / "pyproject.toml", "[tool.pyrefly]\n")
+    assert pyrefly_config_dir(app) == app
+    _write(app / "pyproject.toml", "not toml [")
+    assert pyrefly_config_dir(app) == app  # (pyrefly reads it as its own, failing to parse)
+
+
+def test_only_pyrefly_keeps_a_project_under_anothers_config_out_of_a_shared_process(
+    tmp_path: Path,
+) -> None:
+    app = tmp_path / "app"
+    _write(app / "pyproject.toml", "[project]\nname = 'app'\n")
+    _write(tmp_path / "pyrefly.toml")
+    assert not KINDS["pyrefly"].can_share(app)
+    assert all(KINDS[k].can_share(app) for k in ("pyright", "basedpyright", "ty"))
+    _write(app / "pyrefly.toml")
+    assert KINDS["pyrefly"].can_share(app)

@@ -443,3 +443,26 @@ def test_freshness_shows_what_is_watched_and_warns_past_the_os_limit(
     assert not fresh["truncated"]
     (warning,) = [p for p in limited["problems"] if "OS watches" in p["message"]]
     assert warning["severity"] == "warning" and "max_user_watches" in warning["fix"]
+
+
+def test_pyrefly_projects_share_a_process_unless_a_config_above_them_governs_them(
+    tmp_path: Path,
+) -> None:
+    """pyrefly shares by default; `b` has no pyrefly config of its own under the repository's
+    `pyrefly.toml` (pyrefly would check it with another folder's interpreter): a process of
+    its own, as the proxy gives it."""
+    root = (tmp_path / "repo").resolve()
+    (root / ".git").mkdir(parents=True)
+    (root / "pyrefly.toml").write_text("")
+    for name, pyproject in (("a", "[tool.pyrefly]\n"), ("c", "[tool.pyrefly]\n"), ("b", "")):
+        (root / name).mkdir()
+        (root / name / "pyproject.toml").write_text(f"[project]\nname = '{name}'\n{pyproject}")
+        (root / name / "main.py").write_text("x = 1\n")
+        make_venv(root / name)
+    code, report = doctor_json(
+        str(root), env=doctor_env(tmp_path, TYPEMUX_LSP_BACKEND="pyrefly"), cwd=root
+    )
+    assert code == 0, report["problems"]
+    process = {Path(v["projectDir"]).name: v["sharedProcess"] for v in report["environments"]}
+    assert process["a"] == process["c"] is not None
+    assert process["b"] is None
