@@ -6,7 +6,12 @@ Paths, interleaved per round so machine noise hits them alike (medians over roun
 - direct: core's backend straight (started as the proxy starts it): the definition's own
   project only — what one backend per project answers without typemux-lsp;
 - proxy, N consumers: the fan-out through typemux-lsp (definition, then every environment
-  that sees core), for N = 3 (a, b, alias: the issue's fixture) and N = 10;
+  that sees core), for N = 3 (a, b, alias: the issue's fixture) and N = 10, one backend
+  process per environment (`--backend-sharing none`);
+- shared, N consumers: the same with every environment a workspace folder of one shared
+  process (`--backend-sharing <backend>`): pyright and basedpyright are asked each consumer's
+  view through a probe document (typemux_lsp/probe.py); other kinds answer core's folder's
+  view only (the files column says how much was found);
 - uv workspace, direct and proxy: one environment sees every member, nothing fans out: the
   proxy's references take the relay's hot path (the "no cost where nothing is merged" check).
 
@@ -55,8 +60,12 @@ def files_of(result: Any) -> int:
     return len({r["uri"] for r in result or []})
 
 
-async def proxied(layout: Layout, backend: str) -> tuple[LspClient, Ask, float, int]:
-    client = await start_proxy(layout.root, backend, extra_args=("--max-backends", "16"))
+async def proxied(
+    layout: Layout, backend: str, sharing: str = "none"
+) -> tuple[LspClient, Ask, float, int]:
+    client = await start_proxy(
+        layout.root, backend, extra_args=("--max-backends", "16", "--backend-sharing", sharing)
+    )
     client.open(layout.core)
     params = at_definition(layout)
     started = time.perf_counter()
@@ -104,8 +113,13 @@ async def run(backend: str, rounds: int, requests: int) -> dict[str, Any]:
             client, ask, found = await direct(three, three.path("libs/core"), backend)
             clients.append(client)
             paths["direct (core's backend)"], files["direct (core's backend)"] = ask, found
-            for name, layout in (("proxy, 3 consumers", three), ("proxy, 10 consumers", ten)):
-                client, ask, first_ms, found = await proxied(layout, backend)
+            for name, layout, sharing in (
+                ("proxy, 3 consumers", three, "none"),
+                ("proxy, 10 consumers", ten, "none"),
+                ("shared, 3 consumers", three, backend),
+                ("shared, 10 consumers", ten, backend),
+            ):
+                client, ask, first_ms, found = await proxied(layout, backend, sharing)
                 clients.append(client)
                 paths[name], files[name], cold[name] = ask, found, first_ms
             client, ask, found = await direct(workspace, workspace.root, backend)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from . import jsonrpc, projects
+from . import jsonrpc, probe, projects
 from .documents import DocumentStore, Encoding, text_in
 from .environments import canonical
 from .environments.model import ImportRoots, import_roots
@@ -92,6 +92,9 @@ _STREAMED: Final = frozenset(
     {"textDocument/references", "textDocument/implementation", "typeHierarchy/subtypes"}
 )
 _CLIENT_TOKENS: Final = frozenset({"workDoneToken", "partialResultToken"})
+#: kinds whose shared process is asked about another folder's view through a probe document
+#: (probe.py); a shared process of another kind answers for one of its folders only
+_PROBES: Final = frozenset({"pyright", "basedpyright"})
 _IDENTIFIER: Final = re.compile(r"[^\W\d]\w*")
 
 Forward = Callable[[Pending, Message, bytes], None]
@@ -106,6 +109,16 @@ class Gap:
 
     def __str__(self) -> str:
         return f"{self.project} ({self.why})"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Asked:
+    """One environment's view of the definition, asked of `session`: at the definition's
+    file, or (a shared process answers that file from another folder) through a probe."""
+
+    session: BackendSession
+    venv: Venv
+    probe: bool = False
 
 
 class CannotAnswer(Exception):
@@ -149,6 +162,8 @@ class Across:
         #: (session id, uri) -> (questions using it, the text given) for the files opened
         #: in a backend for questions asked across projects
         self._lent: dict[tuple[int, str], tuple[int, str | None]] = {}
+        #: (session id, uri) of the probe documents in use (opened or about to be)
+        self._probing: set[tuple[int, str]] = set()
         #: the latest answers that left an environment out (for `typemux/status`)
         self.gaps: deque[dict[str, Any]] = deque(maxlen=KEEP_GAPS)
 
@@ -357,20 +372,33 @@ class Across:
             owned, venvs = self.seers(path)
             alone = not venvs or (len(venvs) == 1 and venvs[0].key == target.venv.key)
             if not alone:
-                sessions, gaps, covered = self._sessions(venvs, method)
+                asked, gaps, covered = self._sessions(venvs, method, path)
                 text = self._text(uri, path)
         if alone:
             return self._hand_back(entry, message, body, forward, asked=(mine, error))
-        owner = sessions[0] if owned and sessions and sessions[0].serves(venvs[0]) else None
+        owner = next(
+            (a for a in asked if owned and a.venv.key == venvs[0].key and not a.probe), None
+        )
         if method in _PREPARES:
             return await self._prepare(entry, params, target, owner, where, text, (mine, error))
         if text is None:
             raise CannotAnswer(f"typemux-lsp: cannot read {path}, the definition of the symbol.")
-        work: dict[BackendSession, Coroutine[Any, Any, Any]] = {}
+        reach = self._reach(asked, text, position)
+        work: dict[Asked, Coroutine[Any, Any, Any]] = {}
         new_name = params.get("newName")
-        for session in sessions:
+        for one in asked:
+            session = one.session
+            if one.probe:
+                assert reach is not None
+                if reach.local:
+                    continue  # (bound in a function: no other module can name it)
+                if not reach.path:
+                    gaps.append(Gap(one.venv.project_dir, self._unprobed(one, reach.why)))
+                    continue
+                work[one] = self._probed(one, method, params, uri, position, path, text, reach)
+                continue
             if method == "textDocument/rename":
-                if session is owner:
+                if one is owner:
                     ask = self._asker(session, method, {**_at(uri, position), "newName": new_name})
                 else:
                     ask = self._asker(
@@ -383,7 +411,7 @@ class Across:
             else:
                 sub = {k: v for k, v in params.items() if k not in _CLIENT_TOKENS}
                 ask = self._asker(session, method, {**sub, **_at(uri, position)})
-            work[session] = self._in(session, uri, text, ask, covered.get(session, ()))
+            work[one] = self._in(one, uri, text, ask, covered.get(one.session, ()))
         token = params.get("partialResultToken") if method in _STREAMED else None
         streamed: set[str] = set()
 
@@ -479,18 +507,20 @@ class Across:
         return uri, position
 
     def _sessions(
-        self, venvs: list[Venv], method: str
-    ) -> tuple[list[BackendSession], list[Gap], dict[BackendSession, list[Venv]]]:
-        """The sessions of `venvs`, started where a slot is free (never evicting one). A shared
-        session serving several of them is asked once, and only for the first: a backend
-        answers a file from the one workspace folder that holds it, so the other projects'
-        view of the file cannot be asked of it — they are gaps, never silently left out —
-        unless its kind answers `method` for every folder it serves in one ask
+        self, venvs: list[Venv], method: str, path: Path
+    ) -> tuple[list[Asked], list[Gap], dict[BackendSession, list[Venv]]]:
+        """Who to ask for each of `venvs`, started where a slot is free (never evicting one).
+        A shared process answers the definition's file from the one folder that holds it
+        (pyright's `_getBestWorkspaceForFile`), so the other projects' view of the file cannot
+        be asked there: a shared pyright or basedpyright is asked it through a probe; another
+        kind's process once, for the first, the others gaps, never silently left out — unless
+        its kind answers `method` for every folder it serves in one ask
         (`BackendKind.spans_folders`): those projects are returned, per session, as covered."""
-        sessions: list[BackendSession] = []
+        asked: list[Asked] = []
         gaps: list[Gap] = []
         covered: dict[BackendSession, list[Venv]] = {}
         first: dict[int, Venv] = {}
+        real = canonical(path)
         for venv in venvs:
             session = self._pool.get(venv)
             if session is None:
@@ -503,6 +533,11 @@ class Across:
                 except BackendError as exc:
                     gaps.append(Gap(venv.project_dir, first_sentence(str(exc))))
                     continue
+            if session.shared and session.kind.name in _PROBES:
+                known = self._index.get(venv.key)
+                holds = real.is_relative_to(known[1].project if known else venv.project_dir)
+                asked.append(Asked(session, venv, probe=not holds))
+                continue
             if session.id in first:
                 if method in session.kind.spans_folders:
                     covered.setdefault(session, []).append(venv)
@@ -518,8 +553,122 @@ class Across:
                 )
                 continue
             first[session.id] = venv
-            sessions.append(session)
-        return sessions, gaps, covered
+            asked.append(Asked(session, venv))
+        return asked, gaps, covered
+
+    def _reach(self, asked: list[Asked], text: str, position: dict[str, Any]) -> probe.Reach | None:
+        """How the definition at `position` is named from another module, when a probe is
+        to be asked (None otherwise)."""
+        if not any(a.probe for a in asked):
+            return None
+        name = self._identifier(text, position)
+        if name is None:
+            return probe.Reach(why="no identifier at the definition the backend named")
+        return probe.reach(text, position["line"], name)
+
+    def _unprobed(self, one: Asked, why: str) -> str:
+        return (
+            f"it shares a {one.session.kind.name} process that answers the definition's file "
+            f"from another project's folder, and asks each project through an import of the "
+            f"symbol, which cannot be made here: {why} (set backend-sharing = none, or leave "
+            f"{one.session.kind.name} out of it, to ask each project)"
+        )
+
+    async def _probed(
+        self,
+        one: Asked,
+        method: str,
+        params: dict[str, Any],
+        uri: str,
+        position: dict[str, Any],
+        path: Path,
+        text: str,
+        reach: probe.Reach,
+    ) -> Any:
+        """`method` asked of a shared session as `one.venv`'s folder sees the definition:
+        through a probe document under that folder that imports the symbol (probe.py). The
+        probe's references must include the definition, else the folder is a gap; its own
+        locations are left out of the answer; it is closed after."""
+        session, venv = one.session, one.venv
+        known = self._index.get(venv.key)
+        module = None
+        for root in known[1].extra if known is not None else ():
+            if canonical(path).is_relative_to(root):
+                module = probe.module_name(root, canonical(path))
+                break
+        if module is None:
+            raise BackendError(self._unprobed(one, f"{path} has no module name in it"))
+        source, at = probe.probe_text(module, reach.path)
+        line = source.splitlines()[1]
+        at = {"line": 1, "character": _units(line[: at["character"]], self._store.encoding)}
+        name = reach.path[-1]
+        probe_uri = ""
+
+        async def ask() -> Any:
+            assert probe_uri
+            here = _at(probe_uri, at)
+            # The probe's references with the declarations name the definition when the import
+            # reaches it (a module of the folder's own may shadow the library's): asked first,
+            # as the check (a definition request right after the probe opens costs ~30 ms on
+            # pyright, references ~5), and the answer itself for a rename and most references.
+            whole = {"includeDeclaration": True}
+            found = await self._asker(
+                session, "textDocument/references", {**here, "context": whole}
+            )()
+            if not any(
+                (t := location_of(f)) is not None
+                and t[1].get("line") == position.get("line")
+                and _same_file(t[0], path)
+                for f in (found if isinstance(found, list) else [])
+            ):
+                raise BackendError(
+                    f"its import of {module}.{'.'.join(reach.path)} does not reach the "
+                    "definition (a module of its own may have that name)"
+                )
+            if method == "textDocument/rename" or (
+                method == "textDocument/references" and params.get("context") == whole
+            ):
+                answer = found
+            elif method in _ITEM_METHODS:
+                end = at["character"] + _units(name, self._store.encoding)
+                span = {"start": at, "end": {"line": 1, "character": end}}
+                item = {"name": name, "kind": 12, "uri": probe_uri, "range": span}
+                answer = await self._asker(
+                    session, method, {"item": {**item, "selectionRange": span}}
+                )()
+            else:
+                sub = {k: v for k, v in params.items() if k not in _CLIENT_TOKENS}
+                answer = await self._asker(session, method, {**sub, **here})()
+            return _without(answer, probe_uri)
+
+        directory = probe.probe_dir(venv.project_dir, session.kind.name)
+        if directory is None:
+            raise BackendError(
+                self._unprobed(
+                    one,
+                    f"its {session.kind.name} configuration (`include`) names no directory "
+                    "to put the import in, or cannot be read",
+                )
+            )
+        with self._plane.lock:
+            probe_uri = self._probe_uri(session, directory)
+        try:
+            return await self._in(one, uri, text, ask, probing=(probe_uri, source))
+        finally:
+            with self._plane.lock:
+                self._probing.discard((session.id, probe_uri))
+
+    def _probe_uri(self, session: BackendSession, directory: Path) -> str:
+        """A probe's uri in `directory` (the folder's own): one not open in `session` nor on
+        disk (the names are reused, so the diagnostics of the few are told apart forever)."""
+        for n in itertools.count(1):
+            path = directory / f"__typemux_probe_{n}__.py"
+            uri = path.as_uri()
+            if (session.id, uri) not in self._probing and not path.exists():
+                self._probing.add((session.id, uri))
+                session.probes.add(uri)
+                return uri
+        raise AssertionError("unreachable")
 
     def _text(self, uri: str, path: Path) -> str | None:
         doc = self._store.get(uri)
@@ -538,25 +687,29 @@ class Across:
 
     async def _in(
         self,
-        session: BackendSession,
+        one: Asked,
         uri: str,
         text: str,
         ask: Callable[[], Coroutine[Any, Any, Any]],
         covered: Iterable[Venv] = (),
+        probing: tuple[str, str] | None = None,
     ) -> Any:
-        """`ask` of `session` once it runs, with the definition's file open in it: the
+        """`ask` of `one.session` once it runs, with the definition's file open in it: the
         client's document where it belongs to this session, else opened for the question
         with the client's (or the disk's) text and closed after. The projects a shared
         session answers for too (`covered`) get their importing files opened, whatever its
-        age: nothing else makes it read them."""
+        age: nothing else makes it read them. `probing`: the (uri, text) of a probe document
+        opened for the question too."""
+        session, venv = one.session, one.venv
         await asyncio.shield(session.started)
         importers: list[Path] = []
-        young = time.monotonic() - session.started_at < IMPORTERS_WHILE_YOUNGER
+        since = max(session.started_at, session.joined.get(venv.key, session.started_at))
+        young = time.monotonic() - since < IMPORTERS_WHILE_YOUNGER
         if session.kind.name in _OPENS_IMPORTERS:
-            for venv in [session.venv] if young else []:
-                importers += await self._importers(venv, uri)
-            for venv in covered:
-                importers += await self._importers(venv, uri)
+            for each in [venv] if young else []:
+                importers += await self._importers(each, uri)
+            for each in covered:
+                importers += await self._importers(each, uri)
         borrowed: list[str] = []
         with self._plane.lock:
             if not session.alive:
@@ -565,16 +718,20 @@ class Across:
                 if self._borrow(session, importer.as_uri(), None):
                     borrowed.append(importer.as_uri())
             doc = self._store.get(uri)
-            if doc is not None and doc.venv is not None and doc.venv.key == session.venv.key:
+            if doc is not None and doc.venv is not None and session.serves(doc.venv):
                 if uri not in session.open_docs and not doc.desynced:
                     session.open_document(doc)
             elif self._borrow(session, uri, text):
                 borrowed.append(uri)
+            if probing is not None:
+                session.open_text(*probing)
         try:
             await self._wait_ready(session)
             return await ask()
         finally:
             with self._plane.lock:
+                if probing is not None and session.alive:
+                    session.close_document(probing[0])
                 for done in borrowed:
                     self._give_back(session, done)
 
@@ -697,10 +854,10 @@ class Across:
 
     async def _gather(
         self,
-        work: dict[BackendSession, Coroutine[Any, Any, Any]],
+        work: dict[Asked, Coroutine[Any, Any, Any]],
         gaps: list[Gap],
         each: Callable[[Any], None] | None = None,
-    ) -> dict[BackendSession, Any]:
+    ) -> dict[Asked, Any]:
         """Every session's answer within the budget (`each` is given each as it comes); the
         others are gaps. Cancelled (the client's `$/cancelRequest`): every sub-request is
         withdrawn from its backend."""
@@ -719,15 +876,15 @@ class Across:
             for task in tasks.values():
                 if not task.done():
                     task.cancel()
-        answers: dict[BackendSession, Any] = {}
-        for session, task in tasks.items():
-            project = session.venv.project_dir
+        answers: dict[Asked, Any] = {}
+        for one, task in tasks.items():
+            project = one.venv.project_dir
             if task.cancelled():
                 gaps.append(Gap(project, f"no answer within {budget:g} s"))
             elif task.exception() is not None:
                 gaps.append(Gap(project, first_sentence(str(task.exception()))))
             else:
-                answers[session] = task.result()
+                answers[one] = task.result()
         return answers
 
     # -- rename ------------------------------------------------------------------------------
@@ -760,8 +917,8 @@ class Across:
 
     def _rename(
         self,
-        answers: dict[BackendSession, Any],
-        owner: BackendSession | None,
+        answers: dict[Asked, Any],
+        owner: Asked | None,
         gaps: list[Gap],
         old: str | None,
         new: Any,
@@ -786,8 +943,8 @@ class Across:
         if owner is not None and owner in answers:
             self._owner_edits(answers[owner], edits, operations, stale)
         texts: dict[str, str | None] = {}
-        for session, answer in answers.items():
-            if session is owner:
+        for one, answer in answers.items():
+            if one is owner:
                 continue
             for location in answer if isinstance(answer, list) else []:
                 found = location_of(location)
@@ -861,7 +1018,7 @@ class Across:
         entry: Pending,
         params: dict[str, Any],
         target: BackendSession,
-        owner: BackendSession | None,
+        owner: Asked | None,
         where: tuple[str, dict[str, Any]],
         text: str | None,
         asked: tuple[Any, BackendError | None],
@@ -876,9 +1033,9 @@ class Across:
             get_path(params, "textDocument", "uri"),
             params.get("position"),
         )  # (a shared backend serving the owner too is asked again, at the definition)
-        if owner is not None and (owner is not target or moved) and text is not None:
+        if owner is not None and (owner.session is not target or moved) and text is not None:
             theirs = await self._in(
-                owner, uri, text, self._asker(owner, entry.method, _at(uri, position))
+                owner, uri, text, self._asker(owner.session, entry.method, _at(uri, position))
             )
             if theirs is not None and entry.method == "textDocument/prepareRename":
                 theirs = self._cursor_range(params)
@@ -920,6 +1077,24 @@ def _stamp(venv: Venv, extra: tuple[Path, ...]) -> tuple[int, ...]:
         with contextlib.suppress(OSError):
             stamp.append(site.stat().st_mtime_ns)
     return tuple(stamp)
+
+
+def _same_file(uri: str, path: Path) -> bool:
+    found = local_path(uri)
+    return found is not None and canonical(found) == canonical(path)
+
+
+def _without(answer: Any, uri: str) -> Any:
+    """A backend's answer minus the locations (or callers) in the probe document `uri`."""
+    if not isinstance(answer, list):
+        found = location_of(answer)
+        return None if found is not None and found[0] == uri else answer
+    kept = []
+    for item in answer:
+        found = location_of(item.get("from") if isinstance(item, dict) and "from" in item else item)
+        if found is None or found[0] != uri:
+            kept.append(item)
+    return kept
 
 
 def _no_overlaps(uri: str, edits: list[dict[str, Any]]) -> list[dict[str, Any]]:

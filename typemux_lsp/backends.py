@@ -290,6 +290,11 @@ def _env_shebang(executable: Path) -> str | None:
 KINDS: dict[str, BackendKind] = {
     kind.name: kind
     for kind in (
+        # pyright and basedpyright: per process. They pass every suite shared, answers across
+        # projects included (each folder asked through a probe document: probe.py), but one:
+        # a library file of an environment outside its project that no file of the project
+        # imports is answered by pyright's default workspace (`Circle: Unknown`; test_sharing:
+        # test_a_library_file_of_an_environment_outside_its_project_is_answered_from_it).
         BackendKind(
             "pyright",
             "pyright-langserver",
@@ -306,8 +311,6 @@ KINDS: dict[str, BackendKind] = {
             "python",
             (Encoding.UTF16,),
         ),
-        # pyright and basedpyright: per process. They pass every suite shared but
-        # tests/e2e/test_across.py (cross-project answers ask one backend per environment).
         # ty: per process. Shared (ty 1.2.0, bench/shared_habits.py), references, rename and
         # implementation search only the project of the folder that holds the asked file, so
         # the consumers of a library it also serves are gaps (tests/e2e/test_across.py fails);

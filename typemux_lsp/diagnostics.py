@@ -111,7 +111,7 @@ class Diagnostics:
                 params = respelled
                 body = jsonrpc.dumps(jsonrpc.notification(PUBLISH, params))
                 uri = params["uri"]
-        if uri in session.proxy_docs:
+        if uri in session.proxy_docs or uri in session.probes:
             return  # a file the proxy opened for its own reasons: the client never asked
         if any_diagnostics:
             session.diagnosed.add(uri)

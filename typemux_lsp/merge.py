@@ -10,10 +10,9 @@ an item once per workspace folder that sees it: its answer is made one the same 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .session import BackendSession
 from .tree import get_path
 
 #: the end of a call that names the other function
@@ -115,7 +114,7 @@ def range_key(rng: Any) -> tuple[int, int, int, int]:
         return (0, 0, 0, 0)
 
 
-def any_list(answers: dict[BackendSession, Any]) -> bool:
+def any_list(answers: Mapping[Any, Any]) -> bool:
     return any(isinstance(a, list) for a in answers.values())
 
 

@@ -211,6 +211,9 @@ class BackendSession:
         self.identity_checked_at = self.created_at
         #: last client traffic per environment (a shared session's LRU and TTL are per project)
         self.used: dict[Path, float] = {venv.key: self.created_at}
+        #: when each environment joined (a folder added to a running backend is indexed from
+        #: then on, as a backend from its start)
+        self.joined: dict[Path, float] = {venv.key: self.created_at}
         #: client requests sent to the backend: wire id -> entry
         self.inflight: dict[MsgId, Pending] = {}
         #: monotonic time the proxy last changed the backend's view on its own (a change of
@@ -240,6 +243,9 @@ class BackendSession:
         #: of those, the ones the proxy opened itself (the client never did): their
         #: diagnostics are not the client's business
         self.proxy_docs: set[str] = set()
+        #: the uris of the probe documents opened in it (across.py, probe.py): files that
+        #: exist nowhere but in the backend, whose diagnostics never reach the client
+        self.probes: set[str] = set()
         #: uris this backend published non-empty diagnostics for (cleared if it goes away)
         self.diagnosed: set[str] = set()
         #: set when the session ended by failing rather than by being stopped
@@ -368,6 +374,7 @@ class BackendSession:
         self._identities[venv.key] = venv.identity()
         self._checked_at[venv.key] = now
         self.used[venv.key] = now
+        self.joined[venv.key] = now
         self._join(venv)
         if self.state in (State.WARMING, State.READY):
             self._tell_folders()
@@ -383,6 +390,7 @@ class BackendSession:
         self._identities.pop(venv.key, None)
         self._checked_at.pop(venv.key, None)
         self.used.pop(venv.key, None)
+        self.joined.pop(venv.key, None)
         if venv.key in self.joining:  # (its own held requests were failed by folder_removed)
             self._settle([venv.key], "it left")
         if venv.key == self.venv.key:  # the first one leaves: another names the process

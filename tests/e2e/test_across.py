@@ -388,6 +388,168 @@ async def test_one_ask_of_a_shared_ty_covers_every_project_it_serves(
     assert status["answersAcross"]["gaps"] == []
 
 
+async def start_shared(start_raw: Any, backend: str, layout: Layout) -> Any:
+    """The proxy with `backend` shared, every project of `layout` one folder of its process
+    (each consumer's file opened in turn: each joins the process)."""
+    env = {**proxy_env(), "TYPEMUX_LSP_BACKEND_SHARING": backend}
+    proxy = await start_raw(proxy_command(backend), cwd=layout.root, env=env, name="typemux-lsp")
+    await proxy.initialize(NEOVIM.initialize_params(layout.root))
+    proxy.open(layout.core)
+    for name in layout.consumers:
+        proxy.open(layout.path(f"services/{name}/app.py"))
+    return proxy
+
+
+async def shared_status(proxy: Any, projects: int) -> Any:
+    """`typemux/status` once one shared process serves `projects` projects."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        status = await proxy.result(
+            "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+        )
+        shared = [b for b in status["backends"] if b.get("shared")]
+        if len(status["backends"]) == 1 and shared and len(shared[0]["projects"]) == projects:
+            return status
+        assert loop.time() < deadline, status["backends"]
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright"])
+async def test_a_shared_pyright_asks_each_project_through_a_probe_the_client_never_sees(
+    backend: str, layout: Layout, start_raw: Any
+) -> None:
+    """One process, a folder per project: core's references, rename and incoming calls cover
+    every consumer (each asked through a document that exists only in the backend), nothing
+    is a gap, and no message to the client names the probe; no file was written."""
+    proxy = await start_shared(start_raw, backend, layout)
+    await shared_status(proxy, 1 + len(layout.consumers))
+    at = at_definition(layout)
+    found = await proxy.result(
+        "textDocument/references", {**at, "context": {"includeDeclaration": True}}
+    )
+    assert files_of(found) == EVERY, found
+    edit = await proxy.result("textDocument/rename", {**at, "newName": "salute"})
+    assert set(apply(edit, layout)) == EVERY, edit
+    items = await proxy.result("textDocument/prepareCallHierarchy", at)
+    calls = await proxy.result("callHierarchy/incomingCalls", {"item": items[0]})
+    assert {_short(c["from"]["uri"]) for c in calls} >= {"services/a/app.py", "services/b/app.py"}
+    status = await shared_status(proxy, 1 + len(layout.consumers))
+    assert status["answersAcross"]["gaps"] == [], status["answersAcross"]
+    await proxy.result("workspace/executeCommand", {"command": "typemux.status", "arguments": []})
+    leaked = [m for d, m in proxy.messages if d == "in" and "__typemux_probe_" in json.dumps(m)]
+    assert not leaked, leaked
+    assert not list(layout.root.rglob("__typemux_probe_*")), "a probe written to disk"
+
+
+LOCALS = """
+
+def shout(text: str) -> str:
+    loud = text.upper()
+    return loud
+
+
+def outer() -> object:
+    class Inner:
+        level = 1
+
+    return Inner
+"""
+
+
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright"])
+async def test_a_shared_pyright_names_what_no_import_reaches(
+    backend: str, tmp_path: Path, start_raw: Any
+) -> None:
+    """A name bound in a function body is no other module's to use: renamed without a gap. A
+    parameter (keyword arguments name it) or a class attribute inside a function cannot be
+    asked through an import: a rename is refused naming why, and references name the gap."""
+    layout = build(tmp_path / "repo", 1, alias=False)
+    with layout.core.open("a", encoding="utf-8") as handle:
+        handle.write(LOCALS)
+    proxy = await start_shared(start_raw, backend, layout)
+    await shared_status(proxy, 2)
+    text = layout.core.read_text(encoding="utf-8").split("\n")
+
+    def at(line: str, word: str) -> dict[str, Any]:
+        number = next(i for i, t in enumerate(text) if t.strip().startswith(line))
+        return {
+            "textDocument": {"uri": layout.core.as_uri()},
+            "position": {"line": number, "character": text[number].index(word)},
+        }
+
+    edit = await proxy.result("textDocument/rename", {**at("loud =", "loud"), "newName": "big"})
+    assert "big = text.upper()" in apply(edit, layout)[CORE], edit
+    for line, word, why in (
+        ("def shout", "text", "parameter"),
+        ("level", "level", "class defined in a function"),
+    ):
+        answer = await proxy.request("textDocument/rename", {**at(line, word), "newName": "other"})
+        message = answer["error"]["message"]
+        assert why in message and "services/a" in message, message
+        assert "No edit was made" in message, message
+        await proxy.result(
+            "textDocument/references", {**at(line, word), "context": {"includeDeclaration": True}}
+        )
+        status = await proxy.result(
+            "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+        )
+        assert why in " ".join(status["answersAcross"]["gaps"][-1]["notAsked"]), status
+
+
+@pytest.mark.parametrize("backend", ["pyright"])
+async def test_a_shared_pyright_whose_probe_reaches_another_module_names_the_project(
+    backend: str, tmp_path: Path, start_raw: Any
+) -> None:
+    """A consumer with a `core.py` of its own imports that, not the library: its probe does not
+    reach the definition, so its answer is not taken as the library's (a named gap)."""
+    layout = build(tmp_path / "repo", 1, alias=False)
+    layout.path("services/a/core.py").write_text(
+        "def greet(name: str) -> str:\n    return name\n", encoding="utf-8"
+    )
+    proxy = await start_shared(start_raw, backend, layout)
+    await shared_status(proxy, 2)
+    await proxy.result(
+        "textDocument/references",
+        {**at_definition(layout), "context": {"includeDeclaration": True}},
+    )
+    status = await proxy.result(
+        "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+    )
+    gaps = status["answersAcross"]["gaps"]
+    assert gaps and "does not reach the definition" in gaps[-1]["notAsked"][0], gaps
+    assert str(layout.path("services/a")) in gaps[-1]["notAsked"][0], gaps
+
+
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright"])
+async def test_a_shared_pyright_probes_where_the_projects_include_reaches(
+    backend: str, tmp_path: Path, start_raw: Any
+) -> None:
+    """A consumer whose pyright `include` is `src` tracks no file at its root (a probe there
+    is answered by another workspace, empty): the probe goes in `src`, and its uses there are
+    found."""
+    layout = build(tmp_path / "repo", 1, alias=False)
+    consumer = layout.path("services/a")
+    with (consumer / "pyproject.toml").open("a", encoding="utf-8") as handle:
+        handle.write('\n[tool.pyright]\ninclude = ["src"]\n')
+    (consumer / "src").mkdir()
+    (consumer / "src/use.py").write_text(
+        'from core import greet\n\n\ndef other() -> str:\n    return greet("src")\n',
+        encoding="utf-8",
+    )
+    proxy = await start_shared(start_raw, backend, layout)
+    await shared_status(proxy, 2)
+    found = await proxy.result(
+        "textDocument/references",
+        {**at_definition(layout), "context": {"includeDeclaration": True}},
+    )
+    assert "services/a/src/use.py" in files_of(found), found
+    status = await proxy.result(
+        "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+    )
+    assert status["answersAcross"]["gaps"] == [], status["answersAcross"]
+
+
 async def wait_for_file(path: Path, pending: Any, timeout: float = 30) -> None:
     """Until a file the fake backend writes exists (it has no other way to tell)."""
     loop = asyncio.get_running_loop()
