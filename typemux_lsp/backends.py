@@ -83,6 +83,11 @@ class BackendKind:
     #: of the folder holding the file; pyrefly 1.5.1, bench/shared_across.py: all five, once
     #: the folders' importing files are open): answers across projects ask it once for all
     spans_folders: frozenset[str] = frozenset()
+    #: shared, it answers a file no folder tracks (outside every folder, or in an excluded
+    #: `.venv`) from a folder whose program has it, else from its default workspace (another
+    #: environment's): such a client document is pinned to its environment's folder first
+    #: (pin.py; pyright 1.1.414 `_getBestWorkspaceForFile`)
+    pins_untracked: bool = False
 
     def can_share(self, project_dir: Path) -> bool:
         """Whether a shared process would check `project_dir`'s files with its folder's
@@ -302,6 +307,7 @@ KINDS: dict[str, BackendKind] = {
             "pyright[nodejs]",
             "python",
             (Encoding.UTF16,),
+            pins_untracked=True,
         ),
         BackendKind(
             "basedpyright",
@@ -310,6 +316,7 @@ KINDS: dict[str, BackendKind] = {
             "basedpyright",
             "python",
             (Encoding.UTF16,),
+            pins_untracked=True,
         ),
         # ty: per process. Shared (ty 1.2.0, bench/shared_habits.py), references, rename and
         # implementation search only the project of the folder that holds the asked file, so

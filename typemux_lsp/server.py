@@ -580,6 +580,17 @@ class TypemuxServer:
         if isinstance(target, str):
             self.ledger.fail(entry, jsonrpc.REQUEST_FAILED, target)
             return
+        doc = self.store.get(uri)
+        if doc is not None and doc.uri in target.pinning:  # (pin.py)
+            if doc.uri in target.unpinned:
+                self.ledger.fail(entry, jsonrpc.REQUEST_FAILED, target.unpinned[doc.uri])
+                return
+            pinning = target.pinning[doc.uri]
+            if not pinning.done():
+                entry.task = self.plane.spawn(
+                    self._after_pin(entry, message, body, target, pinning, across)
+                )
+                return
         refusal = unsupported(target.kind, method, target.capabilities)
         if refusal is not None:
             self.ledger.fail(entry, jsonrpc.METHOD_NOT_FOUND, refusal)
@@ -599,6 +610,23 @@ class TypemuxServer:
             owner = self.router.venv_for(uri, self.store.get(uri))
             scope = None if isinstance(owner, NoVenv) else owner.key
         target.forward(entry, message, body, scope)
+
+    async def _after_pin(
+        self,
+        entry: Pending,
+        message: Message,
+        body: bytes,
+        target: BackendSession,
+        pinning: asyncio.Future[None],
+        across: bool,
+    ) -> None:
+        """A request about a document being pinned to its folder (pin.py), routed once its
+        didOpen went to that folder (the pin's own wait is bounded by the start timeout)."""
+        await asyncio.shield(pinning)
+        with self.plane.lock:
+            entry.task = None
+            if self.ledger.get(entry.client_id) is entry:
+                self._to_document(entry, message, body, across=across)
 
     def _extra_paths(self, venv: Venv) -> tuple[Path, ...]:
         """The `extraPaths` the backend settings of the venv's project add to its imports."""

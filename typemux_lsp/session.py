@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import json
 import logging
 import re
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 from pygls.uris import from_fs_path
 
-from . import jsonrpc
+from . import jsonrpc, pin, probe
 from .backends import BackendKind
 from .documents import Document
 from .freshness import RecentEvents
@@ -42,7 +43,7 @@ from .plane import Backlog, Plane
 from .platform import fs_clock_ns, group_alive, kill_group, new_group
 from .reaper import Reaper
 from .transport import Outbox, Reader
-from .venv import Venv
+from .venv import Venv, canonical
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +247,19 @@ class BackendSession:
         #: the uris of the probe documents opened in it (across.py, probe.py): files that
         #: exist nowhere but in the backend, whose diagnostics never reach the client
         self.probes: set[str] = set()
+        #: client documents pinned to their environment's folder (pin.py): uri -> the pin's
+        #: uri. Their didOpen waits until the pin is resolved (`pinning`)
+        self.pins: dict[str, str] = {}
+        #: uri of a client document being pinned -> done once its didOpen was sent, or once
+        #: it cannot be (`unpinned`): requests about it wait for that (server.py)
+        self.pinning: dict[str, asyncio.Future[None]] = {}
+        #: uri of a client document that cannot be pinned -> why (its requests get an error,
+        #: it is never opened here: the backend would answer it from another environment)
+        self.unpinned: dict[str, str] = {}
+        #: path of a pinned client document -> its environment's key (`venv_for_scope`)
+        self._pinned_paths: dict[Path, Path] = {}
+        #: uri of a pinned client document -> its path there
+        self._pinned_at: dict[str, Path] = {}
         #: uris this backend published non-empty diagnostics for (cleared if it goes away)
         self.diagnosed: set[str] = set()
         #: set when the session ended by failing rather than by being stopped
@@ -343,6 +357,10 @@ class BackendSession:
         """The environment whose folder holds `path` (the innermost), for a per-scope
         question; the first environment when there is no scope or none holds it."""
         if path is not None and len(self.venvs) > 1:
+            if self._pinned_paths:
+                pinned = self.venvs.get(self._pinned_paths.get(canonical(path), Path()))
+                if pinned is not None:
+                    return pinned
             best: Venv | None = None
             for venv in self.venvs.values():
                 root = venv.project_dir
@@ -950,6 +968,11 @@ class BackendSession:
             self._send_request(item.entry, item.message, item.body)
 
     def open_document(self, doc: Document) -> None:
+        if self._pinned_open(doc):
+            return
+        self._send_open(doc)
+
+    def _send_open(self, doc: Document) -> None:
         if doc.uri in self.proxy_docs:  # the client opens what the proxy had open: its text wins
             self.close_document(doc.uri)
         self.open_docs.add(doc.uri)
@@ -994,6 +1017,141 @@ class BackendSession:
             self.open_docs.discard(uri)
             self.proxy_docs.discard(uri)
             self.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+        pin = self.pins.pop(uri, None)
+        if pin is not None:
+            self.close_document(pin)
+            self.probes.discard(pin)
+        self.unpinned.pop(uri, None)
+        waiting = self.pinning.pop(uri, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)  # (its held requests go on: to a closed document)
+        gone = self._pinned_at.pop(uri, None)
+        if gone is not None:
+            self._pinned_paths.pop(gone, None)
+
+    # -- pins (pin.py) ------------------------------------------------------------------------
+
+    def _pinned_open(self, doc: Document) -> bool:
+        """Whether the client's document `doc` is opened through a pin (pin.py): its didOpen
+        is sent once the pin is resolved, or never when it cannot be pinned. A shared backend
+        of a kind that answers untracked files from elsewhere, a document of one of its
+        environments outside every folder or inside the environment's own prefix (which a
+        folder's default `exclude` leaves out)."""
+        if not (self.shared and self.kind.pins_untracked) or doc.venv is None:
+            return False
+        venv = self.venvs.get(doc.venv.key)
+        if venv is None or doc.path is None:
+            return False
+        waiting = self.pinning.get(doc.uri)
+        if waiting is not None:  # (resolved: opened again, e.g. resynced; else it waits)
+            return not waiting.done() or doc.uri in self.unpinned
+        path = canonical(doc.path)
+        inside = any(path.is_relative_to(canonical(v.project_dir)) for v in self.venvs.values())
+        if inside and not path.is_relative_to(venv.key):
+            return False
+        self._pin(doc, venv, path)
+        return True
+
+    def _pin(self, doc: Document, venv: Venv, path: Path) -> None:
+        done: asyncio.Future[None] = self.plane.loop.create_future()
+        self.pinning[doc.uri] = done
+        self._pinned_paths[path] = venv.key
+        self._pinned_at[doc.uri] = path
+        module = pin.module_of(venv, path)
+        directory = probe.probe_dir(venv.project_dir, self.kind.name)
+        if module is None:
+            self._unpin(
+                doc.uri,
+                path,
+                venv,
+                "no import names it (it lies under none of that environment's import roots: "
+                "site-packages and the directories its .pth files add)",
+            )
+            return
+        if directory is None:
+            self._unpin(
+                doc.uri,
+                path,
+                venv,
+                f"its {self.kind.name} configuration (`include`) names no directory to put "
+                "an import of it in, or cannot be read",
+            )
+            return
+        for n in itertools.count(1):
+            where = directory / f"__typemux_pin_{n}__.py"
+            pin_uri = where.as_uri()
+            if pin_uri not in self.open_docs and not where.exists():
+                break
+        self.pins[doc.uri] = pin_uri
+        self.probes.add(pin_uri)
+        text, position = pin.pin_text(module)
+        self.open_text(pin_uri, text)
+        answer = self.request(
+            "textDocument/definition", {"textDocument": {"uri": pin_uri}, "position": position}
+        )
+        self.plane.spawn(self._pinned(doc, venv, path, module, done, answer))
+
+    async def _pinned(
+        self,
+        doc: Document,
+        venv: Venv,
+        path: Path,
+        module: str,
+        done: asyncio.Future[None],
+        answer: asyncio.Future[Any],
+    ) -> None:
+        """The pin's definition answered: the folder's program has the file when it names
+        the file; then the client's didOpen goes (with its text as it is now)."""
+        why = None
+        result: Any = None
+        try:
+            result = await asyncio.wait_for(answer, self.timeouts.start)
+        except TimeoutError:
+            limit = self.timeouts.start
+            why = f"{self.kind.name} did not resolve `import {module}` within {limit:g} s"
+        except BackendError as exc:
+            why = f"asked to resolve `import {module}`, {self.kind.name} failed ({exc})"
+        except asyncio.CancelledError:
+            if not answer.cancelled():
+                raise
+            why = "its backend stopped"
+        with self.plane.lock:
+            if self.pinning.get(doc.uri) is not done or done.done() or not self.alive:
+                # (closed meanwhile, or the backend is gone: its requests are routed again,
+                # to the backend started in its place, which pins it anew)
+                if not done.done():
+                    done.set_result(None)
+                return
+            if why is None and not pin.reaches(result, path):
+                why = (
+                    f"`import {module}` in that project does not resolve to it (a module of "
+                    "the project's own may have that name)"
+                )
+            if why is not None:
+                self._unpin(doc.uri, path, venv, why)
+                return
+            self.log.info("%s pinned to %s's folder (import %s)", path, venv, module)
+            if not doc.desynced:
+                self._send_open(doc)
+            done.set_result(None)
+
+    def _unpin(self, uri: str, path: Path, venv: Venv, why: str) -> None:
+        """`uri` cannot be pinned: never opened here, its requests get an error saying so."""
+        pin_uri = self.pins.pop(uri, None)
+        if pin_uri is not None:
+            self.close_document(pin_uri)
+            self.probes.discard(pin_uri)
+        self.unpinned[uri] = (
+            f"typemux-lsp: {path} lies in no project folder of the shared {self.kind.name} "
+            f"backend of {venv}, which would answer it from another environment (its default "
+            f"workspace), and it cannot be tied to that project's folder: {why}. Fix: give "
+            f'{self.kind.name} a process per environment (backend-sharing = "none", or list '
+            "the kinds to share without it)."
+        )
+        self.log.warning("%s", self.unpinned[uri])
+        waiting = self.pinning.get(uri)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     # -- traffic from the backend (reader threads) -------------------------------------------
 

@@ -143,19 +143,12 @@ async def test_a_project_is_answered_from_its_own_environment_from_its_first_req
 
 
 async def test_a_library_file_of_an_environment_outside_its_project_is_answered_from_it(
-    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy, request: pytest.FixtureRequest
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
 ) -> None:
     """A file of beta's environment, which lives outside the repository (pdm's), opened as
     "go to definition" leads there: its imports resolve in beta's environment, not in
-    whichever environment a shared backend falls back to for a file outside its folders."""
-    if backend in ("pyright", "basedpyright"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="shared, pyright answers `Circle: Unknown` there (per process: right); "
-                "found with shared pyrefly (which passes), left to the pyright sharing work",
-            )
-        )
+    whichever environment a shared backend falls back to for a file outside its folders
+    (pyright's default workspace: the proxy pins it to beta's folder, pin.py)."""
     monorepo = fresh_monorepo
     env = environment_elsewhere(monorepo, "beta")
     (site,) = env.glob("lib/python*/site-packages")
@@ -168,6 +161,64 @@ async def test_a_library_file_of_an_environment_outside_its_project_is_answered_
     await assert_beta_from(client, beta, env)
     library = client.open(extra)
     await assert_beta_from(client, library, env)
+    if backend not in ("pyright", "basedpyright"):
+        return
+    # pyright: the pin (an import of `extra_b` in beta's folder) stays while it is open, its
+    # edits reach beta's program, a crash brings both back, closing it closes the pin.
+    assert len(pins(await status(client))) == 1
+    client.change(library, [{"text": "from shapes import Circle\n\nring = Circle(2.0)\n"}])
+    hover = hover_text(await client.hover(library, "ring"))
+    assert "ring: Circle" in hover, hover
+    await assert_beta_from(client, library, env)
+    (victim,) = (await status(client))["backends"]
+    os.killpg(victim["pid"], signal.SIGKILL)
+    for _ in range(1000):
+        state = await status(client)
+        if [b["pid"] for b in state["backends"]] not in ([], [victim["pid"]]) and pins(state):
+            break
+    else:
+        raise AssertionError(f"the shared backend was not restarted with the pin: {state}")
+    hover = hover_text(await client.hover(library, "ring"))
+    assert "ring: Circle" in hover, hover
+    await assert_beta_from(client, library, env)
+    client.close(library)
+    for _ in range(1000):
+        if not pins(await status(client)):
+            break
+    else:
+        raise AssertionError("the pin was left open after its document closed")
+    await assert_beta_from(client, beta, env)
+
+
+def pins(state: dict[str, Any]) -> list[str]:
+    return [u for b in state["backends"] for u in b["openDocuments"] if "__typemux_pin_" in u]
+
+
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright"], indirect=True)
+async def test_a_file_of_an_environment_no_import_names_is_an_error_not_another_answer(
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """A file inside beta's environment (kept outside the repository) but under none of its
+    import roots: a shared pyright would answer it from its default workspace (alpha's
+    interpreter), and no import can tie it to beta's folder. Its requests get an error
+    naming the file and the fix; beta is still answered."""
+    monorepo = fresh_monorepo
+    env = environment_elsewhere(monorepo, "beta")
+    tool = env / "share" / "tool.py"
+    tool.parent.mkdir()
+    tool.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    alpha = client.open(monorepo.path(ALPHA))
+    await client.wait_for_diagnostics(alpha)
+    beta = client.open(monorepo.path(BETA))
+    await assert_beta_from(client, beta, env)
+    script = client.open(tool)
+    with pytest.raises(JsonRpcException) as err:
+        await client.hover(script, "Circle")
+    message = err.value.message
+    assert str(tool) in message and "no import names it" in message, message
+    assert "backend-sharing" in message, message
+    await assert_beta_from(client, beta, env)
 
 
 async def test_an_interpreter_not_in_effect_in_time_is_an_error_not_a_wrong_answer(
