@@ -404,6 +404,9 @@ class BackendSession:
         if venv.key not in self.venvs or (venv.key == self.venv.key and len(self.venvs) == 1):
             return
         self.upstream.folder_removed(self, venv)
+        for uri, path in list(self._pinned_at.items()):  # (one still being pinned included)
+            if self._pinned_paths.get(path) == venv.key:
+                self.close_document(uri)
         del self.venvs[venv.key]
         self._identities.pop(venv.key, None)
         self._checked_at.pop(venv.key, None)
