@@ -190,6 +190,33 @@ async def test_a_library_file_of_an_environment_outside_its_project_is_answered_
     await assert_beta_from(client, beta, env)
 
 
+async def test_a_pinned_file_leaves_with_its_projects_folder_and_comes_back_with_it(
+    fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """A budget of 1 MiB: alpha opening evicts beta, whose folder leaves the shared pyright
+    with the library file pinned to it (the pin closed, the file too); asked again, the file
+    is answered from beta's environment once more."""
+    monorepo = fresh_monorepo
+    env = environment_elsewhere(monorepo, "beta")
+    (site,) = env.glob("lib/python*/site-packages")
+    extra = site / "extra_b.py"
+    extra.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    sharing = sharing_env("pyright", TYPEMUX_LSP_MAX_BACKEND_MEMORY="1")
+    client = await start_proxy("pyright", monorepo.root, env=sharing)
+    beta = client.open(monorepo.path(BETA))
+    await assert_beta_from(client, beta, env)
+    library = client.open(extra)
+    await assert_beta_from(client, library, env)
+    assert len(pins(await status(client))) == 1
+    alpha = client.open(monorepo.path(ALPHA))
+    await assert_alpha_right(client, monorepo, alpha)
+    (entry,) = (await status(client))["backends"]
+    assert [p["project"] for p in entry["projects"]] == [str(monorepo.path("alpha"))]
+    assert pins({"backends": [entry]}) == [] and library not in entry["openDocuments"]
+    await assert_beta_from(client, library, env)
+    assert len(pins(await status(client))) == 1
+
+
 def pins(state: dict[str, Any]) -> list[str]:
     return [u for b in state["backends"] for u in b["openDocuments"] if "__typemux_pin_" in u]
 
