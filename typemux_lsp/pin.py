@@ -30,12 +30,31 @@ from .venv import Venv, canonical, uri_to_path
 def module_of(venv: Venv, path: Path) -> str | None:
     """The dotted name `venv` imports the file `path` by: its path relative to the innermost
     of the environment's import roots (site-packages, the directories its `.pth` files add)
-    that holds it."""
+    that holds it; a stub of the typeshed the backend bundles by its own root's."""
     real = canonical(path)
+    bundled = _typeshed_module(real)
+    if bundled is not None:
+        return bundled
     roots = sorted({canonical(root) for root in venv.site_packages()}, key=lambda r: -len(r.parts))
     for root in roots:
         if real.is_relative_to(root):
             return module_name(root, real)
+    return None
+
+
+def _typeshed_module(real: Path) -> str | None:
+    """The module name of a stub of the typeshed the backend bundles (where "go to
+    definition" of `print` leads: `typeshed-fallback/stdlib/builtins.pyi`, or a third-party
+    stub under `typeshed-fallback/stubs/<distribution>/`): every folder imports it so."""
+    parts = real.parts
+    if "typeshed-fallback" not in parts:
+        return None
+    at = len(parts) - 1 - parts[::-1].index("typeshed-fallback")
+    rest = parts[at + 1 :]
+    if rest[:1] == ("stdlib",):
+        return module_name(Path(*parts[: at + 2]), real)
+    if rest[:1] == ("stubs",) and len(rest) > 2:
+        return module_name(Path(*parts[: at + 3]), real)
     return None
 
 

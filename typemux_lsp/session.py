@@ -1145,9 +1145,10 @@ class BackendSession:
             self.close_document(pin_uri)
             self.probes.discard(pin_uri)
         self.unpinned[uri] = (
-            f"typemux-lsp: {path} lies in no project folder of the shared {self.kind.name} "
-            f"backend of {venv}, which would answer it from another environment (its default "
-            f"workspace), and it cannot be tied to that project's folder: {why}. Fix: give "
+            f"typemux-lsp: no project folder of the shared {self.kind.name} backend tracks "
+            f"{path} (of the environment {venv}), so it would answer it from another "
+            f"environment (its default workspace), and it cannot be tied to that project's "
+            f"folder: {why}. Fix: give "
             f'{self.kind.name} a process per environment (backend-sharing = "none", or list '
             "the kinds to share without it)."
         )

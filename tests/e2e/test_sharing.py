@@ -217,6 +217,25 @@ async def test_a_pinned_file_leaves_with_its_projects_folder_and_comes_back_with
     assert len(pins(await status(client))) == 1
 
 
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright"], indirect=True)
+async def test_a_stub_of_the_backends_own_typeshed_is_answered(
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """ "Go to definition" of `print` leads into the typeshed the backend bundles, a file no
+    folder tracks and no site-packages holds: opened, it is answered (pinned as `builtins`)."""
+    monorepo = fresh_monorepo
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    alpha = client.open(monorepo.path(ALPHA))
+    await client.wait_for_diagnostics(alpha)
+    use = client.open(monorepo.path("beta/use_print.py"), "print(1)\n")
+    stubs = {uri_path(t) for t, _ in definition_targets(await client.definition(use, "print"))}
+    assert [s.name for s in stubs] == ["builtins.pyi"], stubs
+    (stub,) = stubs
+    builtins = client.open(stub)
+    hover = hover_text(await client.hover(builtins, "def print", offset=4))
+    assert "print" in hover, hover
+
+
 def pins(state: dict[str, Any]) -> list[str]:
     return [u for b in state["backends"] for u in b["openDocuments"] if "__typemux_pin_" in u]
 

@@ -52,3 +52,16 @@ def test_the_pin_is_resolved_only_when_the_answer_names_the_file(tmp_path: Path)
     assert not reaches([{"uri": other.as_uri(), "range": start}], file)
     assert not reaches(None, file)
     assert not reaches([], file)
+
+
+def test_a_stub_of_the_bundled_typeshed_is_named_as_every_folder_imports_it(
+    tmp_path: Path,
+) -> None:
+    venv, _ = _env(tmp_path)
+    typeshed = tmp_path / "tool" / "pyright" / "dist" / "typeshed-fallback"
+    assert module_of(venv, typeshed / "stdlib" / "builtins.pyi") == "builtins"
+    assert module_of(venv, typeshed / "stdlib" / "os" / "__init__.pyi") == "os"
+    assert module_of(venv, typeshed / "stubs" / "requests" / "requests" / "api.pyi") == (
+        "requests.api"
+    )
+    assert module_of(venv, typeshed / "commit.txt") is None
