@@ -1048,6 +1048,11 @@ class BackendSession:
         waiting = self.pinning.get(doc.uri)
         if waiting is not None:  # (resolved: opened again, e.g. resynced; else it waits)
             return not waiting.done() or doc.uri in self.unpinned
+        if len(self.venvs) == 1:
+            # One folder: pyright sends a file no folder tracks to the one folder when every
+            # folder has the same root, and once open there it stays that folder's program's
+            # (its third rule) when others join.
+            return False
         path = canonical(doc.path)
         inside = any(path.is_relative_to(canonical(v.project_dir)) for v in self.venvs.values())
         if inside and not path.is_relative_to(venv.key):
