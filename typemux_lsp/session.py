@@ -1097,7 +1097,7 @@ class BackendSession:
         answer = self.request(
             "textDocument/definition", {"textDocument": {"uri": pin_uri}, "position": position}
         )
-        self.plane.spawn(self._pinned(doc, venv, path, module, done, answer))
+        self.plane.spawn(self._pinned(doc, venv, path, module, done, answer, time.monotonic()))
 
     async def _pinned(
         self,
@@ -1107,6 +1107,7 @@ class BackendSession:
         module: str,
         done: asyncio.Future[None],
         answer: asyncio.Future[Any],
+        began: float,
     ) -> None:
         """The pin's definition answered: the folder's program has the file when it names
         the file; then the client's didOpen goes (with its text as it is now)."""
@@ -1138,7 +1139,13 @@ class BackendSession:
             if why is not None:
                 self._unpin(doc.uri, path, venv, why)
                 return
-            self.log.info("%s pinned to %s's folder (import %s)", path, venv, module)
+            self.log.info(
+                "%s pinned to %s's folder (import %s) in %.0f ms",
+                path,
+                venv,
+                module,
+                (time.monotonic() - began) * 1e3,
+            )
             if not doc.desynced:
                 self._send_open(doc)
             done.set_result(None)
