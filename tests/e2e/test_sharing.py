@@ -235,6 +235,38 @@ async def test_a_stub_of_the_backends_own_typeshed_is_answered(
     assert "print" in hover, hover
 
 
+async def test_a_pinned_file_is_closed_with_its_projects_folder_and_pinned_again_after(
+    fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """beta idle past the TTL leaves the shared pyright (alpha, asked meanwhile, stays): the
+    library file pinned to beta's folder is closed there, its pin too. Asked again, beta joins
+    again and the file is pinned again, answered from beta's environment."""
+    monorepo = fresh_monorepo
+    env = environment_elsewhere(monorepo, "beta")
+    (site,) = env.glob("lib/python*/site-packages")
+    extra = site / "extra_b.py"
+    extra.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    sharing = sharing_env("pyright", TYPEMUX_LSP_BACKEND_TTL="3")
+    client = await start_proxy("pyright", monorepo.root, env=sharing)
+    alpha = client.open(monorepo.path(ALPHA))
+    await client.wait_for_diagnostics(alpha)
+    beta = client.open(monorepo.path(BETA))
+    library = client.open(extra)
+    await assert_beta_from(client, library, env)
+    assert len(pins(await status(client))) == 1
+    for _ in range(3000):
+        await assert_alpha_right(client, monorepo, alpha)  # (alpha's traffic keeps it)
+        (entry,) = (await status(client))["backends"]
+        if [p["project"] for p in entry["projects"]] == [str(monorepo.path("alpha"))]:
+            break
+    else:
+        raise AssertionError(f"beta's folder did not leave when idle: {entry}")
+    assert pins({"backends": [entry]}) == [], entry
+    assert library not in entry["openDocuments"] and beta not in entry["openDocuments"]
+    await assert_beta_from(client, library, env)
+    assert len(pins(await status(client))) == 1
+
+
 def pins(state: dict[str, Any]) -> list[str]:
     return [u for b in state["backends"] for u in b["openDocuments"] if "__typemux_pin_" in u]
 
