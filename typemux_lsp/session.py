@@ -145,6 +145,16 @@ class Upstream(Protocol):
         """The session stopped (control plane): fail what it still held."""
 
 
+def _hidden(path: Path, project: Path) -> bool:
+    """Whether `path` (real) lies in a directory of `project` whose name starts with a dot,
+    which pyright's default `exclude` (`**/.*`) leaves out of the project's folder."""
+    try:
+        parts = path.relative_to(canonical(project)).parts[:-1]
+    except ValueError:
+        return False
+    return any(part.startswith(".") for part in parts)
+
+
 @dataclass(slots=True)
 class Queued:
     entry: Pending
@@ -1055,7 +1065,7 @@ class BackendSession:
             return False
         path = canonical(doc.path)
         inside = any(path.is_relative_to(canonical(v.project_dir)) for v in self.venvs.values())
-        if inside and not path.is_relative_to(venv.key):
+        if inside and not path.is_relative_to(venv.key) and not _hidden(path, venv.project_dir):
             return False
         self._pin(doc, venv, path)
         return True
@@ -1068,12 +1078,16 @@ class BackendSession:
         module = pin.module_of(venv, path)
         directory = probe.probe_dir(venv.project_dir, self.kind.name)
         if module is None:
+            hidden = _hidden(path, venv.project_dir) and not path.is_relative_to(venv.key)
             self._unpin(
                 doc.uri,
                 path,
                 venv,
-                "no import names it (it lies under none of that environment's import roots: "
-                "site-packages and the directories its .pth files add)",
+                "its folder leaves it out (pyright's default `exclude` names every directory "
+                "whose name starts with a dot) and no import names it"
+                if hidden
+                else "no import names it (it lies under none of that environment's import "
+                "roots: site-packages and the directories its .pth files add)",
             )
             return
         if directory is None:

@@ -267,6 +267,30 @@ async def test_a_pinned_file_is_closed_with_its_projects_folder_and_pinned_again
     assert len(pins(await status(client))) == 1
 
 
+async def test_a_project_file_its_folder_excludes_is_an_error_not_another_answer(
+    fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """beta/.scripts/tool.py: pyright's default `exclude` (`**/.*`) leaves it out of beta's
+    folder, so a shared pyright serving alpha too answers it from its default workspace
+    (`Circle: Unknown`), and no import can name it to pin it. Its requests get an error
+    naming it; beta's own files are answered."""
+    monorepo = fresh_monorepo
+    tool = monorepo.path("beta/.scripts/tool.py")
+    tool.parent.mkdir()
+    tool.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    client = await start_proxy("pyright", monorepo.root, env=sharing_env("pyright"))
+    alpha = client.open(monorepo.path(ALPHA))
+    await client.wait_for_diagnostics(alpha)
+    beta = client.open(monorepo.path(BETA))
+    await assert_beta_right(client, monorepo, beta)
+    script = client.open(tool)
+    with pytest.raises(JsonRpcException) as err:
+        await client.hover(script, "Circle")
+    message = err.value.message
+    assert str(tool) in message and "exclude" in message and "backend-sharing" in message
+    await assert_beta_right(client, monorepo, beta)
+
+
 def pins(state: dict[str, Any]) -> list[str]:
     return [u for b in state["backends"] for u in b["openDocuments"] if "__typemux_pin_" in u]
 
