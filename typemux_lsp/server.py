@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -733,6 +734,10 @@ class TypemuxServer:
             return
         venv = session.venvs[Path(key)]
         classified = classify(plan, changes)
+        if classified.environment_replaced and session.serves_current(venv):
+            # started or renewed since with this very environment (the once-a-second check
+            # saw it first): what else changed in it is told as for any change
+            classified = dataclasses.replace(classified, environment_replaced=False)
         if any(_editable_install(path) for _, path in classified.environment):
             self.across.refresh()
         self._open_documents_changed(session, classified.sources)

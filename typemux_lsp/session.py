@@ -345,6 +345,12 @@ class BackendSession:
     def venv_identity(self) -> Any:
         return self._identities.get(self.venv.key)
 
+    def serves_current(self, venv: Venv) -> bool:
+        """Whether it was started, or `venv`'s folder added, with the environment on disk now
+        (its pyvenv.cfg unchanged since): a replacement seen later is one it has read."""
+        identity = venv.identity()
+        return identity is not None and self._identities.get(venv.key) == identity
+
     def venv_recreated(self, now: float, venv: Venv | None = None, every: float = 1.0) -> bool:
         """Whether `venv`'s (default: the first) pyvenv.cfg changed since it was added; the
         filesystem is asked once `every` seconds per environment."""
