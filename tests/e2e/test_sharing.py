@@ -507,11 +507,13 @@ def recreate_with_shapes_3(monorepo: Monorepo, project: str) -> None:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shapes\nVersion: 3.0\n")
 
 
-async def acted_on(client: MuxClient, project: str) -> bool:
-    """Whether the proxy renewed `project`'s folder or restarted its backend."""
+async def acted_on(client: MuxClient, project: str, pid: int) -> bool:
+    """Whether the proxy renewed `project`'s folder or replaced its backend (process `pid`)."""
     for backend in (await status(client))["backends"]:
         for entry in backend["projects"]:
-            if entry["project"] == project and entry["renewals"] + entry["restarts"] > 0:
+            if entry["project"] == project and (
+                backend["pid"] != pid or entry.get("renewals", 0) + entry.get("restarts", 0) > 0
+            ):
                 return True
     return False
 
@@ -554,7 +556,7 @@ async def test_a_recreated_environment_renews_its_folder_alone(
     recreate_with_shapes_3(monorepo, "beta")
     if freshness == "watched":  # beta not asked until the watcher alone has acted on it
         deadline = time.monotonic() + 30
-        while not await acted_on(client, str(monorepo.path("beta"))):
+        while not await acted_on(client, str(monorepo.path("beta")), before["pid"]):
             assert time.monotonic() < deadline, "the recreated venv was never acted on"
             await asyncio.sleep(0.1)
     answers: list[str] = []
@@ -579,7 +581,7 @@ async def test_a_recreated_environment_renews_its_folder_alone(
         projects = {p["project"]: p for p in after["projects"]}
         alpha_state = projects[str(monorepo.path("alpha"))]
         beta_state = projects[str(monorepo.path("beta"))]
-        if beta_state["openDocuments"] == [beta] and not beta_state["renewing"]:
+        if beta_state["openDocuments"] == [beta] and not beta_state.get("renewing"):
             break
         assert time.monotonic() < deadline, f"beta's folder never settled: {after}"
         await asyncio.sleep(0.1)
