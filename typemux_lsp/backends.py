@@ -69,6 +69,10 @@ class BackendKind:
     #: the file's own: a project whose config is above its folder would be checked with the
     #: folderless default's interpreter in a shared process, so it gets its own (`can_share`)
     folder_by_config: bool = False
+    #: a workspace folder removed and added again re-reads its interpreter and site-packages
+    #: (bench/readd_habits.py): an environment recreated under a shared process is renewed
+    #: by that, its folder alone, instead of a restart of every project's backend
+    renews_folders: bool = False
     #: whether its environments share one process by default (`backend-sharing = "auto"`):
     #: where it was measured to save memory without losing any test (bench/scale.py)
     shares_by_default: bool = False
@@ -302,6 +306,7 @@ KINDS: dict[str, BackendKind] = {
             "pyright[nodejs]",
             "python",
             (Encoding.UTF16,),
+            renews_folders=True,
         ),
         BackendKind(
             "basedpyright",
@@ -310,6 +315,7 @@ KINDS: dict[str, BackendKind] = {
             "basedpyright",
             "python",
             (Encoding.UTF16,),
+            renews_folders=True,
         ),
         # ty: per process. Shared (ty 1.2.0, bench/shared_habits.py), references, rename and
         # implementation search only the project of the folder that holds the asked file, so
@@ -325,12 +331,16 @@ KINDS: dict[str, BackendKind] = {
             (Encoding.UTF8, Encoding.UTF16),
             repeats_per_folder=True,
             spans_folders=frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"}),
+            renews_folders=True,
         ),
         # pyrefly: shared by default (45 MiB for 20 projects against 807 per process: README).
         # It checks a folder with its default interpreter until the folder's configuration
         # answer is applied in a recheck: its requests wait for that (session.py); it picks a
         # file's folder by its config's directory: a project under another's config gets a
         # process of its own; and one question covers every folder's view (across.py).
+        # A folder added again keeps what pyrefly read of its interpreter before (it does not
+        # run it again, and hovers show the old release: bench/readd_habits.py), so a
+        # recreated environment restarts the process (renews_folders False).
         BackendKind(
             "pyrefly",
             "pyrefly",
