@@ -333,14 +333,16 @@ KINDS: dict[str, BackendKind] = {
             spans_folders=frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"}),
             renews_folders=True,
         ),
-        # pyrefly: shared by default (45 MiB for 20 projects against 807 per process: README).
-        # It checks a folder with its default interpreter until the folder's configuration
-        # answer is applied in a recheck: its requests wait for that (session.py); it picks a
-        # file's folder by its config's directory: a project under another's config gets a
-        # process of its own; and one question covers every folder's view (across.py).
-        # A folder added again keeps what pyrefly read of its interpreter before (it does not
-        # run it again, and hovers show the old release: bench/readd_habits.py), so a
-        # recreated environment restarts the process (renews_folders False).
+        # pyrefly: per process. Shared it passes every suite (a joining folder's requests wait
+        # until its configuration answer is in effect: session.py; one question covers every
+        # folder's view: across.py; a project under another's config gets its own process), and
+        # wins 18x on memory for projects without dependencies, but with real ones (Django,
+        # pandas: bench/scale.py --fixtures deps) it loses: 657 MiB for 5 projects shared against
+        # 433 per process, 1578 against 1737 for 20, and 2.0-2.6 s to a new project's first
+        # correct hover against 0.4-0.5 s: every join's configuration answer starts a recheck
+        # (it always counts as a change) that the joining folder waits for. A recreated
+        # environment restarts a shared pyrefly whole (it never re-reads a folder added back:
+        # bench/readd_habits.py).
         BackendKind(
             "pyrefly",
             "pyrefly",
@@ -360,7 +362,6 @@ KINDS: dict[str, BackendKind] = {
                     "typeHierarchy/subtypes",
                 }
             ),
-            shares_by_default=True,
         ),
     )
 }
