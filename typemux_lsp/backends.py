@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .documents import Encoding
 from .environments import path_outside
@@ -87,6 +87,10 @@ class BackendKind:
     #: of the folder holding the file; pyrefly 1.5.1, bench/shared_across.py: all five, once
     #: the folders' importing files are open): answers across projects ask it once for all
     spans_folders: frozenset[str] = frozenset()
+    #: methods a shared process answers for the folder holding the asked file only, so each
+    #: other folder that sees the symbol is asked through a probe document under it (probe.py;
+    #: across.py). A method in both this and `spans_folders` is probed: nothing spans then
+    probes: frozenset[str] = frozenset()
 
     def can_share(self, project_dir: Path) -> bool:
         """Whether a shared process would check `project_dir`'s files with its folder's
@@ -291,6 +295,18 @@ def _env_shebang(executable: Path) -> str | None:
     return None
 
 
+#: the questions across projects (`features.ACROSS_METHODS` less the prepares, which ask the
+#: definition's owner only) a shared pyright answers for one folder only: every one probed
+_PROBED_ACROSS: Final = frozenset(
+    {
+        "textDocument/references",
+        "textDocument/rename",
+        "textDocument/implementation",
+        "callHierarchy/incomingCalls",
+        "typeHierarchy/subtypes",
+    }
+)
+
 KINDS: dict[str, BackendKind] = {
     kind.name: kind
     for kind in (
@@ -307,6 +323,7 @@ KINDS: dict[str, BackendKind] = {
             "python",
             (Encoding.UTF16,),
             renews_folders=True,
+            probes=_PROBED_ACROSS,
         ),
         BackendKind(
             "basedpyright",
@@ -316,12 +333,16 @@ KINDS: dict[str, BackendKind] = {
             "python",
             (Encoding.UTF16,),
             renews_folders=True,
+            probes=_PROBED_ACROSS,
         ),
-        # ty: per process. Shared (ty 1.2.0, bench/shared_habits.py), references, rename and
-        # implementation search only the project of the folder that holds the asked file, so
-        # the consumers of a library it also serves are gaps (tests/e2e/test_across.py fails);
-        # its hierarchies search every folder's project (asked once across projects), repeating
-        # an item per folder that sees it (answered once).
+        # ty: shared by default (134 MiB for 20 projects against 618 per process: README); every
+        # e2e suite and the real clients' tests pass with it shared. Shared (ty 1.2.0,
+        # bench/shared_habits.py), references, rename and implementation search only the
+        # project of the folder that holds the asked file: each other folder is asked through
+        # a probe document (probe.py; its references leave out a declaration outside the
+        # folder's project, so the probe's definition is the check); its hierarchies search
+        # every folder's project (asked once across projects), repeating an item per folder
+        # that sees it (answered once).
         BackendKind(
             "ty",
             "ty",
@@ -332,6 +353,14 @@ KINDS: dict[str, BackendKind] = {
             repeats_per_folder=True,
             spans_folders=frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"}),
             renews_folders=True,
+            probes=frozenset(
+                {
+                    "textDocument/references",
+                    "textDocument/rename",
+                    "textDocument/implementation",
+                }
+            ),
+            shares_by_default=True,
         ),
         # pyrefly: per process. Shared it passes every suite (a joining folder's requests wait
         # until its configuration answer is in effect: session.py; one question covers every

@@ -234,8 +234,9 @@ class BackendSession:
         #: client requests sent to the backend: wire id -> entry
         self.inflight: dict[MsgId, Pending] = {}
         #: monotonic time the proxy last changed the backend's view on its own (a change of
-        #: the disk it was told of): requests sent before and cancelled by the backend for it
-        #: are sent again (relay.py)
+        #: the disk it was told of, a document of its own opened: ty 1.2.0 shared answers the
+        #: other folders' requests in flight ContentModified): requests sent before and
+        #: cancelled by the backend for it are sent again (relay.py)
         self.disturbed_at = 0.0
         #: client requests held until the backend is started (all) or warm (index-dependent)
         self.queue: deque[Queued] = deque()
@@ -1111,6 +1112,7 @@ class BackendSession:
         for a question asked across projects)."""
         self.open_docs.add(uri)
         self.proxy_docs.add(uri)
+        self.disturbed_at = time.monotonic()  # (a shared ty gives up on the folders' requests)
         self._arm_warmup()
         self.notify(
             "textDocument/didOpen",

@@ -594,3 +594,25 @@ async def test_a_recreated_environment_renews_its_folder_alone(
         assert after["pid"] != before["pid"]
         assert beta_state["restarts"] >= 1 and beta_state["renewals"] == 0
     print(f"{backend}: alpha's slowest hover during the swap {max(alpha_hovers) * 1e3:.0f} ms")
+
+
+async def test_a_shared_ty_answers_a_project_while_another_joins(
+    monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """ty 1.2.0 shared gives up on a request in flight (ContentModified) when the proxy adds
+    a folder to it (here beta's, joining for a workspace symbol search): alpha did nothing,
+    so its hover is sent again and answered, as one process per project answers it. (ty
+    gives up in about one proxy in five: twelve are started.)"""
+    for _ in range(12):
+        client = await start_proxy("ty", monorepo.root, env=sharing_env("ty"))
+        alpha = client.open(monorepo.path(ALPHA))
+        assert AREA_V1 in hover_text(await client.hover(alpha, "area(2.0)"))
+        asked = [client.hover(alpha, "area(2.0)") for _ in range(4)]
+        symbols, *hovers = await asyncio.gather(
+            client.request("workspace/symbol", {"query": "area"}), *asked
+        )
+        assert symbols, symbols
+        assert all(AREA_V1 in hover_text(h) for h in hovers), hovers
+        (entry,) = (await status(client))["backends"]
+        assert len(entry["projects"]) == 2, entry
+        await client.close_session()
