@@ -14,6 +14,9 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,7 @@ from clients import VSCODE, definition_targets, hover_text, proxy_env, uri_path
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
+from typemux_lsp.backends import KINDS
 from typemux_lsp.example import build_venvs
 
 if TYPE_CHECKING:
@@ -289,6 +293,33 @@ async def test_a_project_file_its_folder_excludes_is_an_error_not_another_answer
     message = err.value.message
     assert str(tool) in message and "exclude" in message and "backend-sharing" in message
     await assert_beta_right(client, monorepo, beta)
+
+
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright"], indirect=True)
+async def test_a_project_whose_own_config_excludes_files_gets_a_process_of_its_own(
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """beta's `[tool.pyright] exclude = ["scripts"]` leaves beta/scripts/tool.py out of beta's
+    folder: a pyright serving alpha too would answer it from its default workspace (alpha's
+    interpreter). beta gets a process of its own, where that file is answered from beta's
+    environment as pyright per environment answers it; alpha keeps the shared one."""
+    monorepo = fresh_monorepo
+    pyproject = monorepo.path("beta/pyproject.toml")
+    pyproject.write_text(pyproject.read_text("utf-8") + '\n[tool.pyright]\nexclude = ["scripts"]\n')
+    tool = monorepo.path("beta/scripts/tool.py")
+    tool.parent.mkdir()
+    tool.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    alpha = client.open(monorepo.path(ALPHA))
+    await client.wait_for_diagnostics(alpha)
+    beta = client.open(monorepo.path(BETA))
+    await assert_beta_right(client, monorepo, beta)
+    script = client.open(tool)
+    await assert_beta_right(client, monorepo, script)
+    backends = (await status(client))["backends"]
+    beta_dir = str(monorepo.path("beta"))
+    (own,) = [b for b in backends if any(p["project"] == beta_dir for p in b["projects"])]
+    assert len(own["projects"]) == 1 and len(backends) == 2, backends
 
 
 def pins(state: dict[str, Any]) -> list[str]:
@@ -566,8 +597,8 @@ async def test_a_frozen_shared_backend_is_answered_for_and_replaced_with_every_f
 async def test_a_recreated_environment_under_a_shared_backend_is_seen(
     fresh_monorepo: Monorepo, start_proxy: StartProxy
 ) -> None:
-    """alpha's venv is rebuilt with beta's shapes 2.x: alpha's answers follow (the shared
-    process restarts with both folders), beta's stay its own."""
+    """alpha's venv is rebuilt with beta's shapes 2.x: alpha's answers follow (its folder
+    renewed in the shared process), beta's stay its own."""
     monorepo = fresh_monorepo
     client = await start_proxy("pyright", monorepo.root, env=sharing_env("pyright"))
     alpha = client.open(monorepo.path(ALPHA))
@@ -633,3 +664,134 @@ async def test_a_shared_backend_answers_call_hierarchies_as_one_per_environment(
     # (pyrefly 1.5.1 lists a function once per call site, process of its own or not: its
     # answer, as it is)
     assert answers == await hierarchies(alone, monorepo)
+
+
+CIRCLE_V3_DOC = "A circle, as shapes 3.0 draws it."
+
+
+def recreate_with_shapes_3(monorepo: Monorepo, project: str) -> None:
+    """`rm -rf .venv && python -m venv .venv`, then shapes 3.0 installed into it (offline: the
+    project's vendored shapes, its Circle documented anew, and its .dist-info)."""
+    venv = monorepo.venv(project)
+    shutil.rmtree(venv)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    site = monorepo.site_packages(project)
+    shutil.copytree(monorepo.path(f"{project}/vendor/shapes"), site / "shapes")
+    init = site / "shapes" / "__init__.py"
+    init.write_text(init.read_text("utf-8").replace(CIRCLE_V2_DOC, CIRCLE_V3_DOC), "utf-8")
+    info = site / "shapes-3.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shapes\nVersion: 3.0\n")
+
+
+async def acted_on(client: MuxClient, project: str, pid: int) -> bool:
+    """Whether the proxy renewed `project`'s folder or replaced its backend (process `pid`)."""
+    for backend in (await status(client))["backends"]:
+        for entry in backend["projects"]:
+            if entry["project"] == project and (
+                backend["pid"] != pid or entry.get("renewals", 0) + entry.get("restarts", 0) > 0
+            ):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("freshness", ["watched", "unwatched"])
+async def test_a_recreated_environment_renews_its_folder_alone(
+    backend: str, freshness: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """beta's .venv deleted and made again with shapes 3.0. With freshness on the proxy acts
+    by itself (the watcher, or the check of a route used in the last second; beta is not asked
+    until then); off, the once-a-second check of its pyvenv.cfg sees it as beta is asked.
+    beta's hover shows 3.0 — never an
+    answer from nowhere (the backend's default interpreter has no shapes) — while alpha, in
+    the same process, is answered throughout by that same process, never restarted. A kind
+    that does not re-read a folder added again (pyrefly) restarts the process instead."""
+    monorepo = fresh_monorepo
+    env = sharing_env(backend)
+    if freshness == "unwatched":
+        env["TYPEMUX_LSP_FRESHNESS"] = "false"
+    client = await start_proxy(backend, monorepo.root, env=env)
+    alpha = client.open(monorepo.path(ALPHA))
+    beta = client.open(monorepo.path(BETA))
+    await client.wait_for_diagnostics(alpha)
+    await client.wait_for_diagnostics(beta)
+    await assert_alpha_right(client, monorepo, alpha)
+    await assert_beta_right(client, monorepo, beta)
+    (before,) = (await status(client))["backends"]
+
+    alpha_hovers: list[float] = []
+    done = asyncio.Event()
+
+    async def keep_asking_alpha() -> None:
+        while not done.is_set():
+            started = time.monotonic()
+            assert AREA_V1 in hover_text(await client.hover(alpha, "area(2.0)"))
+            alpha_hovers.append(time.monotonic() - started)
+            await asyncio.sleep(0.02)
+
+    asking = asyncio.create_task(keep_asking_alpha())
+    recreate_with_shapes_3(monorepo, "beta")
+    if freshness == "watched":  # beta not asked until the watcher alone has acted on it
+        deadline = time.monotonic() + 30
+        while not await acted_on(client, str(monorepo.path("beta")), before["pid"]):
+            assert time.monotonic() < deadline, "the recreated venv was never acted on"
+            await asyncio.sleep(0.1)
+    answers: list[str] = []
+    deadline = time.monotonic() + 30
+    while not answers or CIRCLE_V3_DOC not in answers[-1]:
+        assert time.monotonic() < deadline, f"beta's hover never showed shapes 3.0: {answers}"
+        text = hover_text(await client.hover(beta, "Circle"))
+        if not answers or answers[-1] != text:
+            answers.append(text)
+        await asyncio.sleep(0.05)
+    # the old release until the change was seen, then the new one: nothing in between
+    assert all(CIRCLE_V2_DOC in text for text in answers[:-1]), answers
+    await asyncio.sleep(0.5)  # alpha asked on after the renewal
+    done.set()
+    await asking
+    await assert_alpha_right(client, monorepo, alpha)
+    assert CIRCLE_V3_DOC in hover_text(await client.hover(beta, "Circle"))
+
+    deadline = time.monotonic() + 30
+    while True:  # (a late batch of the watcher's may still be acted on: until it settles)
+        (after,) = (await status(client))["backends"]
+        projects = {p["project"]: p for p in after["projects"]}
+        alpha_state = projects[str(monorepo.path("alpha"))]
+        beta_state = projects[str(monorepo.path("beta"))]
+        if beta_state["openDocuments"] == [beta] and not beta_state.get("renewing"):
+            break
+        assert time.monotonic() < deadline, f"beta's folder never settled: {after}"
+        await asyncio.sleep(0.1)
+    if KINDS[backend].renews_folders:
+        # alpha was answered by the same process all along, which was never restarted
+        assert after["pid"] == before["pid"]
+        assert (alpha_state["restarts"], beta_state["restarts"], after["restarts"]) == (0, 0, 0)
+        assert beta_state["renewals"] >= 1 and alpha_state["renewals"] == 0
+    else:  # it would keep answering from the old release: a restart, both folders back
+        assert after["pid"] != before["pid"]
+        assert beta_state["restarts"] >= 1 and beta_state["renewals"] == 0
+    print(f"{backend}: alpha's slowest hover during the swap {max(alpha_hovers) * 1e3:.0f} ms")
+
+
+async def test_a_shared_ty_answers_a_project_while_another_joins(
+    monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """ty 1.2.0 shared gives up on a request in flight (ContentModified) when the proxy adds
+    a folder to it (here beta's, joining for a workspace symbol search): alpha did nothing,
+    so its hover is sent again and answered, as one process per project answers it. (ty
+    gives up in about one proxy in five: twelve are started.)"""
+    for _ in range(12):
+        client = await start_proxy("ty", monorepo.root, env=sharing_env("ty"))
+        alpha = client.open(monorepo.path(ALPHA))
+        assert AREA_V1 in hover_text(await client.hover(alpha, "area(2.0)"))
+        asked = [client.hover(alpha, "area(2.0)") for _ in range(4)]
+        symbols, *hovers = await asyncio.gather(
+            client.request("workspace/symbol", {"query": "area"}), *asked
+        )
+        assert symbols, symbols
+        assert all(AREA_V1 in hover_text(h) for h in hovers), hovers
+        (entry,) = (await status(client))["backends"]
+        assert len(entry["projects"]) == 2, entry
+        await client.close_session()
