@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +39,7 @@ from harness import (
     load_average,
     make_workspace,
     position_of,
+    remake_venv,
 )
 
 from typemux_lsp.backends import KINDS, BackendKind
@@ -63,12 +61,7 @@ def recreate(project: Path, log: Path) -> None:
     """`rm -rf .venv && python -m venv .venv`, then shapes 3.0 written in; `bin/python` a
     wrapper that logs its runs (argv[0] kept, so the venv is still the one found)."""
     venv = project / ".venv"
-    shutil.rmtree(venv)
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
-    )
-    (site,) = (venv / "lib").glob("python*/site-packages")
-    shutil.copytree(project / "vendor" / "shapes", site / "shapes")
+    site = remake_venv(project)
     init = site / "shapes" / "__init__.py"
     init.write_text(init.read_text("utf-8").replace(OLD, NEW), "utf-8")
     python = venv / "bin" / "python"

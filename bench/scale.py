@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from harness import (
     machine,
     percentile,
     position_of,
+    remake_venv,
     rss_kib,
     start_direct,
     start_proxy,
@@ -272,13 +272,7 @@ def recreate(project: Path, release: int, deps: bool = False) -> str:
     """`rm -rf .venv && python -m venv .venv`, then `shapes` copied in with `area()` given a
     keyword of this release's own (and, with `deps`, the real dependencies linked in);
     returns that keyword."""
-    venv = project / ".venv"
-    shutil.rmtree(venv)
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
-    )
-    (site,) = (venv / "lib").glob("python*/site-packages")
-    shutil.copytree(project / "vendor" / "shapes", site / "shapes")
+    site = remake_venv(project)
     keyword = f"release{release}"
     init = site / "shapes" / "__init__.py"
     text = init.read_text("utf-8").replace("radius: float)", f"radius: float, {keyword}: int = 0)")

@@ -103,6 +103,18 @@ async def test_one_process_serves_both_projects_each_from_its_own_venv(
     assert "VIRTUAL_ENV" not in environ and "CONDA_PREFIX" not in environ
 
 
+#: a module of a project or an environment that uses beta's `shapes.Circle`
+USES_CIRCLE = "from shapes import Circle\n\nCircle(1.0)\n"
+
+
+async def alpha_settled_then_beta(client: MuxClient, monorepo: Monorepo) -> tuple[str, str]:
+    """alpha opened and checked first (the shared process runs with alpha's folder), then
+    beta opened: beta's folder joins a running backend."""
+    alpha = client.open(monorepo.path(ALPHA))
+    await client.wait_for_diagnostics(alpha)
+    return alpha, client.open(monorepo.path(BETA))
+
+
 def environment_elsewhere(monorepo: Monorepo, project: str) -> Path:
     """Move `project`'s venv out of the repository, to where pdm keeps one (named by
     `.pdm-python`): no backend finds it by itself, only through the proxy's answer."""
@@ -111,6 +123,16 @@ def environment_elsewhere(monorepo: Monorepo, project: str) -> Path:
     monorepo.venv(project).rename(env)
     monorepo.path(f"{project}/.pdm-python").write_text(f"{env}/bin/python\n")
     return env
+
+
+def beta_elsewhere_with_a_module(monorepo: Monorepo) -> tuple[Path, Path]:
+    """beta's environment moved outside the repository, with a module `extra_b` in its
+    site-packages that no project file imports: its path and the module's."""
+    env = environment_elsewhere(monorepo, "beta")
+    (site,) = env.glob("lib/python*/site-packages")
+    extra = site / "extra_b.py"
+    extra.write_text(USES_CIRCLE)
+    return env, extra
 
 
 async def assert_beta_from(client: MuxClient, uri: str, env: Path) -> None:
@@ -154,14 +176,9 @@ async def test_a_library_file_of_an_environment_outside_its_project_is_answered_
     whichever environment a shared backend falls back to for a file outside its folders
     (pyright's default workspace: the proxy pins it to beta's folder, pin.py)."""
     monorepo = fresh_monorepo
-    env = environment_elsewhere(monorepo, "beta")
-    (site,) = env.glob("lib/python*/site-packages")
-    extra = site / "extra_b.py"
-    extra.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    env, extra = beta_elsewhere_with_a_module(monorepo)
     client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
-    alpha = client.open(monorepo.path(ALPHA))
-    await client.wait_for_diagnostics(alpha)
-    beta = client.open(monorepo.path(BETA))
+    _alpha, beta = await alpha_settled_then_beta(client, monorepo)
     await assert_beta_from(client, beta, env)
     library = client.open(extra)
     await assert_beta_from(client, library, env)
@@ -202,10 +219,7 @@ async def test_a_library_file_leaves_with_its_projects_folder_and_comes_back_wit
     environment once more. (One folder at a time: pyright sends the file to the one folder
     there is, so no pin is needed.)"""
     monorepo = fresh_monorepo
-    env = environment_elsewhere(monorepo, "beta")
-    (site,) = env.glob("lib/python*/site-packages")
-    extra = site / "extra_b.py"
-    extra.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    env, extra = beta_elsewhere_with_a_module(monorepo)
     sharing = sharing_env("pyright", TYPEMUX_LSP_MAX_BACKEND_MEMORY="1")
     client = await start_proxy("pyright", monorepo.root, env=sharing)
     beta = client.open(monorepo.path(BETA))
@@ -246,15 +260,10 @@ async def test_a_pinned_file_is_closed_with_its_projects_folder_and_pinned_again
     library file pinned to beta's folder is closed there, its pin too. Asked again, beta joins
     again and the file is pinned again, answered from beta's environment."""
     monorepo = fresh_monorepo
-    env = environment_elsewhere(monorepo, "beta")
-    (site,) = env.glob("lib/python*/site-packages")
-    extra = site / "extra_b.py"
-    extra.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    env, extra = beta_elsewhere_with_a_module(monorepo)
     sharing = sharing_env("pyright", TYPEMUX_LSP_BACKEND_TTL="3")
     client = await start_proxy("pyright", monorepo.root, env=sharing)
-    alpha = client.open(monorepo.path(ALPHA))
-    await client.wait_for_diagnostics(alpha)
-    beta = client.open(monorepo.path(BETA))
+    alpha, beta = await alpha_settled_then_beta(client, monorepo)
     library = client.open(extra)
     await assert_beta_from(client, library, env)
     assert len(pins(await status(client))) == 1
@@ -281,11 +290,9 @@ async def test_a_project_file_its_folder_excludes_is_an_error_not_another_answer
     monorepo = fresh_monorepo
     tool = monorepo.path("beta/.scripts/tool.py")
     tool.parent.mkdir()
-    tool.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    tool.write_text(USES_CIRCLE)
     client = await start_proxy("pyright", monorepo.root, env=sharing_env("pyright"))
-    alpha = client.open(monorepo.path(ALPHA))
-    await client.wait_for_diagnostics(alpha)
-    beta = client.open(monorepo.path(BETA))
+    _alpha, beta = await alpha_settled_then_beta(client, monorepo)
     await assert_beta_right(client, monorepo, beta)
     script = client.open(tool)
     with pytest.raises(JsonRpcException) as err:
@@ -308,11 +315,9 @@ async def test_a_project_whose_own_config_excludes_files_gets_a_process_of_its_o
     pyproject.write_text(pyproject.read_text("utf-8") + '\n[tool.pyright]\nexclude = ["scripts"]\n')
     tool = monorepo.path("beta/scripts/tool.py")
     tool.parent.mkdir()
-    tool.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    tool.write_text(USES_CIRCLE)
     client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
-    alpha = client.open(monorepo.path(ALPHA))
-    await client.wait_for_diagnostics(alpha)
-    beta = client.open(monorepo.path(BETA))
+    _alpha, beta = await alpha_settled_then_beta(client, monorepo)
     await assert_beta_right(client, monorepo, beta)
     script = client.open(tool)
     await assert_beta_right(client, monorepo, script)
@@ -338,11 +343,9 @@ async def test_a_file_of_an_environment_no_import_names_is_an_error_not_another_
     env = environment_elsewhere(monorepo, "beta")
     tool = env / "share" / "tool.py"
     tool.parent.mkdir()
-    tool.write_text("from shapes import Circle\n\nCircle(1.0)\n")
+    tool.write_text(USES_CIRCLE)
     client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
-    alpha = client.open(monorepo.path(ALPHA))
-    await client.wait_for_diagnostics(alpha)
-    beta = client.open(monorepo.path(BETA))
+    _alpha, beta = await alpha_settled_then_beta(client, monorepo)
     await assert_beta_from(client, beta, env)
     script = client.open(tool)
     with pytest.raises(JsonRpcException) as err:
@@ -377,9 +380,7 @@ async def test_an_interpreter_not_in_effect_in_time_is_an_error_not_a_wrong_answ
 
     client.protocol.fm.features[types.WORKSPACE_CONFIGURATION] = slow
     await client.start_session(monorepo.root)
-    alpha = client.open(monorepo.path(ALPHA))
-    await client.wait_for_diagnostics(alpha)
-    beta = client.open(monorepo.path(BETA))
+    alpha, beta = await alpha_settled_then_beta(client, monorepo)
     with pytest.raises(JsonRpcException) as err:
         await client.hover(beta, "Circle")
     message = err.value.message
@@ -433,9 +434,7 @@ async def test_a_project_under_a_repository_wide_config_is_answered_from_its_own
     pyproject = monorepo.path("beta/pyproject.toml")
     pyproject.write_text(pyproject.read_text().replace("[tool.pyrefly]", ""))
     client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
-    alpha = client.open(monorepo.path(ALPHA))
-    await client.wait_for_diagnostics(alpha)
-    beta = client.open(monorepo.path(BETA))
+    alpha, beta = await alpha_settled_then_beta(client, monorepo)
     await assert_beta_right(client, monorepo, beta)
     await assert_alpha_right(client, monorepo, alpha)
     groups = projects_by_pid(await status(client)).values()
