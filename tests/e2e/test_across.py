@@ -541,12 +541,14 @@ async def test_a_shared_backend_whose_probe_reaches_another_module_names_the_pro
 
 
 @pytest.mark.parametrize("backend", ["pyright", "basedpyright", "ty"])
-async def test_a_shared_backend_probes_where_the_projects_include_reaches(
+async def test_a_consumer_with_its_own_include_is_asked_whole(
     backend: str, tmp_path: Path, start_raw: Any
 ) -> None:
-    """A consumer whose pyright `include` is `src` tracks no file at its root (a probe there
-    is answered by another workspace, empty): the probe goes in `src`, and its uses there are
-    found. (ty answers a probe at the project's root whatever its `[tool.ty.src] include`.)"""
+    """A consumer whose `include` is `src`, its uses of core there. ty answers a probe at the
+    project's root whatever its `[tool.ty.src] include`: it shares, asked through a probe. A
+    pyright project whose own config sets `include` (or `exclude`) gets a process of its own
+    (a file outside it would be answered from another folder's environment when shared), and
+    is asked there as any project per process. Either way its uses in `src` are found."""
     layout = build(tmp_path / "repo", 1, alias=False)
     consumer = layout.path("services/a")
     section = "[tool.ty.src]" if backend == "ty" else "[tool.pyright]"
@@ -558,7 +560,8 @@ async def test_a_shared_backend_probes_where_the_projects_include_reaches(
         encoding="utf-8",
     )
     proxy = await start_shared(start_raw, backend, layout)
-    await shared_status(proxy, 2)
+    if backend == "ty":
+        await shared_status(proxy, 2)
     found = await proxy.result(
         "textDocument/references",
         {**at_definition(layout), "context": {"includeDeclaration": True}},
@@ -568,6 +571,11 @@ async def test_a_shared_backend_probes_where_the_projects_include_reaches(
         "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
     )
     assert status["answersAcross"]["gaps"] == [], status["answersAcross"]
+    if backend != "ty":
+        (own,) = [
+            b for b in status["backends"] if str(consumer) in (p["project"] for p in b["projects"])
+        ]
+        assert not own.get("shared") and len(own["projects"]) == 1, status["backends"]
 
 
 async def wait_for_file(path: Path, pending: Any, timeout: float = 30) -> None:
