@@ -9,9 +9,9 @@ Paths, interleaved per round so machine noise hits them alike (medians over roun
   that sees core), for N = 3 (a, b, alias: the issue's fixture) and N = 10, one backend
   process per environment (`--backend-sharing none`);
 - shared, N consumers: the same with every environment a workspace folder of one shared
-  process (`--backend-sharing <backend>`): pyright and basedpyright are asked each consumer's
-  view through a probe document (typemux_lsp/probe.py); other kinds answer core's folder's
-  view only (the files column says how much was found);
+  process (`--backend-sharing <backend>`): pyright, basedpyright and ty are asked each
+  consumer's view through a probe document (typemux_lsp/probe.py); pyrefly answers every
+  folder's view in one ask (the files column says how much was found);
 - uv workspace, direct and proxy: one environment sees every member, nothing fans out: the
   proxy's references take the relay's hot path (the "no cost where nothing is merged" check).
 

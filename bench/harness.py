@@ -55,6 +55,19 @@ def make_workspace(tmp: Path, copies: Mapping[str, str] | None = None) -> Path:
     return root.resolve()
 
 
+def remake_venv(project: Path) -> Path:
+    """`rm -rf .venv && python -m venv .venv` (offline), then the project's vendored `shapes`
+    copied into it: what a recreated environment looks like. Returns its site-packages."""
+    venv = project / ".venv"
+    shutil.rmtree(venv)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    (site,) = (venv / "lib").glob("python*/site-packages")
+    shutil.copytree(project / "vendor" / "shapes", site / "shapes")
+    return site
+
+
 def client_params(root: Path) -> dict[str, Any]:
     """The initialize params an editor sends (what `LspClient.initialize` builds)."""
     return {

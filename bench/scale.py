@@ -11,12 +11,21 @@ p50 in a warm project, the CPU the proxy and its backends use while idle, and th
 start after an eviction (`--max-backend-memory 1`: every new project evicts the previous
 one; then the first one is asked again). Next to it, one backend started straight.
 
+`--recreate` measures instead what one project's environment recreated (`rm -rf .venv &&
+python -m venv .venv`, a new release of `shapes` copied in; `--deps`: the dependencies linked
+in again) costs the other project of two: its slowest hover, asked every 20 ms, while the
+first one's hover goes from the old release to the new one (and the time from the start of
+the recreation to that new release), in each mode (`--before DIR`: also shared, with
+typemux_lsp imported from DIR, e.g. a checkout from before folders were renewed alone), with
+the restarts and folder renewals `typemux/status` counted.
+
 `--deps` adds a fixture with real dependencies: Django, pandas and NumPy (thousands of
 files) installed once from the package index into a cache directory and hard-linked into
 every venv (distinct paths, as separate installs are), and imported by each project's file.
 
     .venv/bin/python bench/scale.py [--backend pyright ...] [--sizes 1,5,20]
         [--modes shared,per-process] [--deps] [--json]
+    .venv/bin/python bench/scale.py --recreate [--rounds 5] [--before /work/main] [--backend ty ...]
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from harness import (
     machine,
     percentile,
     position_of,
+    remake_venv,
     rss_kib,
     start_direct,
     start_proxy,
@@ -258,6 +268,133 @@ async def straight_shared(root: Path, backend: str, projects: int) -> dict[str, 
     }
 
 
+def recreate(project: Path, release: int, deps: bool = False) -> str:
+    """`rm -rf .venv && python -m venv .venv`, then `shapes` copied in with `area()` given a
+    keyword of this release's own (and, with `deps`, the real dependencies linked in);
+    returns that keyword."""
+    site = remake_venv(project)
+    keyword = f"release{release}"
+    init = site / "shapes" / "__init__.py"
+    text = init.read_text("utf-8").replace("radius: float)", f"radius: float, {keyword}: int = 0)")
+    init.write_text(text, "utf-8")
+    if deps:
+        for entry in deps_dir().iterdir():
+            subprocess.run(["cp", "-al", str(entry), str(site)], check=True)
+    return keyword
+
+
+async def during_recreate(
+    root: Path,
+    backend: str,
+    mode: str,
+    rounds: int,
+    source: Path | None = None,
+    fixture: str = "tiny",
+) -> dict[str, Any]:
+    """p01's environment recreated `rounds` times under one proxy: per round, p00's slowest
+    hover (asked every 20 ms) until p01's hover shows the new release, and that time."""
+    client = await start_proxy(root, backend, extra_args=mode_args(mode, backend), source=source)
+    worst: list[float] = []
+    seen: list[float] = []
+    try:
+        for project in ("p00", "p01"):
+            app = root / project / "app.py"
+            client.open(app, app.read_text("utf-8"))
+            # (p01's signature is a release of an earlier run's own: its docstring is not)
+            await wait_hover(client, hover_params(root, project), "Return the area")
+        for release in range(rounds):
+            latencies: list[float] = []
+            done = asyncio.Event()
+
+            async def ask_p00(latencies: list[float], done: asyncio.Event) -> None:
+                params = hover_params(root, "p00")
+                while not done.is_set():
+                    start = time.perf_counter()
+                    answer = await client.request("textDocument/hover", params, timeout=120)
+                    latencies.append((time.perf_counter() - start) * 1e3)
+                    assert SIGNATURE in str(answer), f"p00 answered from elsewhere: {answer}"
+                    await asyncio.sleep(0.02)
+
+            asking = asyncio.create_task(ask_p00(latencies, done))
+            await asyncio.sleep(0.2)
+            start = time.perf_counter()
+            keyword = await asyncio.to_thread(recreate, root / "p01", release, fixture == "deps")
+            await wait_hover(client, hover_params(root, "p01"), keyword, timeout=120)
+            seen.append((time.perf_counter() - start) * 1e3)
+            await asyncio.sleep(0.3)
+            done.set()
+            await asking
+            worst.append(max(latencies))
+        state = await client.request(
+            "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
+        )
+        projects = [p for b in state["backends"] for p in b["projects"]]
+        counted = all("renewals" in p for p in projects)
+        return {
+            "backend": backend,
+            "fixture": fixture,
+            "mode": mode if source is None else f"{mode}, before",
+            "rounds": rounds,
+            "other_worst_ms": sorted(worst),
+            "new_release_ms": sorted(seen),
+            # (None: a proxy from before these were counted)
+            "restarts": sum(p["restarts"] for p in projects) if counted else None,
+            "renewals": sum(p["renewals"] for p in projects) if counted else None,
+        }
+    finally:
+        await client.stop()
+
+
+async def recreate_report(args: argparse.Namespace) -> dict[str, Any]:
+    from harness import make_workspace
+
+    report: dict[str, Any] = {"machine": machine(), "load_before": load_average(), "rows": []}
+    variants: list[tuple[str, Path | None]] = [(mode, None) for mode in args.modes]
+    if args.before is not None:
+        variants.append(("shared", args.before))
+    for fixture in args.fixtures or (["tiny", "deps"] if args.deps else ["tiny"]):
+        with tempfile.TemporaryDirectory(prefix="typemux-recreate-") as tmp:
+            root = make_workspace(Path(tmp), {"p00": "alpha", "p01": "alpha"})
+            if fixture == "deps":
+                add_deps(root, ["p00", "p01"])
+            for backend in args.backend:
+                for mode, source in variants:
+                    print(
+                        f"{backend} ({fixture}): recreate, {mode}{' (before)' if source else ''}",
+                        file=sys.stderr,
+                    )
+                    report["rows"].append(
+                        await during_recreate(root, backend, mode, args.rounds, source, fixture)
+                    )
+    report["load_after"] = load_average()
+    return report
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def recreate_table(report: dict[str, Any]) -> str:
+    lines = [
+        f"machine: {report['machine']['cores']} cores, {report['machine']['python']}; load "
+        f"{report['load_before']:.2f} before, {report['load_after']:.2f} after",
+        "",
+        "| backend | fixture | mode | rounds | other project's slowest hover, ms: median (max) | "
+        "recreated project's new release, ms: median (max) | restarts (per project, summed) | "
+        "folder renewals |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["rows"]:
+        worst, seen = row["other_worst_ms"], row["new_release_ms"]
+        lines.append(
+            f"| {row['backend']} | {row['fixture']} | {row['mode']} | {row['rounds']} | "
+            f"{statistics.median(worst):.0f} ({max(worst):.0f}) | "
+            f"{statistics.median(seen):.0f} ({max(seen):.0f}) | {_count(row['restarts'])} | "
+            f"{_count(row['renewals'])} |"
+        )
+    return "\n".join(lines)
+
+
 DEPS = ("django", "pandas")
 DEPS_IMPORTS = (
     "import django\nimport numpy as np\nimport pandas as pd\nfrom django.db import models\n\n"
@@ -401,9 +538,16 @@ def main() -> int:
     )
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
     parser.add_argument("--no-eviction", dest="eviction", action="store_false")
+    parser.add_argument("--recreate", action="store_true", help="a recreated environment's cost")
+    parser.add_argument("--rounds", type=int, default=5, help="--recreate: recreations per mode")
+    parser.add_argument("--before", type=Path, help="--recreate: typemux_lsp from this checkout")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.backend = args.backend or sorted(KINDS)
+    if args.recreate:
+        report = asyncio.run(recreate_report(args))
+        print(json.dumps(report, indent=2) if args.json else recreate_table(report))
+        return 0
     report = asyncio.run(main_async(args))
     print(json.dumps(report, indent=2) if args.json else table(report))
     return 0

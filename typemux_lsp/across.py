@@ -92,9 +92,6 @@ _STREAMED: Final = frozenset(
     {"textDocument/references", "textDocument/implementation", "typeHierarchy/subtypes"}
 )
 _CLIENT_TOKENS: Final = frozenset({"workDoneToken", "partialResultToken"})
-#: kinds whose shared process is asked about another folder's view through a probe document
-#: (probe.py); a shared process of another kind answers for one of its folders only
-_PROBES: Final = frozenset({"pyright", "basedpyright"})
 _IDENTIFIER: Final = re.compile(r"[^\W\d]\w*")
 
 Forward = Callable[[Pending, Message, bytes], None]
@@ -512,9 +509,9 @@ class Across:
         """Who to ask for each of `venvs`, started where a slot is free (never evicting one).
         A shared process answers the definition's file from the one folder that holds it
         (pyright's `_getBestWorkspaceForFile`), so the other projects' view of the file cannot
-        be asked there: a shared pyright or basedpyright is asked it through a probe; another
-        kind's process once, for the first, the others gaps, never silently left out — unless
-        its kind answers `method` for every folder it serves in one ask
+        be asked there: a kind that probes `method` (`BackendKind.probes`) is asked it through
+        a probe; another kind's process once, for the first, the others gaps, never silently
+        left out — unless its kind answers `method` for every folder it serves in one ask
         (`BackendKind.spans_folders`): those projects are returned, per session, as covered."""
         asked: list[Asked] = []
         gaps: list[Gap] = []
@@ -533,7 +530,7 @@ class Across:
                 except BackendError as exc:
                     gaps.append(Gap(venv.project_dir, first_sentence(str(exc))))
                     continue
-            if session.shared and session.kind.name in _PROBES:
+            if session.shared and method in session.kind.probes:
                 known = self._index.get(venv.key)
                 holds = real.is_relative_to(known[1].project if known else venv.project_dir)
                 asked.append(Asked(session, venv, probe=not holds))
@@ -611,15 +608,14 @@ class Across:
             # reaches it (a module of the folder's own may shadow the library's): asked first,
             # as the check (a definition request right after the probe opens costs ~30 ms on
             # pyright, references ~5), and the answer itself for a rename and most references.
+            # ty 1.2.0 leaves a declaration outside the folder's project out of its references:
+            # its probe's definition is the check.
             whole = {"includeDeclaration": True}
             found = await self._asker(
                 session, "textDocument/references", {**here, "context": whole}
             )()
-            if not any(
-                (t := location_of(f)) is not None
-                and t[1].get("line") == position.get("line")
-                and _same_file(t[0], path)
-                for f in (found if isinstance(found, list) else [])
+            if not _names(found, path, position) and not _names(
+                await self._asker(session, "textDocument/definition", here)(), path, position
             ):
                 raise BackendError(
                     f"its import of {module}.{'.'.join(reach.path)} does not reach the "
@@ -1077,6 +1073,16 @@ def _stamp(venv: Venv, extra: tuple[Path, ...]) -> tuple[int, ...]:
         with contextlib.suppress(OSError):
             stamp.append(site.stat().st_mtime_ns)
     return tuple(stamp)
+
+
+def _names(answer: Any, path: Path, position: dict[str, Any]) -> bool:
+    """Whether the locations `answer` name the line of `position` in the file `path`."""
+    return any(
+        (t := location_of(f)) is not None
+        and t[1].get("line") == position.get("line")
+        and _same_file(t[0], path)
+        for f in (answer if isinstance(answer, list) else [answer])
+    )
 
 
 def _same_file(uri: str, path: Path) -> bool:

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .documents import Encoding
 from .environments import path_outside
+from .probe import pyright_settings
 from .tree import deep_merge, lookup
 from .venv import Venv, canonical, git_toplevel
 
@@ -69,6 +70,10 @@ class BackendKind:
     #: the file's own: a project whose config is above its folder would be checked with the
     #: folderless default's interpreter in a shared process, so it gets its own (`can_share`)
     folder_by_config: bool = False
+    #: a workspace folder removed and added again re-reads its interpreter and site-packages
+    #: (bench/readd_habits.py): an environment recreated under a shared process is renewed
+    #: by that, its folder alone, instead of a restart of every project's backend
+    renews_folders: bool = False
     #: whether its environments share one process by default (`backend-sharing = "auto"`):
     #: where it was measured to save memory without losing any test (bench/scale.py)
     shares_by_default: bool = False
@@ -83,11 +88,28 @@ class BackendKind:
     #: of the folder holding the file; pyrefly 1.5.1, bench/shared_across.py: all five, once
     #: the folders' importing files are open): answers across projects ask it once for all
     spans_folders: frozenset[str] = frozenset()
+    #: shared, it answers a file no folder tracks (outside every folder, or in an excluded
+    #: `.venv`) from a folder whose program has it, else from its default workspace (another
+    #: environment's): such a client document is pinned to its environment's folder first
+    #: (pin.py; pyright 1.1.414 `_getBestWorkspaceForFile`)
+    pins_untracked: bool = False
+    #: methods a shared process answers for the folder holding the asked file only, so each
+    #: other folder that sees the symbol is asked through a probe document under it (probe.py;
+    #: across.py). A method in both this and `spans_folders` is probed: nothing spans then
+    probes: frozenset[str] = frozenset()
 
     def can_share(self, project_dir: Path) -> bool:
-        """Whether a shared process would check `project_dir`'s files with its folder's
-        interpreter: for a kind whose folder is chosen by the nearest config file, the
-        project has one of its own, or none is above it."""
+        """Whether a shared process would check every one of `project_dir`'s files with its
+        folder's interpreter: for a kind whose folder is chosen by the nearest config file, the
+        project has one of its own, or none is above it; for a kind that answers a file its
+        folder does not track from another folder (`pins_untracked`), the project's own
+        configuration leaves its tracked files as they are by default (no `include`, no
+        `exclude`: a file they leave out would be answered from another environment, and which
+        ones they leave out is the backend's glob matching to know)."""
+        if self.pins_untracked:
+            settings = pyright_settings(project_dir, self.name)
+            if settings is None or "include" in settings or "exclude" in settings:
+                return False
         if not self.folder_by_config:
             return True
         found = pyrefly_config_dir(project_dir)
@@ -287,14 +309,26 @@ def _env_shebang(executable: Path) -> str | None:
     return None
 
 
+#: the questions across projects (`features.ACROSS_METHODS` less the prepares, which ask the
+#: definition's owner only) a shared pyright answers for one folder only: every one probed
+_PROBED_ACROSS: Final = frozenset(
+    {
+        "textDocument/references",
+        "textDocument/rename",
+        "textDocument/implementation",
+        "callHierarchy/incomingCalls",
+        "typeHierarchy/subtypes",
+    }
+)
+
 KINDS: dict[str, BackendKind] = {
     kind.name: kind
     for kind in (
-        # pyright and basedpyright: per process. They pass every suite shared, answers across
-        # projects included (each folder asked through a probe document: probe.py), but one:
-        # a library file of an environment outside its project that no file of the project
-        # imports is answered by pyright's default workspace (`Circle: Unknown`; test_sharing:
-        # test_a_library_file_of_an_environment_outside_its_project_is_answered_from_it).
+        # pyright and basedpyright: shared by default (535 / 566 MiB for 20 projects against
+        # 3335 / 3470 per process: README). Every suite passes shared: answers across projects
+        # ask each folder through a probe document (probe.py); a file no folder tracks (a
+        # library file of an environment outside its project) is pinned to its environment's
+        # folder before it opens, else pyright's default workspace answers it (pin.py).
         BackendKind(
             "pyright",
             "pyright-langserver",
@@ -302,6 +336,10 @@ KINDS: dict[str, BackendKind] = {
             "pyright[nodejs]",
             "python",
             (Encoding.UTF16,),
+            pins_untracked=True,
+            shares_by_default=True,
+            renews_folders=True,
+            probes=_PROBED_ACROSS,
         ),
         BackendKind(
             "basedpyright",
@@ -310,12 +348,19 @@ KINDS: dict[str, BackendKind] = {
             "basedpyright",
             "python",
             (Encoding.UTF16,),
+            pins_untracked=True,
+            shares_by_default=True,
+            renews_folders=True,
+            probes=_PROBED_ACROSS,
         ),
-        # ty: per process. Shared (ty 1.2.0, bench/shared_habits.py), references, rename and
-        # implementation search only the project of the folder that holds the asked file, so
-        # the consumers of a library it also serves are gaps (tests/e2e/test_across.py fails);
-        # its hierarchies search every folder's project (asked once across projects), repeating
-        # an item per folder that sees it (answered once).
+        # ty: shared by default (134 MiB for 20 projects against 618 per process: README); every
+        # e2e suite and the real clients' tests pass with it shared. Shared (ty 1.2.0,
+        # bench/shared_habits.py), references, rename and implementation search only the
+        # project of the folder that holds the asked file: each other folder is asked through
+        # a probe document (probe.py; its references leave out a declaration outside the
+        # folder's project, so the probe's definition is the check); its hierarchies search
+        # every folder's project (asked once across projects), repeating an item per folder
+        # that sees it (answered once).
         BackendKind(
             "ty",
             "ty",
@@ -325,12 +370,26 @@ KINDS: dict[str, BackendKind] = {
             (Encoding.UTF8, Encoding.UTF16),
             repeats_per_folder=True,
             spans_folders=frozenset({"callHierarchy/incomingCalls", "typeHierarchy/subtypes"}),
+            renews_folders=True,
+            probes=frozenset(
+                {
+                    "textDocument/references",
+                    "textDocument/rename",
+                    "textDocument/implementation",
+                }
+            ),
+            shares_by_default=True,
         ),
-        # pyrefly: shared by default (45 MiB for 20 projects against 807 per process: README).
-        # It checks a folder with its default interpreter until the folder's configuration
-        # answer is applied in a recheck: its requests wait for that (session.py); it picks a
-        # file's folder by its config's directory: a project under another's config gets a
-        # process of its own; and one question covers every folder's view (across.py).
+        # pyrefly: per process. Shared it passes every suite (a joining folder's requests wait
+        # until its configuration answer is in effect: session.py; one question covers every
+        # folder's view: across.py; a project under another's config gets its own process), and
+        # wins 18x on memory for projects without dependencies, but with real ones (Django,
+        # pandas: bench/scale.py --fixtures deps) it loses: 657 MiB for 5 projects shared against
+        # 433 per process, 1578 against 1737 for 20, and 2.0-2.6 s to a new project's first
+        # correct hover against 0.4-0.5 s: every join's configuration answer starts a recheck
+        # (it always counts as a change) that the joining folder waits for. A recreated
+        # environment restarts a shared pyrefly whole (it never re-reads a folder added back:
+        # bench/readd_habits.py).
         BackendKind(
             "pyrefly",
             "pyrefly",
@@ -350,7 +409,6 @@ KINDS: dict[str, BackendKind] = {
                     "typeHierarchy/subtypes",
                 }
             ),
-            shares_by_default=True,
         ),
     )
 }

@@ -112,8 +112,13 @@ async def run_demo(root: Path, kind: str) -> int:
             status = await client.request(STATUS_REQUEST, None)
             owner = next((b for b in status["backends"] if uri in b["openDocuments"]), None)
             if owner is not None:
-                venv = Path(owner["venv"]).relative_to(root)
-                out.write(f"  venv:        {venv}  ({owner['kind']}, pid {owner['pid']})\n")
+                # a shared backend serves several projects: the document's own environment
+                project = next(
+                    (p for p in owner.get("projects", ()) if uri in p["openDocuments"]), owner
+                )
+                venv = Path(project["venv"]).relative_to(root)
+                shared = ", shared" if owner.get("shared") else ""
+                out.write(f"  venv:        {venv}  ({owner['kind']}, pid {owner['pid']}{shared})\n")
             out.write(f"  hover:       {_hover_text(hover)}\n")
             out.write(f"  definition:  {_location(definition, root)}\n")
             try:

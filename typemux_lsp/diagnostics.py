@@ -82,6 +82,8 @@ class Diagnostics:
                 "diagnostics for %s before its interpreter is in effect: dropped", uri
             )
             return False
+        if session.renewals:
+            session.folder_diagnostics(owner.key)
         assert isinstance(params, dict)
         version = params.get("version")
         self._forward(session, body, uri, version, bool(params.get("diagnostics")), params)

@@ -89,6 +89,10 @@ class Pool:
         self._crashes: dict[Path, deque[float]] = {}
         self._last_error: dict[Path, BackendError] = {}
         self._crash_totals: dict[Path, int] = {}
+        #: per environment, how often its backend was restarted (a recreated environment, a
+        #: frozen backend) and how often its folder alone was renewed in a shared one
+        self.restart_totals: dict[Path, int] = {}
+        self.renewal_totals: dict[Path, int] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self.closed = False
 
@@ -124,7 +128,31 @@ class Pool:
             return None
         if not session.venv_recreated(time.monotonic(), venv, every):
             return session
-        return self.restart(session, f"the environment {venv} was deleted or recreated")
+        return self.renew(session, venv, f"the environment {venv} was deleted or recreated")
+
+    def renew(self, session: BackendSession, venv: Venv, cause: str) -> BackendSession:
+        """`venv` was recreated under `session`. A shared backend that serves other projects
+        too renews that folder alone (`BackendSession.renew_venv`): the others are not held
+        for a cold start. A kind that does not re-read a folder added again
+        (`BackendKind.renews_folders`), a backend not up yet, or one serving `venv` alone is
+        restarted."""
+        if not (
+            session.shared
+            and session.kind.renews_folders
+            and len(session.venvs) > 1
+            and venv.key in session.venvs
+            and session.state in (State.WARMING, State.READY)
+        ):
+            return self.restart(session, cause)
+        session.log.info("renewing the folder of %s alone: %s", venv, cause)
+        self.renewal_totals[venv.key] = self.renewal_totals.get(venv.key, 0) + 1
+
+        def overdue() -> None:
+            if self.sessions.get(venv.key) is session and session.alive:
+                self.restart(session, f"{cause}; its folder added again was not configured")
+
+        session.renew_venv(venv, overdue)
+        return session
 
     def get_or_start(self, venv: Venv) -> BackendSession:
         """The venv's session, started if needed; raises `CrashLoop` while it cools down."""
@@ -152,6 +180,9 @@ class Pool:
         learns of it: requests `old` was answering are sent again to the new one, ahead of
         those it queued (ContentModified only for a request that may not be sent twice)."""
         old.log.info("restarting: %s", cause)
+        for key in old.venvs:
+            self.restart_totals[key] = self.restart_totals.get(key, 0) + 1
+        old.abandon_renewals()
         group = self._groups.get(old)
         moved: list[Queued] = []
         for entry in list(old.inflight.values()):

@@ -1,14 +1,17 @@
-"""Probe documents: how a shared pyright or basedpyright process is asked about a symbol as
+"""Probe documents: how a shared pyright, basedpyright or ty process is asked about a symbol as
 one of its folders sees it.
 
 Such a process answers a question about a file from ONE workspace folder (pyright's
 `_getBestWorkspaceForFile`: the folder whose root holds the file), and searches references,
-renames and call hierarchies in that folder's program only. A library installed editable
-into several projects is under none of the consumers' roots, so asking at the library's
-file answers the library's own view. A probe is a document that exists only in the backend
-(opened, never written to disk) under the consumer's folder, so that folder's program owns
-it: `from core.x import Cls` then `Cls.meth`, asked at `meth`, gives the consumer's view of
-the symbol (measured on pyright 1.1.414 and basedpyright 1.40.2; tests/e2e/test_across.py).
+renames and call hierarchies in that folder's program only (ty 1.2.0: references, rename
+and implementation; its hierarchies span every folder: `BackendKind.probes`). A library
+installed editable into several projects is under none of the consumers' roots, so asking at
+the library's file answers the library's own view. A probe is a document that exists only
+in the backend (opened, never written to disk) under the consumer's folder, so that folder's
+program owns it: `from core.x import Cls` then `Cls.meth`, asked at `meth`, gives the
+consumer's view of the symbol (measured on pyright 1.1.414, basedpyright 1.40.2 and ty 1.2.0,
+whose probe is checked with its folder's interpreter and whose references from it span its
+folder's project, files not open included; tests/e2e/test_across.py).
 
 The symbol must be reachable by import: a module-level name, or an attribute of module-level
 classes. A name bound inside a function body cannot be named from another module (nothing
@@ -133,32 +136,45 @@ def module_name(root: Path, path: Path) -> str | None:
     return ".".join(parts)
 
 
+def pyright_settings(project: Path, kind: str) -> dict[str, object] | None:
+    """The project's own pyright (basedpyright) configuration, as that kind reads it:
+    `pyrightconfig.json` (basedpyright: `basedpyrightconfig.json` first), else pyproject's
+    `[tool.pyright]` (basedpyright: `[tool.basedpyright]` first); empty when there is none,
+    None when it cannot be read."""
+    names = ["pyrightconfig.json"]
+    if kind == "basedpyright":
+        names.insert(0, "basedpyrightconfig.json")
+    try:
+        for name in names:
+            if (project / name).is_file():
+                found = json.loads((project / name).read_text(encoding="utf-8"))
+                return found if isinstance(found, dict) else None
+        pyproject = project / "pyproject.toml"
+        if pyproject.is_file():
+            tools = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+            sections = ["basedpyright", "pyright"] if kind == "basedpyright" else ["pyright"]
+            for section in sections:
+                if isinstance(tools.get(section), dict):
+                    return dict(tools[section])
+    except (OSError, ValueError, AttributeError):
+        return None  # (tomllib's and json's errors are ValueErrors)
+    return {}
+
+
 def probe_dir(project: Path, kind: str) -> Path | None:
     """Where a probe goes to be the folder's own: pyright answers a file from the folder whose
     program tracks it (its `include`, the project when none is set; measured: a probe outside
     `include = ["src"]` got an empty answer from another workspace). The project itself, or its
     first `include` entry that is a plain directory; None when its config cannot be read or
-    names none (only patterns)."""
-    names = ["pyrightconfig.json"]
-    if kind == "basedpyright":
-        names.insert(0, "basedpyrightconfig.json")
-    include: object = None
-    try:
-        for name in names:
-            if (project / name).is_file():
-                include = json.loads((project / name).read_text(encoding="utf-8")).get("include")
-                break
-        else:
-            pyproject = project / "pyproject.toml"
-            if pyproject.is_file():
-                tools = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
-                sections = ["basedpyright", "pyright"] if kind == "basedpyright" else ["pyright"]
-                for section in sections:
-                    if isinstance(tools.get(section), dict):
-                        include = tools[section].get("include")
-                        break
-    except (OSError, ValueError, AttributeError):
-        return None  # (tomllib's and json's errors are ValueErrors)
+    names none (only patterns). ty answers a file from the folder whose root holds it, its
+    `[tool.ty.src] include` aside (ty 1.2.0: a probe at the root of a project whose include is
+    `src` finds the uses in `src`): the project itself."""
+    if kind not in ("pyright", "basedpyright"):
+        return project
+    settings = pyright_settings(project, kind)
+    if settings is None:
+        return None
+    include = settings.get("include")
     if include is None:
         return project
     for entry in include if isinstance(include, list) else []:

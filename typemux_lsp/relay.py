@@ -274,6 +274,7 @@ class Relay:
             or doc.venv is None
             or not session.alive
             or doc.uri not in session.open_docs
+            or doc.venv.key in session.renewals  # (its requests wait on the control plane)
         ):
             doc.session = None
             return

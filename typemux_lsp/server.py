@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -580,6 +581,17 @@ class TypemuxServer:
         if isinstance(target, str):
             self.ledger.fail(entry, jsonrpc.REQUEST_FAILED, target)
             return
+        doc = self.store.get(uri)
+        if doc is not None and doc.uri in target.pinning:  # (pin.py)
+            if doc.uri in target.unpinned:
+                self.ledger.fail(entry, jsonrpc.REQUEST_FAILED, target.unpinned[doc.uri])
+                return
+            pinning = target.pinning[doc.uri]
+            if not pinning.done():
+                entry.task = self.plane.spawn(
+                    self._after_pin(entry, message, body, target, pinning, across)
+                )
+                return
         refusal = unsupported(target.kind, method, target.capabilities)
         if refusal is not None:
             self.ledger.fail(entry, jsonrpc.METHOD_NOT_FOUND, refusal)
@@ -595,10 +607,27 @@ class TypemuxServer:
             self.across.answer_once(entry, message, target)
             return
         scope = None
-        if target.joining:  # (a folder joins a shared backend: which one is this about?)
+        if target.joining or target.renewals:  # (a folder joins or is renewed: which one?)
             owner = self.router.venv_for(uri, self.store.get(uri))
             scope = None if isinstance(owner, NoVenv) else owner.key
         target.forward(entry, message, body, scope)
+
+    async def _after_pin(
+        self,
+        entry: Pending,
+        message: Message,
+        body: bytes,
+        target: BackendSession,
+        pinning: asyncio.Future[None],
+        across: bool,
+    ) -> None:
+        """A request about a document being pinned to its folder (pin.py), routed once its
+        didOpen went to that folder (the pin's own wait is bounded by the start timeout)."""
+        await asyncio.shield(pinning)
+        with self.plane.lock:
+            entry.task = None
+            if self.ledger.get(entry.client_id) is entry:
+                self._to_document(entry, message, body, across=across)
 
     def _extra_paths(self, venv: Venv) -> tuple[Path, ...]:
         """The `extraPaths` the backend settings of the venv's project add to its imports."""
@@ -733,6 +762,10 @@ class TypemuxServer:
             return
         venv = session.venvs[Path(key)]
         classified = classify(plan, changes)
+        if classified.environment_replaced and session.serves_current(venv):
+            # started or renewed since with this very environment (the once-a-second check
+            # saw it first): what else changed in it is told as for any change
+            classified = dataclasses.replace(classified, environment_replaced=False)
         if any(_editable_install(path) for _, path in classified.environment):
             self.across.refresh()
         self._open_documents_changed(session, classified.sources)
@@ -744,7 +777,10 @@ class TypemuxServer:
             self.router.forget(venv)
             return
         if action.kind == "restart":
-            self.pool.restart(session, action.cause)
+            if classified.environment_replaced:  # a shared backend renews that folder alone
+                self.pool.renew(session, venv, action.cause)
+            else:
+                self.pool.restart(session, action.cause)
             return
         if session.state not in (State.WARMING, State.READY):
             return  # it starts after the change: it reads the disk as it is now
@@ -945,24 +981,33 @@ class TypemuxServer:
             if uri in session.diagnosed:
                 session.diagnosed.discard(uri)
                 self.connection.send(jsonrpc.notification(PUBLISH, {"uri": uri, "diagnostics": []}))
-        held = [(e, *e.request) for e in session.inflight.values() if e.request is not None]
-        held += [(q.entry, q.message, q.body) for q in session.queued()]
-        for entry, message, body in held:
-            if message is None:  # (relayed undecoded: read it now, off the hot path)
-                decoded = jsonrpc.decode(body)
-                message = {} if isinstance(decoded, jsonrpc.BadMessage) else decoded[0]
-            target = self.router.uri_of(entry.method, message.get("params"))
-            if target is not None and session.venv_for_scope(_uri_path(target)).key == venv.key:
-                session.cancel_queued(entry)
-                self.ledger.fail(
-                    entry,
-                    jsonrpc.CONTENT_MODIFIED,
-                    f"typemux-lsp: the {session.kind.name} backend stopped serving {venv} "
-                    "while this request was in flight; retry it.",
-                )
+        for entry, _, _ in self.folder_requests(session, venv):
+            session.cancel_queued(entry)
+            self.ledger.fail(
+                entry,
+                jsonrpc.CONTENT_MODIFIED,
+                f"typemux-lsp: the {session.kind.name} backend stopped serving {venv} "
+                "while this request was in flight; retry it.",
+            )
         session.watch_plans.pop(venv.key, None)
         if self.watcher is not None:
             self.watcher.unwatch(str(venv.key))
+
+    def folder_requests(
+        self, session: BackendSession, venv: Venv
+    ) -> list[tuple[Pending, Message | None, bytes]]:
+        held = [(e, *e.request) for e in session.inflight.values() if e.request is not None]
+        held += [(q.entry, q.message, q.body) for q in session.queued()]
+        found: list[tuple[Pending, Message | None, bytes]] = []
+        for entry, message, body in held:
+            decoded = message
+            if decoded is None:  # (relayed undecoded: read it now, off the hot path)
+                read = jsonrpc.decode(body)
+                decoded = {} if isinstance(read, jsonrpc.BadMessage) else read[0]
+            target = self.router.uri_of(entry.method, decoded.get("params"))
+            if target is not None and session.venv_for_scope(_uri_path(target)).key == venv.key:
+                found.append((entry, message, body))
+        return found
 
     def backend_body(self, session: BackendSession, body: bytes) -> None:
         self.relay.backend_body(session, body)

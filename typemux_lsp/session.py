@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import json
 import logging
 import re
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 from pygls.uris import from_fs_path
 
-from . import jsonrpc
+from . import jsonrpc, pin, probe
 from .backends import BackendKind
 from .documents import Document
 from .freshness import RecentEvents
@@ -42,7 +43,7 @@ from .plane import Backlog, Plane
 from .platform import fs_clock_ns, group_alive, kill_group, new_group
 from .reaper import Reaper
 from .transport import Outbox, Reader
-from .venv import Venv
+from .venv import Venv, canonical
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,11 @@ class Upstream(Protocol):
     def request_failed(self, session: BackendSession, entry: Pending, why: str) -> None:
         """The session gives up on a request it held (control plane): answer it with `why`."""
 
+    def folder_requests(
+        self, session: BackendSession, venv: Venv
+    ) -> list[tuple[Pending, Message | None, bytes]]:
+        """The client requests `session` holds (in flight or queued) about `venv`'s files."""
+
     def backend_body(self, session: BackendSession, body: bytes) -> None:
         """One frame from the backend (reader thread)."""
 
@@ -142,6 +148,16 @@ class Upstream(Protocol):
 
     def session_ended(self, session: BackendSession, error: BackendError) -> None:
         """The session stopped (control plane): fail what it still held."""
+
+
+def _hidden(path: Path, project: Path) -> bool:
+    """Whether `path` (real) lies in a directory of `project` whose name starts with a dot,
+    which pyright's default `exclude` (`**/.*`) leaves out of the project's folder."""
+    try:
+        parts = path.relative_to(canonical(project)).parts[:-1]
+    except ValueError:
+        return False
+    return any(part.startswith(".") for part in parts)
 
 
 @dataclass(slots=True)
@@ -153,6 +169,18 @@ class Queued:
     #: the environment (key) whose document it is about; None: not known (then it waits
     #: for every folder still joining, `BackendSession.joining`)
     scope: Path | None = None
+
+
+@dataclass(slots=True)
+class Renewal:
+    """A folder removed and added again because its environment was recreated: its requests
+    wait until the backend has asked for its configuration anew (the new interpreter is in
+    effect), and index-dependent ones until its documents' first diagnostics after that."""
+
+    queue: deque[Queued]
+    #: the configuration of its folder was asked and answered since it was added again
+    configured: bool = False
+    timer: asyncio.TimerHandle | None = None
 
 
 class BackendSession:
@@ -217,8 +245,9 @@ class BackendSession:
         #: client requests sent to the backend: wire id -> entry
         self.inflight: dict[MsgId, Pending] = {}
         #: monotonic time the proxy last changed the backend's view on its own (a change of
-        #: the disk it was told of): requests sent before and cancelled by the backend for it
-        #: are sent again (relay.py)
+        #: the disk it was told of, a document of its own opened: ty 1.2.0 shared answers the
+        #: other folders' requests in flight ContentModified): requests sent before and
+        #: cancelled by the backend for it are sent again (relay.py)
         self.disturbed_at = 0.0
         #: client requests held until the backend is started (all) or warm (index-dependent)
         self.queue: deque[Queued] = deque()
@@ -238,6 +267,8 @@ class BackendSession:
         #: resolved while no folder is joining
         self.settled: asyncio.Future[None] = plane.loop.create_future()
         self.settled.set_result(None)
+        #: environments whose folder is being renewed (`renew_venv`), with their held requests
+        self.renewals: dict[Path, Renewal] = {}
         #: uris of the documents this backend has open
         self.open_docs: set[str] = set()
         #: of those, the ones the proxy opened itself (the client never did): their
@@ -246,6 +277,19 @@ class BackendSession:
         #: the uris of the probe documents opened in it (across.py, probe.py): files that
         #: exist nowhere but in the backend, whose diagnostics never reach the client
         self.probes: set[str] = set()
+        #: client documents pinned to their environment's folder (pin.py): uri -> the pin's
+        #: uri. Their didOpen waits until the pin is resolved (`pinning`)
+        self.pins: dict[str, str] = {}
+        #: uri of a client document being pinned -> done once its didOpen was sent, or once
+        #: it cannot be (`unpinned`): requests about it wait for that (server.py)
+        self.pinning: dict[str, asyncio.Future[None]] = {}
+        #: uri of a client document that cannot be pinned -> why (its requests get an error,
+        #: it is never opened here: the backend would answer it from another environment)
+        self.unpinned: dict[str, str] = {}
+        #: path of a pinned client document -> its environment's key (`venv_for_scope`)
+        self._pinned_paths: dict[Path, Path] = {}
+        #: uri of a pinned client document -> its path there
+        self._pinned_at: dict[str, Path] = {}
         #: uris this backend published non-empty diagnostics for (cleared if it goes away)
         self.diagnosed: set[str] = set()
         #: set when the session ended by failing rather than by being stopped
@@ -326,6 +370,12 @@ class BackendSession:
     def venv_identity(self) -> Any:
         return self._identities.get(self.venv.key)
 
+    def serves_current(self, venv: Venv) -> bool:
+        """Whether it was started, or `venv`'s folder added, with the environment on disk now
+        (its pyvenv.cfg unchanged since): a replacement seen later is one it has read."""
+        identity = venv.identity()
+        return identity is not None and self._identities.get(venv.key) == identity
+
     def venv_recreated(self, now: float, venv: Venv | None = None, every: float = 1.0) -> bool:
         """Whether `venv`'s (default: the first) pyvenv.cfg changed since it was added; the
         filesystem is asked once `every` seconds per environment."""
@@ -343,6 +393,10 @@ class BackendSession:
         """The environment whose folder holds `path` (the innermost), for a per-scope
         question; the first environment when there is no scope or none holds it."""
         if path is not None and len(self.venvs) > 1:
+            if self._pinned_paths:
+                pinned = self.venvs.get(self._pinned_paths.get(canonical(path), Path()))
+                if pinned is not None:
+                    return pinned
             best: Venv | None = None
             for venv in self.venvs.values():
                 root = venv.project_dir
@@ -365,9 +419,10 @@ class BackendSession:
                 return other
         return None
 
-    def add_venv(self, venv: Venv) -> None:
+    def add_venv(self, venv: Venv, *, rewarm: bool = True) -> None:
         """Serve `venv` too, as a workspace folder: told now if the backend runs, else with
-        the handshake. Its documents are opened by `Upstream.folder_added`."""
+        the handshake. Its documents are opened by `Upstream.folder_added`; index-dependent
+        requests wait for the backend's index again (`rewarm`; a renewal holds its own)."""
         assert self.shared, "only a shared session serves several environments"
         now = time.monotonic()
         self.venvs[venv.key] = venv
@@ -379,13 +434,20 @@ class BackendSession:
         if self.state in (State.WARMING, State.READY):
             self._tell_folders()
             self.upstream.folder_added(self, venv)
-            self._rewarm()
+            if rewarm:
+                self._rewarm()
 
     def remove_venv(self, venv: Venv) -> None:
         """No longer serve `venv`: its documents are closed, its folder removed."""
         if venv.key not in self.venvs or (venv.key == self.venv.key and len(self.venvs) == 1):
             return
         self.upstream.folder_removed(self, venv)
+        for uri, path in list(self._pinned_at.items()):  # (one still being pinned included)
+            if self._pinned_paths.get(path) == venv.key:
+                self.close_document(uri)
+        renewal = self.renewals.pop(venv.key, None)  # (what it held was answered just now)
+        if renewal is not None and renewal.timer is not None:
+            renewal.timer.cancel()
         del self.venvs[venv.key]
         self._identities.pop(venv.key, None)
         self._checked_at.pop(venv.key, None)
@@ -398,6 +460,74 @@ class BackendSession:
             self.log.prefix = f"[{self.tag} {self.venv}]"
         if self.state in (State.WARMING, State.READY):
             self._tell_folders()
+
+    def renew_venv(self, venv: Venv, overdue: Callable[[], object]) -> None:
+        """`venv` was recreated: its folder is removed and added again, its documents closed
+        and opened again, so the backend reads its interpreter and site-packages anew
+        (measured per kind: bench/readd_habits.py) while the other folders are answered as
+        before. Its requests (those in flight are withdrawn and sent again) wait until the
+        backend asked for the folder's configuration and was answered, index-dependent ones
+        until its first diagnostics after that or the warm-up bound; an environment still
+        missing keeps them waiting. If the backend has not asked within the start timeout,
+        `overdue` is called (the pool restarts it: always right, if slower)."""
+        assert venv.key in self.venvs and len(self.venvs) > 1
+        held: deque[Queued] = deque()
+        previous = self.renewals.pop(venv.key, None)
+        if previous is not None:  # recreated again before the last renewal took effect
+            held.extend(previous.queue)
+            if previous.timer is not None:
+                previous.timer.cancel()
+        for entry, message, body in self.upstream.folder_requests(self, venv):
+            if self.cancel_queued(entry):
+                held.append(Queued(entry, message, body, venv.key))
+            elif entry.resendable():
+                wire = entry.wire_id
+                message, body = entry.unsend()
+                held.append(Queued(entry, message, body, venv.key))
+                if wire is not None:
+                    self.notify("$/cancelRequest", {"id": wire})
+            # else: not to be sent twice; `folder_removed` answers it ContentModified
+        self.remove_venv(venv)
+        renewal = self.renewals[venv.key] = Renewal(held)
+        self.add_venv(venv, rewarm=False)
+        renewal.timer = self.plane.later(self.timeouts.start, self._renewal_overdue, venv, overdue)
+
+    def folder_diagnostics(self, key: Path) -> None:
+        """The backend published diagnostics for a document of `key`'s folder (control
+        plane): once its configuration is in effect, its index is too."""
+        renewal = self.renewals.get(key)
+        if renewal is not None and renewal.configured:
+            self._renewed(key)
+
+    def _renewed(self, key: Path) -> None:
+        renewal = self.renewals.pop(key, None)
+        if renewal is None:
+            return
+        if renewal.timer is not None:
+            renewal.timer.cancel()
+        for item in renewal.queue:
+            self.forward(item.entry, item.message, item.body)
+
+    def _renewal_overdue(self, venv: Venv, overdue: Callable[[], object]) -> None:
+        renewal = self.renewals.get(venv.key)
+        if renewal is None or renewal.configured or not self.alive:
+            return
+        self.log.warning(
+            "the backend did not ask for the configuration of %s within %g s of its folder "
+            "being added again",
+            venv,
+            self.timeouts.start,
+        )
+        overdue()
+
+    def abandon_renewals(self) -> None:
+        """Renewals end with the session (or its restart): what they held joins the queue,
+        to be answered by whatever answers the queue."""
+        for renewal in self.renewals.values():
+            if renewal.timer is not None:
+                renewal.timer.cancel()
+            self.queue.extend(renewal.queue)
+        self.renewals.clear()
 
     def folders(self) -> list[dict[str, str]]:
         """The workspace folders for the environments served now."""
@@ -461,12 +591,29 @@ class BackendSession:
         """The backend was answered the interpreters of the folders of `scoped` (one per
         item with a scopeUri): a joining folder's is in effect once a recheck the backend
         begins from now has ended. (A folder's interpreter never changes in a session: a
-        recreated environment restarts it, another environment for the same project is
-        another process, `nested_with`; answered again, the same interpreter answers right
-        throughout the recheck: tests/e2e/test_sharing.py.)"""
-        for venv in scoped:
-            if venv.key in self.joining:
-                self._answered.add(venv.key)
+        recreated environment renews the folder, `renew_venv`, or restarts the process,
+        another environment for the same project is another process, `nested_with`;
+        answered again, the same interpreter answers right throughout the recheck:
+        tests/e2e/test_sharing.py.) A folder being renewed whose environment exists has its
+        new interpreter in effect now: a kind that re-reads a folder added again
+        (`renews_folders`) applies the answer before it answers that folder
+        (bench/readd_habits.py)."""
+        keys = {venv.key for venv in scoped}
+        for key in keys & self.joining.keys():
+            self._answered.add(key)
+        for key in keys & self.renewals.keys():
+            renewal = self.renewals[key]
+            venv = self.venvs.get(key)
+            if renewal.configured or venv is None or venv.identity() is None:
+                continue
+            self.log.info("the recreated %s is in effect: sending its requests", venv)
+            renewal.configured = True
+            if renewal.timer is not None:
+                renewal.timer.cancel()
+            renewal.timer = self.plane.later(max(self.timeouts.warmup, 0.0), self._renewed, key)
+            held, renewal.queue = renewal.queue, deque()
+            for item in held:
+                self.forward(item.entry, item.message, item.body, key)
 
     def progress_reported(self, params: Any) -> None:
         """A `$/progress` from the backend: the end of a recheck begun after a configuration
@@ -546,8 +693,13 @@ class BackendSession:
             raise BackendError(self.not_in_effect(next(iter(self.joining), None))) from None
 
     def queued(self) -> list[Queued]:
-        """Every request it holds: queued for its start or warm-up, or for a joining folder."""
-        return [*self.queue, *self.joining_queue]
+        """Every request it holds: queued for its start or warm-up, for a joining folder or
+        for a renewed one."""
+        return [
+            *self.queue,
+            *self.joining_queue,
+            *(item for renewal in self.renewals.values() for item in renewal.queue),
+        ]
 
     def launch(self) -> None:
         """Spawn the backend and begin the handshake (the pool calls this once it has a slot).
@@ -798,6 +950,7 @@ class BackendSession:
             if not fut.done():
                 fut.set_exception(error)
         self.internal.clear()
+        self.abandon_renewals()
         self.upstream.session_ended(self, error)
         self.inflight.clear()
         self.queue.clear()
@@ -903,8 +1056,15 @@ class BackendSession:
     ) -> None:
         """Send a client request, or hold it until the backend can answer it well. `message`
         may be None (not decoded whole) when the request's id is sent as it is; `scope` is
-        the environment (key) of the document it is about, when known."""
+        the environment (key) of the document it is about, when known: held while that
+        folder joins (`holds`) or is renewed (`renew_venv`)."""
         self.last_used = now = time.monotonic()
+        if scope is not None and self.renewals:
+            renewal = self.renewals.get(scope)
+            if renewal is not None and (not renewal.configured or entry.method in WARMUP_METHODS):
+                entry.session = self
+                renewal.queue.append(Queued(entry, message, body, scope))
+                return
         if self.holds(scope):
             self._hold(Queued(entry, message, body, scope))
         elif self._sendable(entry.method):
@@ -929,7 +1089,7 @@ class BackendSession:
         self.send_body(body)
 
     def cancel_queued(self, entry: Pending) -> bool:
-        for queue in (self.queue, self.joining_queue):
+        for queue in (self.queue, self.joining_queue, *(r.queue for r in self.renewals.values())):
             for item in queue:
                 if item.entry is entry:
                     queue.remove(item)
@@ -950,6 +1110,11 @@ class BackendSession:
             self._send_request(item.entry, item.message, item.body)
 
     def open_document(self, doc: Document) -> None:
+        if self._pinned_open(doc):
+            return
+        self._send_open(doc)
+
+    def _send_open(self, doc: Document) -> None:
         if doc.uri in self.proxy_docs:  # the client opens what the proxy had open: its text wins
             self.close_document(doc.uri)
         self.open_docs.add(doc.uri)
@@ -983,6 +1148,7 @@ class BackendSession:
         for a question asked across projects)."""
         self.open_docs.add(uri)
         self.proxy_docs.add(uri)
+        self.disturbed_at = time.monotonic()  # (a shared ty gives up on the folders' requests)
         self._arm_warmup()
         self.notify(
             "textDocument/didOpen",
@@ -994,6 +1160,158 @@ class BackendSession:
             self.open_docs.discard(uri)
             self.proxy_docs.discard(uri)
             self.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+        pin = self.pins.pop(uri, None)
+        if pin is not None:
+            self.close_document(pin)
+            self.probes.discard(pin)
+        self.unpinned.pop(uri, None)
+        waiting = self.pinning.pop(uri, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)  # (its held requests go on: to a closed document)
+        gone = self._pinned_at.pop(uri, None)
+        if gone is not None:
+            self._pinned_paths.pop(gone, None)
+
+    # -- pins (pin.py) ------------------------------------------------------------------------
+
+    def _pinned_open(self, doc: Document) -> bool:
+        """Whether the client's document `doc` is opened through a pin (pin.py): its didOpen
+        is sent once the pin is resolved, or never when it cannot be pinned. A shared backend
+        of a kind that answers untracked files from elsewhere, a document of one of its
+        environments outside every folder or inside the environment's own prefix (which a
+        folder's default `exclude` leaves out)."""
+        if not (self.shared and self.kind.pins_untracked) or doc.venv is None:
+            return False
+        venv = self.venvs.get(doc.venv.key)
+        if venv is None or doc.path is None:
+            return False
+        waiting = self.pinning.get(doc.uri)
+        if waiting is not None:  # (resolved: opened again, e.g. resynced; else it waits)
+            return not waiting.done() or doc.uri in self.unpinned
+        if len(self.venvs) == 1:
+            # One folder: pyright sends a file no folder tracks to the one folder when every
+            # folder has the same root, and once open there it stays that folder's program's
+            # (its third rule) when others join.
+            return False
+        path = canonical(doc.path)
+        inside = any(path.is_relative_to(canonical(v.project_dir)) for v in self.venvs.values())
+        if inside and not path.is_relative_to(venv.key) and not _hidden(path, venv.project_dir):
+            return False
+        self._pin(doc, venv, path)
+        return True
+
+    def _pin(self, doc: Document, venv: Venv, path: Path) -> None:
+        done: asyncio.Future[None] = self.plane.loop.create_future()
+        self.pinning[doc.uri] = done
+        self._pinned_paths[path] = venv.key
+        self._pinned_at[doc.uri] = path
+        module = pin.module_of(venv, path)
+        directory = probe.probe_dir(venv.project_dir, self.kind.name)
+        if module is None:
+            hidden = _hidden(path, venv.project_dir) and not path.is_relative_to(venv.key)
+            self._unpin(
+                doc.uri,
+                path,
+                venv,
+                "its folder leaves it out (pyright's default `exclude` names every directory "
+                "whose name starts with a dot) and no import names it"
+                if hidden
+                else "no import names it (it lies under none of that environment's import "
+                "roots: site-packages and the directories its .pth files add)",
+            )
+            return
+        if directory is None:
+            self._unpin(
+                doc.uri,
+                path,
+                venv,
+                f"its {self.kind.name} configuration (`include`) names no directory to put "
+                "an import of it in, or cannot be read",
+            )
+            return
+        for n in itertools.count(1):
+            where = directory / f"__typemux_pin_{n}__.py"
+            pin_uri = where.as_uri()
+            if pin_uri not in self.open_docs and not where.exists():
+                break
+        self.pins[doc.uri] = pin_uri
+        self.probes.add(pin_uri)
+        text, position = pin.pin_text(module)
+        self.open_text(pin_uri, text)
+        answer = self.request(
+            "textDocument/definition", {"textDocument": {"uri": pin_uri}, "position": position}
+        )
+        self.plane.spawn(self._pinned(doc, venv, path, module, done, answer, time.monotonic()))
+
+    async def _pinned(
+        self,
+        doc: Document,
+        venv: Venv,
+        path: Path,
+        module: str,
+        done: asyncio.Future[None],
+        answer: asyncio.Future[Any],
+        began: float,
+    ) -> None:
+        """The pin's definition answered: the folder's program has the file when it names
+        the file; then the client's didOpen goes (with its text as it is now)."""
+        why = None
+        result: Any = None
+        try:
+            result = await asyncio.wait_for(answer, self.timeouts.start)
+        except TimeoutError:
+            limit = self.timeouts.start
+            why = f"{self.kind.name} did not resolve `import {module}` within {limit:g} s"
+        except BackendError as exc:
+            why = f"asked to resolve `import {module}`, {self.kind.name} failed ({exc})"
+        except asyncio.CancelledError:
+            if not answer.cancelled():
+                raise
+            why = "its backend stopped"
+        with self.plane.lock:
+            if self.pinning.get(doc.uri) is not done or done.done() or not self.alive:
+                # (closed meanwhile, or the backend is gone: its requests are routed again,
+                # to the backend started in its place, which pins it anew)
+                if not done.done():
+                    done.set_result(None)
+                return
+            if why is None and not pin.reaches(result, path):
+                why = (
+                    f"`import {module}` in that project does not resolve to it (a module of "
+                    "the project's own may have that name)"
+                )
+            if why is not None:
+                self._unpin(doc.uri, path, venv, why)
+                return
+            self.log.info(
+                "%s pinned to %s's folder (import %s) in %.0f ms",
+                path,
+                venv,
+                module,
+                (time.monotonic() - began) * 1e3,
+            )
+            if not doc.desynced:
+                self._send_open(doc)
+            done.set_result(None)
+
+    def _unpin(self, uri: str, path: Path, venv: Venv, why: str) -> None:
+        """`uri` cannot be pinned: never opened here, its requests get an error saying so."""
+        pin_uri = self.pins.pop(uri, None)
+        if pin_uri is not None:
+            self.close_document(pin_uri)
+            self.probes.discard(pin_uri)
+        self.unpinned[uri] = (
+            f"typemux-lsp: no project folder of the shared {self.kind.name} backend tracks "
+            f"{path} (of the environment {venv}), so it would answer it from another "
+            f"environment (its default workspace), and it cannot be tied to that project's "
+            f"folder: {why}. Fix: give "
+            f'{self.kind.name} a process per environment (backend-sharing = "none", or list '
+            "the kinds to share without it)."
+        )
+        self.log.warning("%s", self.unpinned[uri])
+        waiting = self.pinning.get(uri)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     # -- traffic from the backend (reader threads) -------------------------------------------
 

@@ -53,6 +53,8 @@ def status(
                 "openDocuments": sorted(session.open_docs),
                 "requestsInFlight": len(session.inflight) + len(session.queued()),
                 "crashes": pool.crash_count(session.venv),
+                # times its projects' backend was replaced (an environment recreated, frozen)
+                "restarts": pool.restart_totals.get(session.venv.key, 0),
                 # one process serving several environments, a workspace folder each
                 "shared": session.shared,
                 "projects": [
@@ -69,6 +71,10 @@ def status(
                         "idle": round(now - session.used.get(venv.key, session.last_used), 3),
                         # its interpreter not in effect in the backend yet: its requests wait
                         "joining": venv.key in session.joining,
+                        "restarts": pool.restart_totals.get(venv.key, 0),
+                        # times its folder alone was renewed (its environment recreated)
+                        "renewals": pool.renewal_totals.get(venv.key, 0),
+                        "renewing": venv.key in session.renewals,
                     }
                     for venv in session.venvs.values()
                 ],

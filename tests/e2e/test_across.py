@@ -318,8 +318,11 @@ async def test_a_project_not_asked_is_named_and_a_rename_is_refused(
 ) -> None:
     """With room for two backends, one of the four projects that see core cannot be asked:
     references answer what was found and `typemux/status` names the gap; a rename is an
-    error naming the project, and no edit."""
-    client = await start_proxy("ty", layout.root, args=("--max-backends", "3"))
+    error naming the project, and no edit (one process per project: a shared one would serve
+    all four)."""
+    client = await start_proxy(
+        "ty", layout.root, args=("--max-backends", "3", "--backend-sharing", "none")
+    )
     at = where(client, layout, "definition")
     found = await client.request(
         "textDocument/references", {**at, "context": {"includeDeclaration": True}}
@@ -338,10 +341,15 @@ async def test_projects_sharing_a_process_are_named_not_silently_left_out(
     layout: Layout, start_proxy: StartProxy
 ) -> None:
     """A shared backend answers core's file from core's folder only: the consumers it also
-    serves cannot be asked through it. References say so in `typemux/status`, a rename is
+    serves are asked through an import of the symbol (probe.py), which a parameter has none
+    of (keyword arguments name it). References say so in `typemux/status`, a rename is
     refused naming them, and nothing pretends to be whole."""
     client = await start_proxy("ty", layout.root, args=("--backend-sharing", "all"))
-    at = where(client, layout, "definition")
+    uri = client.open(layout.core)
+    at = {
+        "textDocument": {"uri": uri},
+        "position": client.position(uri, "def greet(name", offset=10),
+    }
     for path in ("services/a/app.py", "services/b/app.py", "services/alias/app.py"):
         client.open(layout.path(path))  # every project joins the one shared process
     found = await client.request(
@@ -353,6 +361,7 @@ async def test_projects_sharing_a_process_are_named_not_silently_left_out(
     assert shared, status["backends"]
     gaps = status["answersAcross"]["gaps"]
     assert gaps and "backend-sharing" in " ".join(gaps[-1]["notAsked"]), gaps
+    assert "parameter" in gaps[-1]["notAsked"][0], gaps
     with pytest.raises(JsonRpcException) as err:
         await client.request("textDocument/rename", {**at, "newName": "salute"})
     assert "backend-sharing" in err.value.message and "No edit was made" in err.value.message
@@ -415,13 +424,14 @@ async def shared_status(proxy: Any, projects: int) -> Any:
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize("backend", ["pyright", "basedpyright"])
-async def test_a_shared_pyright_asks_each_project_through_a_probe_the_client_never_sees(
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright", "ty"])
+async def test_a_shared_backend_asks_each_project_through_a_probe_the_client_never_sees(
     backend: str, layout: Layout, start_raw: Any
 ) -> None:
-    """One process, a folder per project: core's references, rename and incoming calls cover
-    every consumer (each asked through a document that exists only in the backend), nothing
-    is a gap, and no message to the client names the probe; no file was written."""
+    """One process, a folder per project: core's references, rename, implementations and
+    incoming calls cover every consumer (each asked through a document that exists only in
+    the backend; ty's incoming calls span its folders unasked), nothing is a gap, and no
+    message to the client names the probe; no file was written."""
     proxy = await start_shared(start_raw, backend, layout)
     await shared_status(proxy, 1 + len(layout.consumers))
     at = at_definition(layout)
@@ -434,6 +444,14 @@ async def test_a_shared_pyright_asks_each_project_through_a_probe_the_client_nev
     items = await proxy.result("textDocument/prepareCallHierarchy", at)
     calls = await proxy.result("callHierarchy/incomingCalls", {"item": items[0]})
     assert {_short(c["from"]["uri"]) for c in calls} >= {"services/a/app.py", "services/b/app.py"}
+    if backend != "pyright":  # (pyright has no implementation)
+        text = layout.core.read_text(encoding="utf-8").split("\n")
+        line = next(i for i, t in enumerate(text) if "def greet(self" in t)
+        method = {"line": line, "character": text[line].index("greet")}
+        found = await proxy.result(
+            "textDocument/implementation", {"textDocument": at["textDocument"], "position": method}
+        )
+        assert "services/b/loud.py" in files_of(found), found
     status = await shared_status(proxy, 1 + len(layout.consumers))
     assert status["answersAcross"]["gaps"] == [], status["answersAcross"]
     await proxy.result("workspace/executeCommand", {"command": "typemux.status", "arguments": []})
@@ -457,8 +475,8 @@ def outer() -> object:
 """
 
 
-@pytest.mark.parametrize("backend", ["pyright", "basedpyright"])
-async def test_a_shared_pyright_names_what_no_import_reaches(
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright", "ty"])
+async def test_a_shared_backend_names_what_no_import_reaches(
     backend: str, tmp_path: Path, start_raw: Any
 ) -> None:
     """A name bound in a function body is no other module's to use: renamed without a gap. A
@@ -497,12 +515,13 @@ async def test_a_shared_pyright_names_what_no_import_reaches(
         assert why in " ".join(status["answersAcross"]["gaps"][-1]["notAsked"]), status
 
 
-@pytest.mark.parametrize("backend", ["pyright"])
-async def test_a_shared_pyright_whose_probe_reaches_another_module_names_the_project(
+@pytest.mark.parametrize("backend", ["pyright", "ty"])
+async def test_a_shared_backend_whose_probe_reaches_another_module_names_the_project(
     backend: str, tmp_path: Path, start_raw: Any
 ) -> None:
     """A consumer with a `core.py` of its own imports that, not the library: its probe does not
-    reach the definition, so its answer is not taken as the library's (a named gap)."""
+    reach the definition, so its answer is not taken as the library's (a named gap; ty's
+    references leave the definition out either way: its probe's definition tells)."""
     layout = build(tmp_path / "repo", 1, alias=False)
     layout.path("services/a/core.py").write_text(
         "def greet(name: str) -> str:\n    return name\n", encoding="utf-8"
@@ -521,24 +540,28 @@ async def test_a_shared_pyright_whose_probe_reaches_another_module_names_the_pro
     assert str(layout.path("services/a")) in gaps[-1]["notAsked"][0], gaps
 
 
-@pytest.mark.parametrize("backend", ["pyright", "basedpyright"])
-async def test_a_shared_pyright_probes_where_the_projects_include_reaches(
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright", "ty"])
+async def test_a_consumer_with_its_own_include_is_asked_whole(
     backend: str, tmp_path: Path, start_raw: Any
 ) -> None:
-    """A consumer whose pyright `include` is `src` tracks no file at its root (a probe there
-    is answered by another workspace, empty): the probe goes in `src`, and its uses there are
-    found."""
+    """A consumer whose `include` is `src`, its uses of core there. ty answers a probe at the
+    project's root whatever its `[tool.ty.src] include`: it shares, asked through a probe. A
+    pyright project whose own config sets `include` (or `exclude`) gets a process of its own
+    (a file outside it would be answered from another folder's environment when shared), and
+    is asked there as any project per process. Either way its uses in `src` are found."""
     layout = build(tmp_path / "repo", 1, alias=False)
     consumer = layout.path("services/a")
+    section = "[tool.ty.src]" if backend == "ty" else "[tool.pyright]"
     with (consumer / "pyproject.toml").open("a", encoding="utf-8") as handle:
-        handle.write('\n[tool.pyright]\ninclude = ["src"]\n')
+        handle.write(f'\n{section}\ninclude = ["src"]\n')
     (consumer / "src").mkdir()
     (consumer / "src/use.py").write_text(
         'from core import greet\n\n\ndef other() -> str:\n    return greet("src")\n',
         encoding="utf-8",
     )
     proxy = await start_shared(start_raw, backend, layout)
-    await shared_status(proxy, 2)
+    if backend == "ty":
+        await shared_status(proxy, 2)
     found = await proxy.result(
         "textDocument/references",
         {**at_definition(layout), "context": {"includeDeclaration": True}},
@@ -548,6 +571,11 @@ async def test_a_shared_pyright_probes_where_the_projects_include_reaches(
         "workspace/executeCommand", {"command": "typemux.status", "arguments": []}
     )
     assert status["answersAcross"]["gaps"] == [], status["answersAcross"]
+    if backend != "ty":
+        (own,) = [
+            b for b in status["backends"] if str(consumer) in (p["project"] for p in b["projects"])
+        ]
+        assert not own.get("shared") and len(own["projects"]) == 1, status["backends"]
 
 
 async def wait_for_file(path: Path, pending: Any, timeout: float = 30) -> None:

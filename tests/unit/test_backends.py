@@ -184,3 +184,34 @@ def test_only_pyrefly_keeps_a_project_under_anothers_config_out_of_a_shared_proc
     assert all(KINDS[k].can_share(app) for k in ("pyright", "basedpyright", "ty"))
     _write(app / "pyrefly.toml")
     assert KINDS["pyrefly"].can_share(app)
+
+
+@pytest.mark.parametrize(
+    ("config", "text", "shares"),
+    [
+        ("pyproject.toml", "[project]\nname = 'a'\n", True),
+        ("pyproject.toml", "[tool.pyright]\nstrict = ['src']\n", True),
+        ("pyproject.toml", "[tool.pyright]\nexclude = ['scripts']\n", False),
+        ("pyproject.toml", "[tool.pyright]\ninclude = ['src']\n", False),
+        ("pyrightconfig.json", '{"exclude": ["build"]}', False),
+        ("pyrightconfig.json", "{not json", False),
+    ],
+)
+def test_a_pyright_project_whose_config_moves_its_tracked_files_does_not_share(
+    tmp_path: Path, config: str, text: str, shares: bool
+) -> None:
+    """A file its own include/exclude leaves out of its folder, a shared pyright answers from
+    another folder's environment: such a project (or one whose config cannot be read) gets a
+    process of its own; ty, which places files by folder root, shares either way."""
+    (tmp_path / config).write_text(text)
+    assert KINDS["pyright"].can_share(tmp_path) is shares
+    assert KINDS["basedpyright"].can_share(tmp_path) is shares
+    assert KINDS["ty"].can_share(tmp_path)
+
+
+def test_basedpyright_reads_its_own_section_first(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.basedpyright]\nreportAny = false\n[tool.pyright]\nexclude = ['x']\n"
+    )
+    assert KINDS["basedpyright"].can_share(tmp_path)
+    assert not KINDS["pyright"].can_share(tmp_path)

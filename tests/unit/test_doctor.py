@@ -448,9 +448,9 @@ def test_freshness_shows_what_is_watched_and_warns_past_the_os_limit(
 def test_pyrefly_projects_share_a_process_unless_a_config_above_them_governs_them(
     tmp_path: Path,
 ) -> None:
-    """pyrefly shares by default; `b` has no pyrefly config of its own under the repository's
-    `pyrefly.toml` (pyrefly would check it with another folder's interpreter): a process of
-    its own, as the proxy gives it."""
+    """pyrefly shared (`backend-sharing`); `b` has no pyrefly config of its own under the
+    repository's `pyrefly.toml` (pyrefly would check it with another folder's interpreter): a
+    process of its own, as the proxy gives it."""
     root = (tmp_path / "repo").resolve()
     (root / ".git").mkdir(parents=True)
     (root / "pyrefly.toml").write_text("")
@@ -460,7 +460,11 @@ def test_pyrefly_projects_share_a_process_unless_a_config_above_them_governs_the
         (root / name / "main.py").write_text("x = 1\n")
         make_venv(root / name)
     code, report = doctor_json(
-        str(root), env=doctor_env(tmp_path, TYPEMUX_LSP_BACKEND="pyrefly"), cwd=root
+        str(root),
+        env=doctor_env(
+            tmp_path, TYPEMUX_LSP_BACKEND="pyrefly", TYPEMUX_LSP_BACKEND_SHARING="pyrefly"
+        ),
+        cwd=root,
     )
     assert code == 0, report["problems"]
     process = {Path(v["projectDir"]).name: v["sharedProcess"] for v in report["environments"]}
