@@ -608,7 +608,7 @@ class TypemuxServer:
             return
         scope = None
         if target.joining or target.renewals:  # (a folder joins or is renewed: which one?)
-            owner = self.router.venv_for(uri, self.store.get(uri))
+            owner = self.router.venv_for(uri, doc)
             scope = None if isinstance(owner, NoVenv) else owner.key
         target.forward(entry, message, body, scope)
 
@@ -768,6 +768,17 @@ class TypemuxServer:
             classified = dataclasses.replace(classified, environment_replaced=False)
         if any(_editable_install(path) for _, path in classified.environment):
             self.across.refresh()
+        if (
+            classified.configs
+            and len(session.venvs) > 1
+            and not session.kind.can_share(venv.project_dir)
+        ):
+            # Its config now leaves files out of its folder (or puts them under another's):
+            # shared, they would be answered from another environment. Asked again, it gets
+            # a process of its own (`_share`).
+            self.pool.evict(venv, "its configuration no longer lets it share a process")
+            self.router.forget(venv)
+            return
         self._open_documents_changed(session, classified.sources)
         action = decide(session.kind.name, classified, open_uris=session.open_docs)
         if action is None:

@@ -327,6 +327,38 @@ async def test_a_project_whose_own_config_excludes_files_gets_a_process_of_its_o
     assert len(own["projects"]) == 1 and len(backends) == 2, backends
 
 
+@pytest.mark.parametrize("backend", ["pyright", "basedpyright"], indirect=True)
+async def test_a_project_whose_config_comes_to_exclude_files_leaves_the_shared_process(
+    backend: str, fresh_monorepo: Monorepo, start_proxy: StartProxy
+) -> None:
+    """beta shares a pyright with alpha until its pyproject gains `exclude = ["scripts"]`
+    (an agent's edit): from then a file of beta/scripts opened would be in no folder, answered
+    from pyright's default workspace (alpha's interpreter). The proxy sees the config change,
+    takes beta out of the shared process, and beta's files, the excluded one included, are
+    answered from beta's environment by a process of its own."""
+    monorepo = fresh_monorepo
+    client = await start_proxy(backend, monorepo.root, env=sharing_env(backend))
+    _alpha, beta = await alpha_settled_then_beta(client, monorepo)
+    await assert_beta_right(client, monorepo, beta)
+    (entry,) = (await status(client))["backends"]
+    assert len(entry["projects"]) == 2, entry
+    pyproject = monorepo.path("beta/pyproject.toml")
+    pyproject.write_text(pyproject.read_text("utf-8") + '\n[tool.pyright]\nexclude = ["scripts"]\n')
+    beta_dir = str(monorepo.path("beta"))
+    deadline = time.monotonic() + 30
+    while any(
+        beta_dir in (p["project"] for p in b["projects"]) and len(b["projects"]) > 1
+        for b in (await status(client))["backends"]
+    ):
+        assert time.monotonic() < deadline, "beta still shares a process after its exclude"
+        await asyncio.sleep(0.1)
+    tool = monorepo.path("beta/scripts/tool.py")
+    tool.parent.mkdir()
+    tool.write_text(USES_CIRCLE)
+    await assert_beta_right(client, monorepo, client.open(tool))
+    await assert_beta_right(client, monorepo, beta)
+
+
 def pins(state: dict[str, Any]) -> list[str]:
     return [u for b in state["backends"] for u in b["openDocuments"] if "__typemux_pin_" in u]
 
